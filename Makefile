@@ -1,0 +1,128 @@
+# milo-contacts -- admission webhook and provider sync for Milo's contacts.
+# `make` builds; `make test` installs what is missing, builds and runs every
+# suite; `make SANITIZE=address,undefined test`; `make valgrind`.
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+PYTHON ?= python3
+
+PKGS := libmicrohttpd gnutls jansson libcurl yaml-0.1
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+	-Wmissing-prototypes -Wpointer-arith -Wcast-qual
+OPT ?= -O2
+
+comma := ,
+
+# One object tree per sanitizer setting, so switching never mixes them.
+ifeq ($(SANITIZE),)
+BUILD := build/default
+SAN_FLAGS :=
+else
+BUILD := build/san-$(subst $(comma),-,$(SANITIZE))
+SAN_FLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+
+PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+CHECK_CFLAGS = $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
+CHECK_LIBS = $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
+
+# User CFLAGS/LDFLAGS add to ours (redis's FINAL_CFLAGS).
+FINAL_CFLAGS = -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) $(SAN_FLAGS) -MMD -MP \
+	-Ilib $(PKG_CFLAGS) $(CFLAGS)
+FINAL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
+FINAL_LIBS = $(PKG_LIBS) -lpthread -lm $(LIBS)
+
+LIB_SRC := $(wildcard lib/*.c)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB_A := $(BUILD)/libmilo.a
+
+WEBHOOK_SRC := $(wildcard webhook/*.c)
+WEBHOOK_OBJ := $(WEBHOOK_SRC:%.c=$(BUILD)/%.o)
+RECONCILER_SRC := $(wildcard reconciler/*.c)
+RECONCILER_OBJ := $(RECONCILER_SRC:%.c=$(BUILD)/%.o)
+
+PROGRAMS :=
+ifneq ($(WEBHOOK_SRC),)
+PROGRAMS += $(BUILD)/contact-webhook
+endif
+ifneq ($(RECONCILER_SRC),)
+PROGRAMS += $(BUILD)/contact-reconciler
+endif
+
+# Every test/check_<name>.c defines `Suite *<name>_suite(void)`; the runner
+# is generated from the file names, so adding a suite is adding a file.
+TEST_SRC := $(wildcard test/check_*.c)
+TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o) $(BUILD)/test/runner.o $(BUILD)/test/testutil.o
+SUITES := $(patsubst test/check_%.c,%,$(TEST_SRC))
+TEST_BIN := $(BUILD)/check_all
+
+.PHONY: all test check deps valgrind clean install uninstall run fuzz bench e2e
+all: $(LIB_A) $(PROGRAMS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(FINAL_CFLAGS) -c -o $@ $<
+
+$(LIB_A): $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/contact-webhook: $(WEBHOOK_OBJ) $(LIB_A)
+	$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
+
+$(BUILD)/contact-reconciler: $(RECONCILER_OBJ) $(LIB_A)
+	$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
+
+$(BUILD)/test/suites.h: $(TEST_SRC) Makefile
+	@mkdir -p $(dir $@)
+	@{ for s in $(SUITES); do echo "SUITE($$s)"; done; } > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/test/runner.o: test/runner.c $(BUILD)/test/suites.h
+	@mkdir -p $(dir $@)
+	$(CC) $(FINAL_CFLAGS) $(CHECK_CFLAGS) -I$(BUILD)/test -c -o $@ $<
+
+$(BUILD)/test/%.o: test/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(FINAL_CFLAGS) $(CHECK_CFLAGS) -Itest -c -o $@ $<
+
+$(TEST_BIN): $(TEST_OBJ) $(LIB_A)
+	$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(FINAL_LIBS)
+
+# The suites find the programs and fixtures through these.
+TEST_ENV = MILO_BUILD=$(CURDIR)/$(BUILD) MILO_TOP=$(CURDIR) \
+	MILO_WEBHOOK_BIN=$(CURDIR)/$(BUILD)/contact-webhook \
+	MILO_RECONCILER_BIN=$(CURDIR)/$(BUILD)/contact-reconciler
+
+test: deps
+	@$(MAKE) --no-print-directory build-tests
+	$(TEST_ENV) $(TEST_BIN)
+	@if [ -d test/py ]; then $(TEST_ENV) $(PYTHON) -m unittest discover -s test/py -p 'test_*.py' -v; fi
+check: test
+
+.PHONY: build-tests
+build-tests: all $(TEST_BIN)
+
+valgrind: deps
+	@$(MAKE) --no-print-directory build-tests
+	$(TEST_ENV) CK_FORK=no MILO_UNDER_VALGRIND=1 valgrind --quiet --error-exitcode=99 \
+		--leak-check=full --show-leak-kinds=definite,indirect \
+		--errors-for-leak-kinds=definite,indirect --track-origins=yes \
+		$(TEST_BIN)
+
+deps:
+	@sh test/deps.sh
+
+install: all
+	install -d $(DESTDIR)$(BINDIR)
+	for p in $(PROGRAMS); do install -m 0755 $$p $(DESTDIR)$(BINDIR)/; done
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/contact-webhook $(DESTDIR)$(BINDIR)/contact-reconciler
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)
