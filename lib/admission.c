@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admission_state.h"
 #include "base64.h"
+#include "cache.h"
 #include "codec.h"
 #include "field.h"
 #include "validate.h"
@@ -89,6 +91,7 @@ struct review {
 	json_t *kind;		/* {group, version, kind} */
 	json_t *object;
 	json_t *old_object;
+	json_t *user_info;
 	int dry_run;
 };
 
@@ -181,8 +184,42 @@ object_name(const struct review *r, const struct resource *obj)
 	return r->name ? r->name : "";
 }
 
+/* Adds the cluster-state verdict to v once the stateless rules passed. */
 static void
-validate(const struct review *r, enum resource_kind kind, struct verdict *v)
+validate_state(const struct admission_env *env, const struct review *r,
+    const struct resource *obj, const struct resource *old, struct field_list *errs,
+    struct verdict *v)
+{
+	struct admission_user user = {
+		.username = str_member(r->user_info, "username"),
+		.uid = str_member(r->user_info, "uid"),
+		.groups = json_object_get(r->user_info, "groups"),
+		.extra = json_object_get(r->user_info, "extra"),
+	};
+	struct admission_notes notes = { 0 };
+
+	if (env->cache && !cache_synced(env->cache)) {
+		deny(v, field_status_new(503, "ServiceUnavailable", "the webhook has not "
+		    "loaded the cluster state yet; try again in a moment"));
+		return;
+	}
+	admission_state_validate(env, &user, obj, old, errs, &notes);
+	if (notes.oom) {
+		v->oom = 1;
+	} else if (notes.unreachable) {
+		/* Fail closed: what could not be verified is not admitted. */
+		deny(v, field_status_new(503, "ServiceUnavailable", notes.unreachable));
+	}
+	if (notes.warnings) {
+		v->warnings = notes.warnings;
+		notes.warnings = NULL;
+	}
+	admission_notes_free(&notes);
+}
+
+static void
+validate(const struct admission_env *env, const struct review *r,
+    enum resource_kind kind, struct verdict *v)
 {
 	struct resource obj, old;
 	struct field_list errs, old_errs;
@@ -210,6 +247,8 @@ validate(const struct review *r, enum resource_kind kind, struct verdict *v)
 	}
 	if (errs.len == 0)
 		validate_object(&obj, have_old ? &old : NULL, &errs);
+	if (errs.len == 0 && env)
+		validate_state(env, r, &obj, have_old ? &old : NULL, &errs, v);
 	if (errs.oom)
 		v->oom = 1;
 	else if (errs.len)
@@ -272,18 +311,74 @@ default_ref_namespaces(const struct review *r, struct verdict *v)
 	}
 }
 
+/* True when the object already names this owner (by uid). */
+static int
+has_owner(const json_t *object, const char *uid)
+{
+	const json_t *refs = json_object_get(json_object_get(object, "metadata"),
+	    "ownerReferences");
+	size_t i;
+	json_t *ref;
+
+	json_array_foreach(refs, i, ref) {
+		const char *u = str_member(ref, "uid");
+
+		if (u && strcmp(u, uid) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * A new Contact is owned by its subject User when the User exists, so
+ * deleting the User garbage-collects the Contact. Neither controller nor
+ * blockOwnerDeletion is set: the Contact does not hold the User up.
+ */
 static void
-mutate(const struct review *r, enum resource_kind kind, struct verdict *v)
+add_user_owner(const struct admission_env *env, const struct review *r, struct verdict *v)
+{
+	struct resource obj;
+	struct field_list errs;
+	json_t *owner;
+
+	if (strcmp(r->operation, "CREATE") != 0)
+		return;
+	field_list_init(&errs);
+	if (resource_decode(r->object, KIND_CONTACT, &obj, &errs) != 0) {
+		v->oom = 1;
+		field_list_free(&errs);
+		return;
+	}
+	owner = errs.len ? NULL : admission_state_owner(env, &obj);
+	if (owner && !has_owner(r->object, str_member(owner, "uid"))) {
+		if (json_is_array(json_object_get(json_object_get(r->object, "metadata"),
+		    "ownerReferences")))
+			add_op(v, "add", "/metadata/ownerReferences/-", owner);
+		else if (json_is_object(json_object_get(r->object, "metadata")))
+			add_op(v, "add", "/metadata/ownerReferences", json_pack("[o]", owner));
+		else
+			json_decref(owner);
+	} else {
+		json_decref(owner);
+	}
+	resource_free(&obj);
+	field_list_free(&errs);
+}
+
+static void
+mutate(const struct admission_env *env, const struct review *r,
+    enum resource_kind kind, struct verdict *v)
 {
 	if (kind == KIND_MEMBERSHIP || kind == KIND_REMOVAL)
 		default_ref_namespaces(r, v);
+	else if (kind == KIND_CONTACT && env)
+		add_user_owner(env, r, v);
 }
 
 static void
 decide(const struct admission_env *env, const struct review *r,
     enum resource_kind kind, enum admission_mode mode, struct verdict *v)
 {
-	(void)env;
 	v->allowed = 1;
 	if (strcmp(r->operation, "DELETE") == 0 || strcmp(r->operation, "CONNECT") == 0)
 		return;
@@ -298,9 +393,9 @@ decide(const struct admission_env *env, const struct review *r,
 	if (check_kind(r, kind, v) != 0)
 		return;
 	if (mode == ADMISSION_VALIDATE)
-		validate(r, kind, v);
+		validate(env, r, kind, v);
 	else
-		mutate(r, kind, v);
+		mutate(env, r, kind, v);
 }
 
 static json_t *
@@ -394,6 +489,7 @@ parse_review(json_t *doc, struct review *r)
 		return "request.kind must be an object";
 	r->object = json_object_get(req, "object");
 	r->old_object = json_object_get(req, "oldObject");
+	r->user_info = json_object_get(req, "userInfo");
 	dry = json_object_get(req, "dryRun");
 	r->dry_run = json_is_true(dry);
 	return NULL;

@@ -8,11 +8,20 @@
 
 enum admission_mode { ADMISSION_VALIDATE, ADMISSION_MUTATE };
 
+struct cache;
+struct kube_client;
+struct subjects;
+
 /*
- * Cluster state the rules may consult (the watch cache and API client).
- * NULL means "stateless": only the rules that need no cluster state run.
+ * Cluster state the rules may consult. A NULL env means "stateless": only
+ * the rules that need no cluster state run. All members are borrowed.
  */
-struct admission_env;
+struct admission_env {
+	struct cache *cache;		/* the watch cache of the four kinds */
+	struct kube_client *client;	/* live GETs on a miss, SubjectAccessReviews */
+	struct subjects *subjects;	/* User/Organization/Project lookups */
+	int verify_subjects;		/* check that a Contact's subject exists */
+};
 
 /*
  * What one admission call produced. Every pointer is malloc'd or NULL and

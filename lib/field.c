@@ -181,6 +181,16 @@ field_duplicate(struct field_list *l, const char *path, const char *value)
 }
 
 void
+field_duplicate_detail(struct field_list *l, const char *path, const char *value,
+    const char *detail, ...)
+{
+	char *d;
+
+	FORMAT_DETAIL(l, detail, d);
+	add(l, FIELD_DUPLICATE, path, FV_STRING, value ? value : "", d);
+}
+
+void
 field_not_found(struct field_list *l, const char *path, const char *value)
 {
 	add(l, FIELD_NOT_FOUND, path, FV_STRING, value ? value : "", NULL);

@@ -64,6 +64,9 @@ void field_invalid_json(struct field_list *l, const char *path, const char *json
 void field_type_invalid(struct field_list *l, const char *path, const char *value,
     const char *detail, ...) __attribute__((format(printf, 4, 5)));
 void field_duplicate(struct field_list *l, const char *path, const char *value);
+/* Duplicate with a detail saying what it duplicates (apimachinery allows one). */
+void field_duplicate_detail(struct field_list *l, const char *path, const char *value,
+    const char *detail, ...) __attribute__((format(printf, 4, 5)));
 void field_not_found(struct field_list *l, const char *path, const char *value);
 /* valid is a NULL-terminated list: detail "supported values: \"a\", \"b\"". */
 void field_not_supported(struct field_list *l, const char *path, const char *value,

@@ -1,12 +1,24 @@
 /* testutil.c -- small helpers shared by the Check suites */
 #include "testutil.h"
 
+#include <arpa/inet.h>
 #include <check.h>
+#include <curl/curl.h>
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "base64.h"
 
@@ -151,8 +163,8 @@ tu_merge_patch(json_t *target, const json_t *patch)
 }
 
 /* {"base": "<objects/file>", "set": {merge patch}} -> the object, or null. */
-static json_t *
-build_object(const json_t *spec)
+json_t *
+tu_rule_object(const json_t *spec)
 {
 	const char *base = json_string_value(json_object_get(spec, "base"));
 	char rel[512];
@@ -176,9 +188,9 @@ tu_rule_endpoint(const json_t *rule)
 json_t *
 tu_rule_review(const json_t *rule, const char *uid)
 {
-	json_t *obj = build_object(json_object_get(rule, "object"));
+	json_t *obj = tu_rule_object(json_object_get(rule, "object"));
 	json_t *old = json_object_get(rule, "oldObject") ?
-	    build_object(json_object_get(rule, "oldObject")) : json_null();
+	    tu_rule_object(json_object_get(rule, "oldObject")) : json_null();
 	const json_t *any = json_is_object(obj) ? obj : old;
 	const json_t *meta = json_object_get(any, "metadata");
 	const char *kind = json_string_value(json_object_get(any, "kind"));
@@ -277,6 +289,14 @@ tu_rule_assert(const json_t *rule, const char *uid, long http_status,
 	if (json_object_get(expect, "causes"))
 		assert_json_equal(json_object_get(expect, "causes"),
 		    json_object_get(json_object_get(status, "details"), "causes"), "causes");
+	if (json_object_get(expect, "warnings")) {
+		const json_t *want = json_object_get(expect, "warnings");
+
+		if (json_is_null(want))
+			ck_assert_msg(json_object_get(resp, "warnings") == NULL, "unexpected warnings");
+		else
+			assert_json_equal(want, json_object_get(resp, "warnings"), "warnings");
+	}
 	if (json_object_get(expect, "patch")) {
 		const json_t *want = json_object_get(expect, "patch");
 
@@ -300,4 +320,287 @@ tu_rule_assert(const json_t *rule, const char *uid, long http_status,
 		}
 	}
 	json_decref(doc);
+}
+
+/* ---- the Kubernetes API stand-in ---- */
+
+#define STANDIN_SCRIPT "test/py/kube_standin.py"
+#define STANDIN_MAX_ARGS 32
+#define STANDIN_ANSWER_MAX (16u << 20)	/* a control answer (the request log) */
+
+static void
+sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* Copies a file to stderr, for a stand-in that failed or misbehaved. */
+static void
+dump_log(const char *path, const char *why)
+{
+	char *text = tu_read_file(path, NULL);
+
+	fprintf(stderr, "kube stand-in %s; its log (%s):\n%s\n", why, path,
+	    text ? text : "(unreadable)");
+	free(text);
+}
+
+/* Removes the files in dir, then dir. */
+static void
+remove_dir_files(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char path[512];
+
+	if (!d)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		unlink(path);
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
+/* The child side of the fork: only async-signal-safe calls until exec. */
+static void
+exec_standin(char *const argv[], const char *log)
+{
+	int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (fd >= 0) {
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+	}
+	if (null >= 0)
+		dup2(null, STDIN_FILENO);
+	execvp(argv[0], argv);
+	_exit(127);
+}
+
+/* Reads the port file once it exists; 0 while it does not. */
+static int
+read_port(const char *path)
+{
+	char *text = tu_read_file(path, NULL), *end;
+	long port;
+
+	if (!text)
+		return 0;
+	errno = 0;
+	port = strtol(text, &end, 10);
+	if (errno || end == text || port <= 0 || port > 65535)
+		port = 0;
+	free(text);
+	return (int)port;
+}
+
+int
+tu_standin_start(struct tu_standin *s, const char *const *extra_args)
+{
+	const char *python = getenv("PYTHON");
+	char script[4096], port_file[128];
+	char *argv[STANDIN_MAX_ARGS];
+	size_t n = 0;
+	int status;
+
+	memset(s, 0, sizeof(*s));
+	snprintf(s->dir, sizeof(s->dir), "/tmp/milo-standin-XXXXXX");
+	if (!mkdtemp(s->dir)) {
+		s->dir[0] = '\0';
+		return -errno;
+	}
+	snprintf(script, sizeof(script), "%s", tu_path(STANDIN_SCRIPT));
+	snprintf(port_file, sizeof(port_file), "%s/port", s->dir);
+	snprintf(s->kubeconfig, sizeof(s->kubeconfig), "%s/kubeconfig", s->dir);
+	snprintf(s->log, sizeof(s->log), "%s/standin.log", s->dir);
+	argv[n++] = (char *)(uintptr_t)(python && python[0] ? python : "python3");
+	argv[n++] = script;
+	argv[n++] = (char *)(uintptr_t)"--port";
+	argv[n++] = (char *)(uintptr_t)"0";
+	argv[n++] = (char *)(uintptr_t)"--port-file";
+	argv[n++] = port_file;
+	argv[n++] = (char *)(uintptr_t)"--kubeconfig-out";
+	argv[n++] = s->kubeconfig;
+	for (size_t i = 0; extra_args && extra_args[i]; i++) {
+		if (n == STANDIN_MAX_ARGS - 1) {
+			remove_dir_files(s->dir);
+			return -E2BIG;
+		}
+		argv[n++] = (char *)(uintptr_t)extra_args[i];
+	}
+	argv[n] = NULL;
+
+	fflush(NULL);
+	s->pid = fork();
+	if (s->pid < 0) {
+		s->pid = 0;
+		remove_dir_files(s->dir);
+		return -errno;
+	}
+	if (s->pid == 0)
+		exec_standin(argv, s->log);
+
+	for (int waited = 0; waited < TU_STANDIN_START_MS; waited += 20) {
+		if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
+			s->pid = 0;
+			dump_log(s->log, "exited before listening");
+			tu_standin_stop(s);
+			return -ECHILD;
+		}
+		s->port = read_port(port_file);
+		if (s->port) {
+			snprintf(s->url, sizeof(s->url), "http://127.0.0.1:%d", s->port);
+			return 0;
+		}
+		sleep_ms(20);
+	}
+	dump_log(s->log, "did not start in time");
+	tu_standin_stop(s);
+	return -ETIMEDOUT;
+}
+
+/* True when the log shows a stand-in bug (it answered 500 for itself). */
+static int
+log_has_internal_error(const char *path)
+{
+	char *text = tu_read_file(path, NULL);
+	int bad = text && (strstr(text, "internal error") || strstr(text, "Traceback"));
+
+	free(text);
+	return bad;
+}
+
+void
+tu_standin_stop(struct tu_standin *s)
+{
+	int status;
+
+	if (s->pid > 0) {
+		int waited = 0;
+
+		kill(s->pid, SIGTERM);
+		while (waitpid(s->pid, &status, WNOHANG) == 0) {
+			if (waited >= TU_STANDIN_STOP_MS) {
+				kill(s->pid, SIGKILL);
+				waitpid(s->pid, &status, 0);
+				break;
+			}
+			sleep_ms(20);
+			waited += 20;
+		}
+		s->pid = 0;
+	}
+	if (s->log[0] && log_has_internal_error(s->log))
+		dump_log(s->log, "reported an internal error");
+	if (s->dir[0])
+		remove_dir_files(s->dir);
+	memset(s, 0, sizeof(*s));
+}
+
+static size_t
+collect_answer(char *data, size_t size, size_t n, void *arg)
+{
+	struct { char *p; size_t len; } *a = arg;
+	char *grown;
+
+	if (a->len + size * n > STANDIN_ANSWER_MAX)
+		return 0;
+	grown = realloc(a->p, a->len + size * n + 1);
+	if (!grown)
+		return 0;
+	a->p = grown;
+	memcpy(a->p + a->len, data, size * n);
+	a->len += size * n;
+	a->p[a->len] = '\0';
+	return size * n;
+}
+
+json_t *
+tu_standin_control(const struct tu_standin *s, const char *method,
+    const char *action, const char *body)
+{
+	struct { char *p; size_t len; } answer = { NULL, 0 };
+	struct curl_slist *hdrs = NULL;
+	char url[256];
+	long code = 0;
+	CURLcode cc;
+	CURL *h;
+	json_t *j;
+
+	ck_assert_msg(s->pid > 0, "the kube stand-in is not running");
+	snprintf(url, sizeof(url), "%s/_standin/%s", s->url, action);
+	h = curl_easy_init();
+	ck_assert_ptr_nonnull(h);
+	hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect_answer);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &answer);
+	if (body)
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+	cc = curl_easy_perform(h);
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+	curl_easy_cleanup(h);
+	curl_slist_free_all(hdrs);
+	if (cc != CURLE_OK || code != 200) {
+		char msg[512];
+
+		snprintf(msg, sizeof(msg), "%s %s: %s, HTTP %ld: %.200s", method, url,
+		    curl_easy_strerror(cc), code, answer.p ? answer.p : "");
+		free(answer.p);
+		ck_abort_msg("kube stand-in control call failed: %s", msg);
+	}
+	j = answer.p ? json_loadb(answer.p, answer.len, 0, NULL) : NULL;
+	free(answer.p);
+	return j;
+}
+
+void
+tu_standin_post(const struct tu_standin *s, const char *action, const char *fmt, ...)
+{
+	va_list ap;
+	char *body = NULL;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&body, fmt, ap);
+	va_end(ap);
+	ck_assert_int_ge(n, 0);
+	json_decref(tu_standin_control(s, "POST", action, body));
+	free(body);
+}
+
+void
+tu_standin_reset(const struct tu_standin *s)
+{
+	json_decref(tu_standin_control(s, "POST", "reset", "{}"));
+}
+
+int
+tu_closed_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = 0;
+
+	if (fd < 0)
+		return 0;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+		port = ntohs(a.sin_port);
+	close(fd);
+	return port;
 }

@@ -4,6 +4,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 /* $MILO_TOP/<rel>, or ./<rel> when unset. Static buffer, not thread-safe. */
 const char *tu_path(const char *rel);
@@ -36,6 +37,12 @@ void tu_merge_patch(json_t *target, const json_t *patch);
  */
 json_t *tu_rule_review(const json_t *rule, const char *uid);
 
+/*
+ * An object described as {"base": "<file under test/fixtures/objects>",
+ * "set": {merge patch}}; JSON null when there is no base. New reference.
+ */
+json_t *tu_rule_object(const json_t *spec);
+
 /* The endpoint path of a rule fixture. Borrowed from rule. */
 const char *tu_rule_endpoint(const json_t *rule);
 
@@ -47,5 +54,64 @@ const char *tu_rule_endpoint(const json_t *rule);
  */
 void tu_rule_assert(const json_t *rule, const char *uid, long http_status,
     const char *body, size_t len);
+
+
+/* ---- the Kubernetes API stand-in (test/py/kube_standin.py) ---- */
+
+#define TU_STANDIN_START_MS 20000	/* how long a start may take on a loaded machine */
+#define TU_STANDIN_STOP_MS 10000	/* SIGTERM, then SIGKILL after this */
+
+/*
+ * One stand-in process, listening on 127.0.0.1 over plain HTTP. Its state
+ * lives in the process: start one per TCase (an unchecked fixture) and
+ * call tu_standin_reset() where a test needs a clean store.
+ */
+struct tu_standin {
+	pid_t pid;		/* 0 when not running */
+	int port;
+	char url[64];		/* "http://127.0.0.1:<port>" */
+	char dir[64];		/* private scratch directory; tests may add files */
+	char kubeconfig[128];	/* <dir>/kubeconfig: the http:// server, token "standin-token" */
+	char log[128];		/* <dir>/standin.log: the stand-in's stdout and stderr */
+};
+
+/*
+ * Runs `$PYTHON (default python3) $MILO_TOP/test/py/kube_standin.py
+ * --port 0 --port-file <dir>/port --kubeconfig-out <dir>/kubeconfig
+ * [extra_args...]` in a new scratch directory and waits, at most
+ * TU_STANDIN_START_MS, until it listens. extra_args is a NULL-terminated
+ * list or NULL. The child gets SIGTERM when the calling thread exits, so
+ * start it from the main thread. Does not use Check's assertions (it is
+ * meant for unchecked fixtures): returns 0, or a negative errno-style code
+ * with the stand-in's log copied to stderr and s left stopped.
+ */
+int tu_standin_start(struct tu_standin *s, const char *const *extra_args);
+
+/*
+ * Stops the stand-in (SIGTERM, SIGKILL after TU_STANDIN_STOP_MS), copies
+ * its log to stderr when it reported an internal error, and removes the
+ * scratch directory with the files in it (not subdirectories). Safe on a
+ * stand-in that never started or was already stopped.
+ */
+void tu_standin_stop(struct tu_standin *s);
+
+/*
+ * One control call, METHOD /_standin/<action> with an optional JSON body
+ * text. Fails the running test unless the stand-in is up and answers 200.
+ * Returns the parsed answer (a new reference), or NULL for a non-JSON
+ * answer such as healthz's.
+ */
+json_t *tu_standin_control(const struct tu_standin *s, const char *method,
+    const char *action, const char *body);
+
+/* POST /_standin/<action> with a printf-formatted JSON body; the answer is dropped. */
+void tu_standin_post(const struct tu_standin *s, const char *action, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Objects, history, logs and config back to defaults; open watches are cut. */
+void tu_standin_reset(const struct tu_standin *s);
+
+/* A port on 127.0.0.1 that nothing listens on (bound, then closed), or 0. */
+int tu_closed_port(void);
 
 #endif

@@ -1,0 +1,776 @@
+/* cache.c -- list+watch of the four kinds, with the indexes the admission rules need */
+#include "cache.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "codec.h"
+#include "hmap.h"
+#include "kube.h"
+#include "log.h"
+
+#define CACHE_RV_MAX 64			/* resourceVersion text we keep */
+#define CACHE_WATCH_MIN_S 300		/* watch timeouts are random in [5, 10] minutes */
+#define CACHE_WATCH_MAX_S 600
+#define CACHE_BACKOFF_MIN_MS 800	/* client-go's reflector backoff */
+#define CACHE_BACKOFF_MAX_MS 30000
+
+struct informer {
+	struct cache *cache;
+	enum resource_kind kind;
+	char rv[CACHE_RV_MAX];
+	unsigned int seed;
+};
+
+struct cache {
+	struct kube_client *client;
+	pthread_rwlock_t lock;		/* guards the maps and counts */
+	struct hmap by_name[KIND__COUNT];
+	struct hmap by_email, by_subject, by_display;
+	struct hmap by_pair[2];		/* memberships, removals */
+	size_t counts[KIND__COUNT];
+	atomic_bool synced[KIND__COUNT];
+
+	struct informer informers[KIND__COUNT];
+	pthread_t threads[KIND__COUNT];
+	bool started;
+	volatile int stop;
+	pthread_mutex_t sleep_lock;
+	pthread_cond_t wake;
+};
+
+static const char *const subject_names[] = { "", "User", "Organization", "Project" };
+
+/* ---- records ---- */
+
+static size_t
+slen(const char *s)
+{
+	return s ? strlen(s) + 1 : 1;
+}
+
+/* Copies s into the record's string area at *p; returns where it went. */
+static const char *
+put(char **p, const char *s, bool fold)
+{
+	char *dst = *p;
+	size_t n = s ? strlen(s) : 0;
+
+	for (size_t i = 0; i < n; i++)
+		dst[i] = fold && s[i] >= 'A' && s[i] <= 'Z' ? (char)(s[i] - 'A' + 'a') : s[i];
+	dst[n] = '\0';
+	*p += n + 1;
+	return dst;
+}
+
+static const struct object_ref *
+subject_ref(const struct subject *s, enum subject_kind *kind)
+{
+	*kind = SUBJECT_NONE;
+	if (!s)
+		return NULL;
+	if (s->user_ref)
+		*kind = SUBJECT_USER;
+	else if (s->organization_ref)
+		*kind = SUBJECT_ORGANIZATION;
+	else if (s->project_ref)
+		*kind = SUBJECT_PROJECT;
+	return s->user_ref ? s->user_ref : s->organization_ref ? s->organization_ref :
+	    s->project_ref;
+}
+
+struct cache_item *
+cache_item_from_json(enum resource_kind kind, const json_t *obj)
+{
+	struct resource r;
+	struct field_list errs;
+	const struct object_ref *sref = NULL, *cref = NULL, *gref = NULL;
+	const char *cns = NULL, *gns = NULL;
+	enum subject_kind sk = SUBJECT_NONE;
+	struct cache_item *it = NULL;
+	size_t size;
+	char *p;
+
+	field_list_init(&errs);
+	/* Field errors are tolerated: the API server stored it, we keep what decodes. */
+	if (resource_decode(obj, kind, &r, &errs) != 0 || !r.meta.name) {
+		resource_free(&r);
+		field_list_free(&errs);
+		return NULL;
+	}
+	size = sizeof(*it) + slen(r.meta.namespace) + slen(r.meta.name) + slen(r.meta.uid);
+	if (kind == KIND_CONTACT) {
+		sref = subject_ref(r.spec.contact.subject, &sk);
+		size += slen(r.spec.contact.email) + slen(sref ? sref->namespace : NULL) +
+		    slen(sref ? sref->name : NULL);
+	} else if (kind == KIND_CONTACT_GROUP) {
+		size += slen(r.spec.group.display_name);
+	} else {
+		/* An empty reference namespace means the object's own (the webhook's default). */
+		cref = r.spec.membership.contact_ref;
+		gref = r.spec.membership.group_ref;
+		cns = cref && cref->namespace && cref->namespace[0] ? cref->namespace :
+		    r.meta.namespace;
+		gns = gref && gref->namespace && gref->namespace[0] ? gref->namespace :
+		    r.meta.namespace;
+		size += slen(cns) + slen(cref ? cref->name : NULL) + slen(gns) +
+		    slen(gref ? gref->name : NULL);
+	}
+	it = calloc(1, size);
+	if (!it)
+		goto out;
+	p = (char *)(it + 1);
+	it->kind = kind;
+	it->deleting = r.meta.deletion_timestamp != NULL;
+	it->namespace = put(&p, r.meta.namespace, false);
+	it->name = put(&p, r.meta.name, false);
+	it->uid = put(&p, r.meta.uid, false);
+	if (kind == KIND_CONTACT) {
+		it->u.contact.email_folded = put(&p, r.spec.contact.email, true);
+		it->u.contact.subject = sk;
+		it->u.contact.subject_namespace = put(&p, sref ? sref->namespace : NULL, false);
+		it->u.contact.subject_name = put(&p, sref ? sref->name : NULL, false);
+	} else if (kind == KIND_CONTACT_GROUP) {
+		it->u.group.display_name = put(&p, r.spec.group.display_name, false);
+		it->u.group.visibility = r.spec.group.visibility;
+	} else {
+		it->u.pair.contact_namespace = put(&p, cns, false);
+		it->u.pair.contact_name = put(&p, cref ? cref->name : NULL, false);
+		it->u.pair.group_namespace = put(&p, gns, false);
+		it->u.pair.group_name = put(&p, gref ? gref->name : NULL, false);
+	}
+out:
+	resource_free(&r);
+	field_list_free(&errs);
+	return it;
+}
+
+/* ---- index keys ---- */
+
+static uint64_t
+name_hash(const char *ns, const char *name)
+{
+	const char *parts[] = { ns, name };
+
+	return hmap_hash(parts, 2);
+}
+
+static uint64_t
+email_hash(const char *folded)
+{
+	return hmap_hash(&folded, 1);
+}
+
+static uint64_t
+subject_hash(const char *ns, enum subject_kind k, const char *sns, const char *sname)
+{
+	const char *parts[] = { ns, subject_names[k], sns, sname };
+
+	return hmap_hash(parts, 4);
+}
+
+static uint64_t
+display_hash(const char *ns, const char *display, enum visibility v)
+{
+	const char *parts[] = { ns, display, visibility_name(v) };
+
+	return hmap_hash(parts, 3);
+}
+
+static uint64_t
+pair_hash(const char *cns, const char *cname, const char *gns, const char *gname)
+{
+	const char *parts[] = { cns, cname, gns, gname };
+
+	return hmap_hash(parts, 4);
+}
+
+static int
+pair_slot(enum resource_kind kind)
+{
+	return kind == KIND_REMOVAL;
+}
+
+/* Adds or drops it in every index it belongs to. Called with the write lock. */
+static int
+index_item(struct cache *c, struct cache_item *it, bool add)
+{
+	struct hmap *maps[2] = { &c->by_name[it->kind], NULL };
+	uint64_t hashes[2] = { name_hash(it->namespace, it->name), 0 };
+	int rc = 0;
+
+	if (it->kind == KIND_CONTACT) {
+		maps[1] = &c->by_email;
+		hashes[1] = email_hash(it->u.contact.email_folded);
+	} else if (it->kind == KIND_CONTACT_GROUP) {
+		maps[1] = &c->by_display;
+		hashes[1] = display_hash(it->namespace, it->u.group.display_name,
+		    it->u.group.visibility);
+	} else {
+		maps[1] = &c->by_pair[pair_slot(it->kind)];
+		hashes[1] = pair_hash(it->u.pair.contact_namespace, it->u.pair.contact_name,
+		    it->u.pair.group_namespace, it->u.pair.group_name);
+	}
+	for (int i = 0; i < 2; i++) {
+		if (add && hmap_insert(maps[i], hashes[i], it) != 0) {
+			/* Undo the part already done so the indexes stay consistent. */
+			for (int j = 0; j < i; j++)
+				hmap_remove(maps[j], hashes[j], it);
+			return -ENOMEM;
+		}
+		if (!add)
+			hmap_remove(maps[i], hashes[i], it);
+	}
+	if (it->kind == KIND_CONTACT && it->u.contact.subject != SUBJECT_NONE) {
+		uint64_t h = subject_hash(it->namespace, it->u.contact.subject,
+		    it->u.contact.subject_namespace, it->u.contact.subject_name);
+
+		if (add && (rc = hmap_insert(&c->by_subject, h, it)) != 0) {
+			hmap_remove(maps[0], hashes[0], it);
+			hmap_remove(maps[1], hashes[1], it);
+			return rc;
+		}
+		if (!add)
+			hmap_remove(&c->by_subject, h, it);
+	}
+	c->counts[it->kind] += add ? 1 : (size_t)-1;
+	return 0;
+}
+
+static struct cache_item *
+find_locked(struct cache *c, enum resource_kind kind, const char *ns, const char *name)
+{
+	uint64_t h = name_hash(ns, name);
+
+	for (struct hmap_node *n = hmap_first(&c->by_name[kind], h); n; n = hmap_next(n, h)) {
+		struct cache_item *it = n->value;
+
+		if (strcmp(it->namespace, ns ? ns : "") == 0 && strcmp(it->name, name) == 0)
+			return it;
+	}
+	return NULL;
+}
+
+int
+cache_upsert(struct cache *c, struct cache_item *item)
+{
+	struct cache_item *old;
+	int rc;
+
+	pthread_rwlock_wrlock(&c->lock);
+	old = find_locked(c, item->kind, item->namespace, item->name);
+	if (old) {
+		index_item(c, old, false);
+		free(old);
+	}
+	rc = index_item(c, item, true);
+	pthread_rwlock_unlock(&c->lock);
+	if (rc)
+		free(item);
+	return rc;
+}
+
+void
+cache_delete(struct cache *c, enum resource_kind kind, const char *namespace,
+    const char *name)
+{
+	struct cache_item *old;
+
+	pthread_rwlock_wrlock(&c->lock);
+	old = find_locked(c, kind, namespace, name);
+	if (old)
+		index_item(c, old, false);
+	pthread_rwlock_unlock(&c->lock);
+	free(old);
+}
+
+/* Drops every record of kind. Called with the write lock. */
+static void
+clear_kind(struct cache *c, enum resource_kind kind)
+{
+	struct hmap *m = &c->by_name[kind];
+
+	for (size_t i = 0; i < m->n_buckets; i++) {
+		/* index_item() unlinks the head node, so the bucket drains. */
+		while (m->buckets[i]) {
+			struct cache_item *it = m->buckets[i]->value;
+
+			index_item(c, it, false);
+			free(it);
+		}
+	}
+}
+
+int
+cache_replace(struct cache *c, enum resource_kind kind, struct cache_item **items,
+    size_t n)
+{
+	int rc = 0;
+
+	pthread_rwlock_wrlock(&c->lock);
+	clear_kind(c, kind);
+	for (size_t i = 0; i < n; i++) {
+		struct cache_item *old = find_locked(c, kind, items[i]->namespace, items[i]->name);
+
+		if (old) {
+			index_item(c, old, false);
+			free(old);
+		}
+		if (rc == 0 && index_item(c, items[i], true) != 0)
+			rc = -ENOMEM;
+		if (rc)
+			free(items[i]);
+	}
+	pthread_rwlock_unlock(&c->lock);
+	/* A complete list is stored: the kind has synced. */
+	if (rc == 0)
+		atomic_store(&c->synced[kind], true);
+	return rc;
+}
+
+/* ---- lookups ---- */
+
+bool
+cache_synced(struct cache *c)
+{
+	for (int k = 0; k < KIND__COUNT; k++)
+		if (!atomic_load(&c->synced[k]))
+			return false;
+	return true;
+}
+
+size_t
+cache_count(struct cache *c, enum resource_kind kind)
+{
+	size_t n;
+
+	pthread_rwlock_rdlock(&c->lock);
+	n = c->counts[kind];
+	pthread_rwlock_unlock(&c->lock);
+	return n;
+}
+
+void
+cache_found_free(struct cache_found *f)
+{
+	free(f->uid);
+	memset(f, 0, sizeof(*f));
+}
+
+int
+cache_get(struct cache *c, enum resource_kind kind, const char *namespace,
+    const char *name, struct cache_found *found)
+{
+	struct cache_item *it;
+	int rc = 0;
+
+	memset(found, 0, sizeof(*found));
+	pthread_rwlock_rdlock(&c->lock);
+	it = find_locked(c, kind, namespace, name);
+	if (it) {
+		found->deleting = it->deleting;
+		if (kind == KIND_CONTACT_GROUP)
+			found->visibility = it->u.group.visibility;
+		found->uid = strdup(it->uid);
+		rc = found->uid ? 1 : -ENOMEM;
+	}
+	pthread_rwlock_unlock(&c->lock);
+	return rc;
+}
+
+static bool
+is_self(const struct cache_item *it, const char *self_ns, const char *self_name)
+{
+	return self_name && strcmp(it->name, self_name) == 0 &&
+	    strcmp(it->namespace, self_ns ? self_ns : "") == 0;
+}
+
+/* Copies the namespace and name of it out; 1, or -ENOMEM. */
+static int
+report(const struct cache_item *it, char **ns, char **name)
+{
+	if (ns && !(*ns = strdup(it->namespace)))
+		return -ENOMEM;
+	*name = strdup(it->name);
+	if (!*name) {
+		if (ns) {
+			free(*ns);
+			*ns = NULL;
+		}
+		return -ENOMEM;
+	}
+	return 1;
+}
+
+int
+cache_contact_by_email(struct cache *c, const char *email, const char *self_namespace,
+    const char *self_name, char **other_namespace, char **other_name)
+{
+	char folded[512];
+	uint64_t h;
+	int rc = 0;
+	size_t n = strlen(email);
+
+	if (n >= sizeof(folded))
+		return 0;	/* longer than any valid address: nothing can match */
+	for (size_t i = 0; i <= n; i++)
+		folded[i] = email[i] >= 'A' && email[i] <= 'Z' ? (char)(email[i] - 'A' + 'a') :
+		    email[i];
+	h = email_hash(folded);
+	pthread_rwlock_rdlock(&c->lock);
+	for (struct hmap_node *p = hmap_first(&c->by_email, h); p && !rc; p = hmap_next(p, h)) {
+		struct cache_item *it = p->value;
+
+		if (strcmp(it->u.contact.email_folded, folded) == 0 &&
+		    !is_self(it, self_namespace, self_name))
+			rc = report(it, other_namespace, other_name);
+	}
+	pthread_rwlock_unlock(&c->lock);
+	return rc;
+}
+
+int
+cache_contact_by_subject(struct cache *c, const char *namespace, enum subject_kind subject,
+    const char *subject_namespace, const char *subject_name, const char *self_name,
+    char **other_name)
+{
+	const char *sns = subject_namespace ? subject_namespace : "";
+	uint64_t h = subject_hash(namespace, subject, sns, subject_name);
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&c->lock);
+	for (struct hmap_node *p = hmap_first(&c->by_subject, h); p && !rc; p = hmap_next(p, h)) {
+		struct cache_item *it = p->value;
+
+		if (it->u.contact.subject == subject && strcmp(it->namespace, namespace) == 0 &&
+		    strcmp(it->u.contact.subject_namespace, sns) == 0 &&
+		    strcmp(it->u.contact.subject_name, subject_name) == 0 &&
+		    !is_self(it, namespace, self_name))
+			rc = report(it, NULL, other_name);
+	}
+	pthread_rwlock_unlock(&c->lock);
+	return rc;
+}
+
+int
+cache_group_by_display(struct cache *c, const char *namespace, const char *display_name,
+    enum visibility visibility, const char *self_name, char **other_name)
+{
+	uint64_t h = display_hash(namespace, display_name, visibility);
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&c->lock);
+	for (struct hmap_node *p = hmap_first(&c->by_display, h); p && !rc; p = hmap_next(p, h)) {
+		struct cache_item *it = p->value;
+
+		if (it->u.group.visibility == visibility && strcmp(it->namespace, namespace) == 0 &&
+		    strcmp(it->u.group.display_name, display_name) == 0 &&
+		    !is_self(it, namespace, self_name))
+			rc = report(it, NULL, other_name);
+	}
+	pthread_rwlock_unlock(&c->lock);
+	return rc;
+}
+
+int
+cache_pair(struct cache *c, enum resource_kind kind, const char *contact_namespace,
+    const char *contact_name, const char *group_namespace, const char *group_name,
+    const char *self_namespace, const char *self_name, char **other_namespace,
+    char **other_name)
+{
+	uint64_t h = pair_hash(contact_namespace, contact_name, group_namespace, group_name);
+	struct hmap *m = &c->by_pair[pair_slot(kind)];
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&c->lock);
+	for (struct hmap_node *p = hmap_first(m, h); p && !rc; p = hmap_next(p, h)) {
+		struct cache_item *it = p->value;
+
+		if (strcmp(it->u.pair.contact_namespace, contact_namespace) == 0 &&
+		    strcmp(it->u.pair.contact_name, contact_name) == 0 &&
+		    strcmp(it->u.pair.group_namespace, group_namespace) == 0 &&
+		    strcmp(it->u.pair.group_name, group_name) == 0 &&
+		    !is_self(it, self_namespace, self_name))
+			rc = report(it, other_namespace, other_name);
+	}
+	pthread_rwlock_unlock(&c->lock);
+	return rc;
+}
+
+/* ---- lifecycle ---- */
+
+int
+cache_new(struct kube_client *client, struct cache **out)
+{
+	struct cache *c = calloc(1, sizeof(*c));
+
+	*out = NULL;
+	if (!c)
+		return -ENOMEM;
+	c->client = client;
+	pthread_rwlock_init(&c->lock, NULL);
+	pthread_mutex_init(&c->sleep_lock, NULL);
+	pthread_cond_init(&c->wake, NULL);
+	for (int k = 0; k < KIND__COUNT; k++) {
+		hmap_init(&c->by_name[k]);
+		atomic_init(&c->synced[k], false);
+		c->informers[k].cache = c;
+		c->informers[k].kind = (enum resource_kind)k;
+		c->informers[k].seed = (unsigned int)time(NULL) ^ (unsigned int)(k * 7919);
+	}
+	hmap_init(&c->by_email);
+	hmap_init(&c->by_subject);
+	hmap_init(&c->by_display);
+	hmap_init(&c->by_pair[0]);
+	hmap_init(&c->by_pair[1]);
+	*out = c;
+	return 0;
+}
+
+/* Sleeps ms unless the cache is stopping; returns true when it is. */
+static bool
+nap(struct cache *c, unsigned int ms)
+{
+	struct timespec until;
+	bool stopping;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&c->sleep_lock);
+	while (!c->stop && pthread_cond_timedwait(&c->wake, &c->sleep_lock, &until) == 0)
+		;
+	stopping = c->stop;
+	pthread_mutex_unlock(&c->sleep_lock);
+	return stopping;
+}
+
+static const char *
+object_rv(const json_t *obj)
+{
+	return json_string_value(json_object_get(json_object_get(obj, "metadata"),
+	    "resourceVersion"));
+}
+
+static void
+set_rv(struct informer *inf, const char *rv)
+{
+	if (rv && strlen(rv) < sizeof(inf->rv))
+		memcpy(inf->rv, rv, strlen(rv) + 1);
+}
+
+static void
+free_items(struct cache_item **items, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(items[i]);
+	free(items);
+}
+
+/* Lists every page of the kind and replaces the store with it. */
+static int
+relist(struct informer *inf, const char *collection)
+{
+	struct cache_item **items = NULL;
+	size_t n = 0, cap = 0;
+	char *cont = NULL;
+	int rc;
+
+	do {
+		struct kube_response resp;
+		json_t *list, *obj;
+		size_t i;
+
+		rc = kube_list_page(inf->cache->client, collection, 0, cont, &resp);
+		free(cont);
+		cont = NULL;
+		if (rc) {
+			log_warn("cache: list failed", "{s:s, s:i, s:s}", "resource",
+			    kind_info(inf->kind)->plural, "status", (int)resp.status,
+			    "error", resp.message ? resp.message : "");
+			kube_response_free(&resp);
+			break;
+		}
+		list = json_object_get(resp.body, "items");
+		json_array_foreach(list, i, obj) {
+			struct cache_item *it = cache_item_from_json(inf->kind, obj);
+
+			if (!it)
+				continue;
+			if (n == cap) {
+				size_t ncap = cap ? cap * 2 : 256;
+				struct cache_item **grown = realloc(items, ncap * sizeof(*items));
+
+				if (!grown) {
+					free(it);
+					rc = -ENOMEM;
+					break;
+				}
+				items = grown;
+				cap = ncap;
+			}
+			items[n++] = it;
+		}
+		set_rv(inf, json_string_value(json_object_get(json_object_get(resp.body,
+		    "metadata"), "resourceVersion")));
+		if (json_string_value(json_object_get(json_object_get(resp.body, "metadata"),
+		    "continue")) && json_string_length(json_object_get(json_object_get(
+		    resp.body, "metadata"), "continue")))
+			cont = strdup(json_string_value(json_object_get(json_object_get(resp.body,
+			    "metadata"), "continue")));
+		kube_response_free(&resp);
+	} while (rc == 0 && cont && !inf->cache->stop);
+	free(cont);
+	if (rc) {
+		free_items(items, n);
+		return rc;
+	}
+	rc = cache_replace(inf->cache, inf->kind, items, n);
+	free(items);
+	if (rc == 0) {
+		log_info("cache: listed", "{s:s, s:i, s:s}", "resource",
+		    kind_info(inf->kind)->plural, "count", (int)n, "resourceVersion", inf->rv);
+	}
+	return rc;
+}
+
+static int
+on_event(const char *type, json_t *obj, void *arg)
+{
+	struct informer *inf = arg;
+	const json_t *meta = json_object_get(obj, "metadata");
+
+	set_rv(inf, object_rv(obj));
+	if (strcmp(type, "BOOKMARK") == 0)
+		return 0;
+	if (strcmp(type, "DELETED") == 0) {
+		cache_delete(inf->cache, inf->kind,
+		    json_string_value(json_object_get(meta, "namespace")),
+		    json_string_value(json_object_get(meta, "name")));
+		return 0;
+	}
+	{
+		struct cache_item *it = cache_item_from_json(inf->kind, obj);
+
+		return it ? cache_upsert(inf->cache, it) : 0;
+	}
+}
+
+static unsigned int
+backoff_ms(struct informer *inf, unsigned int failures)
+{
+	unsigned long ms = CACHE_BACKOFF_MIN_MS;
+
+	while (failures-- > 1 && ms < CACHE_BACKOFF_MAX_MS)
+		ms *= 2;
+	if (ms > CACHE_BACKOFF_MAX_MS)
+		ms = CACHE_BACKOFF_MAX_MS;
+	/* jitter 1.0: somewhere in [d, 2d) */
+	return (unsigned int)(ms + (unsigned long)rand_r(&inf->seed) % ms);
+}
+
+static void *
+informer_run(void *arg)
+{
+	struct informer *inf = arg;
+	struct cache *c = inf->cache;
+	char collection[256];
+	unsigned int failures = 0;
+	bool listed = false;
+
+	kube_path(collection, sizeof(collection), RESOURCE_GROUP, RESOURCE_VERSION, NULL,
+	    kind_info(inf->kind)->plural, NULL, NULL);
+	while (!c->stop) {
+		struct kube_response resp;
+		unsigned int timeout;
+		int rc;
+
+		if (!listed) {
+			if (relist(inf, collection) != 0) {
+				if (nap(c, backoff_ms(inf, ++failures)))
+					break;
+				continue;
+			}
+			listed = true;
+			failures = 0;
+		}
+		timeout = CACHE_WATCH_MIN_S + (unsigned int)rand_r(&inf->seed) %
+		    (CACHE_WATCH_MAX_S - CACHE_WATCH_MIN_S + 1);
+		rc = kube_watch(c->client, collection, inf->rv, timeout, on_event, inf,
+		    &c->stop, &resp);
+		if (rc == -EXDEV) {
+			log_info("cache: resourceVersion expired, relisting", "{s:s}",
+			    "resource", kind_info(inf->kind)->plural);
+			listed = false;
+		} else if (rc) {
+			log_warn("cache: watch failed", "{s:s, s:i, s:s}", "resource",
+			    kind_info(inf->kind)->plural, "status", (int)resp.status,
+			    "error", resp.message ? resp.message : strerror(-rc));
+			nap(c, backoff_ms(inf, ++failures));
+		} else {
+			failures = 0;
+		}
+		kube_response_free(&resp);
+	}
+	return NULL;
+}
+
+int
+cache_start(struct cache *c)
+{
+	for (int k = 0; k < KIND__COUNT; k++) {
+		if (pthread_create(&c->threads[k], NULL, informer_run, &c->informers[k]) != 0) {
+			c->stop = 1;
+			for (int j = 0; j < k; j++)
+				pthread_join(c->threads[j], NULL);
+			c->stop = 0;
+			return -EAGAIN;
+		}
+	}
+	c->started = true;
+	return 0;
+}
+
+void
+cache_stop(struct cache *c)
+{
+	if (!c->started)
+		return;
+	pthread_mutex_lock(&c->sleep_lock);
+	c->stop = 1;
+	pthread_cond_broadcast(&c->wake);
+	pthread_mutex_unlock(&c->sleep_lock);
+	for (int k = 0; k < KIND__COUNT; k++)
+		pthread_join(c->threads[k], NULL);
+	c->started = false;
+}
+
+void
+cache_free(struct cache *c)
+{
+	if (!c)
+		return;
+	cache_stop(c);
+	for (int k = 0; k < KIND__COUNT; k++) {
+		clear_kind(c, (enum resource_kind)k);
+		hmap_free(&c->by_name[k]);
+	}
+	hmap_free(&c->by_email);
+	hmap_free(&c->by_subject);
+	hmap_free(&c->by_display);
+	hmap_free(&c->by_pair[0]);
+	hmap_free(&c->by_pair[1]);
+	pthread_rwlock_destroy(&c->lock);
+	pthread_mutex_destroy(&c->sleep_lock);
+	pthread_cond_destroy(&c->wake);
+	free(c);
+}

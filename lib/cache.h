@@ -1,0 +1,107 @@
+/* cache.h -- list+watch of the four kinds, with the indexes the admission rules need */
+#ifndef MILO_CACHE_H
+#define MILO_CACHE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "resource.h"
+
+struct kube_client;
+struct cache;
+
+/*
+ * What the cache keeps of an object: only what the rules read, in one
+ * allocation (strings inline). Records are replaced, never edited, so a
+ * reader that copied one out under the lock holds a consistent view.
+ */
+enum subject_kind { SUBJECT_NONE, SUBJECT_USER, SUBJECT_ORGANIZATION, SUBJECT_PROJECT };
+
+struct cache_item {
+	enum resource_kind kind;
+	bool deleting;		/* deletionTimestamp set */
+	const char *namespace;
+	const char *name;
+	const char *uid;
+	union {
+		struct {
+			const char *email_folded;	/* ASCII lower case */
+			enum subject_kind subject;
+			const char *subject_namespace;	/* "" for a User */
+			const char *subject_name;
+		} contact;
+		struct {
+			const char *display_name;
+			enum visibility visibility;
+		} group;
+		struct {		/* membership and removal */
+			const char *contact_namespace;
+			const char *contact_name;
+			const char *group_namespace;
+			const char *group_name;
+		} pair;
+	} u;
+};
+
+/* Builds the compact record of an API object (malloc'd, one block); NULL if it does not decode. */
+struct cache_item *cache_item_from_json(enum resource_kind kind, const json_t *obj);
+
+/*
+ * A cache over client (borrowed; must outlive the cache). Lists and
+ * watches start with cache_start(), one thread per kind.
+ */
+int cache_new(struct kube_client *client, struct cache **out);
+int cache_start(struct cache *c);
+void cache_stop(struct cache *c);	/* joins the threads; idempotent */
+void cache_free(struct cache *c);	/* stops first */
+
+/* True once the first list of every kind has been stored. */
+bool cache_synced(struct cache *c);
+size_t cache_count(struct cache *c, enum resource_kind kind);
+
+/* Store operations (the informers use them; tests may too). Return 0 or -ENOMEM. */
+int cache_upsert(struct cache *c, struct cache_item *item);	/* takes item */
+void cache_delete(struct cache *c, enum resource_kind kind, const char *namespace,
+    const char *name);
+/*
+ * Replaces every object of kind with items[0..n) (takes them), as a relist
+ * does, and marks the kind synced.
+ */
+int cache_replace(struct cache *c, enum resource_kind kind, struct cache_item **items,
+    size_t n);
+
+/*
+ * Lookups copy what they report out under the read lock. Names written to
+ * *other are malloc'd "namespace/name"-free plain names (free them); the
+ * object being admitted (self_namespace/self_name) is never reported.
+ * Each returns 1 when something was found, 0 when not, -ENOMEM.
+ */
+struct cache_found {
+	bool deleting;
+	enum visibility visibility;	/* groups */
+	char *uid;			/* malloc'd */
+};
+int cache_get(struct cache *c, enum resource_kind kind, const char *namespace,
+    const char *name, struct cache_found *found);
+void cache_found_free(struct cache_found *f);
+
+/* Another Contact with this email (case-insensitive): its namespace and name. */
+int cache_contact_by_email(struct cache *c, const char *email,
+    const char *self_namespace, const char *self_name, char **other_namespace,
+    char **other_name);
+/* Another Contact in namespace with the same subject. */
+int cache_contact_by_subject(struct cache *c, const char *namespace,
+    enum subject_kind subject, const char *subject_namespace,
+    const char *subject_name, const char *self_name, char **other_name);
+/* Another ContactGroup in namespace with this displayName and visibility. */
+int cache_group_by_display(struct cache *c, const char *namespace,
+    const char *display_name, enum visibility visibility, const char *self_name,
+    char **other_name);
+/* Another membership (kind KIND_MEMBERSHIP) or removal (KIND_REMOVAL) for the pair. */
+int cache_pair(struct cache *c, enum resource_kind kind, const char *contact_namespace,
+    const char *contact_name, const char *group_namespace, const char *group_name,
+    const char *self_namespace, const char *self_name, char **other_namespace,
+    char **other_name);
+
+#endif

@@ -1,0 +1,42 @@
+/* jsonstream.h -- frames a byte stream of concatenated JSON objects */
+#ifndef MILO_JSONSTREAM_H
+#define MILO_JSONSTREAM_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "buf.h"
+
+/*
+ * A watch response is a stream of JSON objects with arbitrary whitespace
+ * between them, cut into chunks and reads at arbitrary places. Bytes are
+ * fed in as they arrive; each complete top-level object is parsed and
+ * handed to the callback. A partial object waits for more bytes.
+ */
+struct json_stream {
+	struct buf in;		/* bytes not yet consumed */
+	size_t scan;		/* how far in has been scanned */
+	size_t start;		/* where the current value began */
+	int depth;
+	int in_string, escape;
+	size_t max_value;	/* largest single value accepted */
+};
+
+typedef int (*json_stream_fn)(json_t *value, void *arg);
+
+void json_stream_init(struct json_stream *s, size_t max_value);
+void json_stream_free(struct json_stream *s);
+
+/*
+ * Feeds len bytes. Returns 0; -EINVAL when the stream is not a sequence of
+ * JSON objects; -E2BIG when one value outgrows max_value; -ENOMEM; or the
+ * first non-zero value fn returned (then the rest of the input is kept
+ * unconsumed). fn gets a new reference it must not keep without json_incref.
+ */
+int json_stream_feed(struct json_stream *s, const char *data, size_t len,
+    json_stream_fn fn, void *arg);
+
+/* True when a partial value is buffered (a stream cut mid-object). */
+int json_stream_partial(const struct json_stream *s);
+
+#endif

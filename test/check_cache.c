@@ -1,0 +1,300 @@
+/* check_cache.c -- the watch cache's store and indexes (no API server) */
+#include <check.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache.h"
+#include "testutil.h"
+
+Suite *cache_suite(void);
+
+static struct cache *c;
+
+static void
+setup(void)
+{
+	ck_assert_int_eq(cache_new(NULL, &c), 0);
+}
+
+static void
+teardown(void)
+{
+	cache_free(c);
+	c = NULL;
+}
+
+static struct cache_item *
+item(const char *json)
+{
+	json_t *obj = json_loads(json, 0, NULL);
+	enum resource_kind kind;
+	struct cache_item *it;
+
+	ck_assert_ptr_nonnull(obj);
+	ck_assert_int_eq(kind_from_name(json_string_value(json_object_get(obj, "kind")), &kind), 0);
+	it = cache_item_from_json(kind, obj);
+	json_decref(obj);
+	return it;
+}
+
+static struct cache_item *
+contact(const char *ns, const char *name, const char *email, const char *user)
+{
+	char json[1024];
+
+	snprintf(json, sizeof(json), "{\"kind\":\"Contact\",\"metadata\":{\"name\":\"%s\","
+	    "\"namespace\":\"%s\",\"uid\":\"u-%s\"},\"spec\":{\"email\":\"%s\","
+	    "\"subject\":{\"userRef\":{\"name\":\"%s\"}}}}", name, ns, name, email, user);
+	return item(json);
+}
+
+static struct cache_item *
+pair(const char *kind, const char *ns, const char *name, const char *cname,
+    const char *gname)
+{
+	char json[1024];
+
+	snprintf(json, sizeof(json), "{\"kind\":\"%s\",\"metadata\":{\"name\":\"%s\","
+	    "\"namespace\":\"%s\"},\"spec\":{\"contactRef\":{\"name\":\"%s\"},"
+	    "\"contactGroupRef\":{\"name\":\"%s\",\"namespace\":\"groups\"}}}",
+	    kind, name, ns, cname, gname);
+	return item(json);
+}
+
+START_TEST(test_item_from_json)
+{
+	struct cache_item *it = contact("ns", "john", "John.Doe@Example.COM", "42");
+
+	ck_assert_int_eq(it->kind, KIND_CONTACT);
+	ck_assert_str_eq(it->u.contact.email_folded, "john.doe@example.com");
+	ck_assert_int_eq(it->u.contact.subject, SUBJECT_USER);
+	ck_assert_str_eq(it->u.contact.subject_name, "42");
+	ck_assert_str_eq(it->u.contact.subject_namespace, "");
+	ck_assert_str_eq(it->uid, "u-john");
+	free(it);
+	/* A missing reference namespace is the object's own, as the mutating webhook sets. */
+	it = pair("ContactGroupMembership", "team", "m", "john", "admins");
+	ck_assert_str_eq(it->u.pair.contact_namespace, "team");
+	ck_assert_str_eq(it->u.pair.group_namespace, "groups");
+	free(it);
+	it = item("{\"kind\":\"ContactGroup\",\"metadata\":{\"name\":\"g\",\"namespace\":\"n\","
+	    "\"deletionTimestamp\":\"2026-01-01T00:00:00Z\"},\"spec\":{\"displayName\":\"G\","
+	    "\"visibility\":\"private\"}}");
+	ck_assert(it->deleting);
+	ck_assert_int_eq(it->u.group.visibility, VISIBILITY_PRIVATE);
+	free(it);
+	/* Without a name there is nothing to key it by. */
+	ck_assert_ptr_null(item("{\"kind\":\"Contact\",\"metadata\":{}}"));
+}
+END_TEST
+
+START_TEST(test_get_upsert_delete)
+{
+	struct cache_found f;
+
+	ck_assert_int_eq(cache_get(c, KIND_CONTACT, "ns", "john", &f), 0);
+	ck_assert_int_eq(cache_upsert(c, contact("ns", "john", "j@x.io", "1")), 0);
+	ck_assert_int_eq(cache_get(c, KIND_CONTACT, "ns", "john", &f), 1);
+	ck_assert_str_eq(f.uid, "u-john");
+	cache_found_free(&f);
+	ck_assert_int_eq(cache_get(c, KIND_CONTACT, "other", "john", &f), 0);
+	ck_assert_int_eq(cache_get(c, KIND_CONTACT_GROUP, "ns", "john", &f), 0);
+	/* An update replaces the record and its index entries. */
+	ck_assert_int_eq(cache_upsert(c, contact("ns", "john", "new@x.io", "1")), 0);
+	ck_assert_uint_eq(cache_count(c, KIND_CONTACT), 1);
+	cache_delete(c, KIND_CONTACT, "ns", "john");
+	cache_delete(c, KIND_CONTACT, "ns", "john");
+	ck_assert_uint_eq(cache_count(c, KIND_CONTACT), 0);
+	ck_assert_int_eq(cache_get(c, KIND_CONTACT, "ns", "john", &f), 0);
+}
+END_TEST
+
+START_TEST(test_email_index)
+{
+	char *ns = NULL, *name = NULL;
+
+	ck_assert_int_eq(cache_upsert(c, contact("a", "john", "John@X.io", "1")), 0);
+	ck_assert_int_eq(cache_contact_by_email(c, "JOHN@x.IO", "b", "jane", &ns, &name), 1);
+	ck_assert_str_eq(ns, "a");
+	ck_assert_str_eq(name, "john");
+	free(ns);
+	free(name);
+	/* Itself is never a duplicate. */
+	ck_assert_int_eq(cache_contact_by_email(c, "john@x.io", "a", "john", &ns, &name), 0);
+	/* After an email change the old address is free again. */
+	ck_assert_int_eq(cache_upsert(c, contact("a", "john", "johnny@x.io", "1")), 0);
+	ck_assert_int_eq(cache_contact_by_email(c, "john@x.io", "b", "jane", &ns, &name), 0);
+	ck_assert_int_eq(cache_contact_by_email(c, "johnny@x.io", "b", "jane", &ns, &name), 1);
+	free(ns);
+	free(name);
+}
+END_TEST
+
+START_TEST(test_subject_and_group_index)
+{
+	char *name = NULL;
+
+	ck_assert_int_eq(cache_upsert(c, contact("a", "john", "j@x.io", "42")), 0);
+	ck_assert_int_eq(cache_contact_by_subject(c, "a", SUBJECT_USER, "", "42", "jane", &name), 1);
+	ck_assert_str_eq(name, "john");
+	free(name);
+	ck_assert_int_eq(cache_contact_by_subject(c, "b", SUBJECT_USER, "", "42", "jane", &name), 0);
+	ck_assert_int_eq(cache_contact_by_subject(c, "a", SUBJECT_PROJECT, "", "42", "jane", &name), 0);
+	ck_assert_int_eq(cache_upsert(c, item("{\"kind\":\"ContactGroup\",\"metadata\":{\"name\":"
+	    "\"g\",\"namespace\":\"n\"},\"spec\":{\"displayName\":\"Admins\",\"visibility\":\"public\"}}")), 0);
+	ck_assert_int_eq(cache_group_by_display(c, "n", "Admins", VISIBILITY_PUBLIC, "h", &name), 1);
+	ck_assert_str_eq(name, "g");
+	free(name);
+	ck_assert_int_eq(cache_group_by_display(c, "n", "Admins", VISIBILITY_PRIVATE, "h", &name), 0);
+	ck_assert_int_eq(cache_group_by_display(c, "n", "admins", VISIBILITY_PUBLIC, "h", &name), 0);
+	ck_assert_int_eq(cache_group_by_display(c, "n", "Admins", VISIBILITY_PUBLIC, "g", &name), 0);
+}
+END_TEST
+
+START_TEST(test_pair_index)
+{
+	char *ns = NULL, *name = NULL;
+
+	ck_assert_int_eq(cache_upsert(c, pair("ContactGroupMembership", "t", "m1", "john", "g")), 0);
+	ck_assert_int_eq(cache_upsert(c, pair("ContactGroupMembershipRemoval", "t", "r1", "jane", "g")), 0);
+	ck_assert_int_eq(cache_pair(c, KIND_MEMBERSHIP, "t", "john", "groups", "g", "t", "m2",
+	    &ns, &name), 1);
+	ck_assert_str_eq(name, "m1");
+	free(ns);
+	free(name);
+	ck_assert_int_eq(cache_pair(c, KIND_REMOVAL, "t", "john", "groups", "g", NULL, NULL,
+	    &ns, &name), 0);
+	ck_assert_int_eq(cache_pair(c, KIND_REMOVAL, "t", "jane", "groups", "g", NULL, NULL,
+	    &ns, &name), 1);
+	free(ns);
+	free(name);
+	ck_assert_int_eq(cache_pair(c, KIND_MEMBERSHIP, "t", "john", "groups", "g", "t", "m1",
+	    &ns, &name), 0);
+}
+END_TEST
+
+START_TEST(test_replace)
+{
+	struct cache_item **items = calloc(3, sizeof(*items));
+	struct cache_found f;
+	char *ns = NULL, *name = NULL;
+
+	ck_assert(!cache_synced(c));
+	ck_assert_int_eq(cache_upsert(c, contact("a", "gone", "gone@x.io", "9")), 0);
+	items[0] = contact("a", "one", "one@x.io", "1");
+	items[1] = contact("a", "two", "two@x.io", "2");
+	items[2] = contact("a", "one", "uno@x.io", "1");	/* a later duplicate wins */
+	ck_assert_int_eq(cache_replace(c, KIND_CONTACT, items, 3), 0);
+	free(items);
+	ck_assert_uint_eq(cache_count(c, KIND_CONTACT), 2);
+	ck_assert_int_eq(cache_get(c, KIND_CONTACT, "a", "gone", &f), 0);
+	ck_assert_int_eq(cache_contact_by_email(c, "gone@x.io", "", NULL, &ns, &name), 0);
+	ck_assert_int_eq(cache_contact_by_email(c, "one@x.io", "", NULL, &ns, &name), 0);
+	ck_assert_int_eq(cache_contact_by_email(c, "uno@x.io", "", NULL, &ns, &name), 1);
+	free(ns);
+	free(name);
+	for (int k = 1; k < KIND__COUNT; k++)
+		ck_assert_int_eq(cache_replace(c, (enum resource_kind)k, NULL, 0), 0);
+	ck_assert(cache_synced(c));
+}
+END_TEST
+
+struct reader_arg {
+	volatile int *stop;
+	long lookups;
+};
+
+static void *
+reader(void *p)
+{
+	struct reader_arg *a = p;
+	char *ns, *name, email[64];
+
+	while (!*a->stop) {
+		snprintf(email, sizeof(email), "c%ld@x.io", a->lookups % 500);
+		ns = name = NULL;
+		if (cache_contact_by_email(c, email, "other", "x", &ns, &name) == 1) {
+			free(ns);
+			free(name);
+		}
+		a->lookups++;
+	}
+	return NULL;
+}
+
+/* Readers on several threads while the store changes under them. */
+START_TEST(test_concurrent_readers)
+{
+	volatile int stop = 0;
+	struct reader_arg args[3];
+	pthread_t threads[3];
+	int rounds = tu_under_valgrind() ? 2000 : 20000;
+	char name[32], email[64];
+
+	for (int i = 0; i < 3; i++) {
+		args[i].stop = &stop;
+		args[i].lookups = 0;
+		ck_assert_int_eq(pthread_create(&threads[i], NULL, reader, &args[i]), 0);
+	}
+	for (int i = 0; i < rounds; i++) {
+		snprintf(name, sizeof(name), "c%d", i % 500);
+		snprintf(email, sizeof(email), "c%d@x.io", i % 500);
+		if (i % 3 == 2)
+			cache_delete(c, KIND_CONTACT, "ns", name);
+		else
+			ck_assert_int_eq(cache_upsert(c, contact("ns", name, email, name)), 0);
+	}
+	stop = 1;
+	for (int i = 0; i < 3; i++)
+		pthread_join(threads[i], NULL);
+	ck_assert_uint_le(cache_count(c, KIND_CONTACT), 500);
+}
+END_TEST
+
+START_TEST(test_many_objects)
+{
+	int n = tu_under_valgrind() ? 5000 : 100000;
+	char name[32], *ns = NULL, *other = NULL;
+	struct cache_found f;
+
+	for (int i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "m%d", i);
+		ck_assert_int_eq(cache_upsert(c, pair("ContactGroupMembership", "t", name, name, "g")), 0);
+	}
+	ck_assert_uint_eq(cache_count(c, KIND_MEMBERSHIP), (size_t)n);
+	ck_assert_int_eq(cache_get(c, KIND_MEMBERSHIP, "t", "m77", &f), 1);
+	cache_found_free(&f);
+	ck_assert_int_eq(cache_pair(c, KIND_MEMBERSHIP, "t", "m4999", "groups", "g", NULL, NULL,
+	    &ns, &other), 1);
+	ck_assert_str_eq(other, "m4999");
+	free(ns);
+	free(other);
+	ck_assert_int_eq(cache_replace(c, KIND_MEMBERSHIP, NULL, 0), 0);
+	ck_assert_uint_eq(cache_count(c, KIND_MEMBERSHIP), 0);
+}
+END_TEST
+
+Suite *
+cache_suite(void)
+{
+	Suite *s = suite_create("cache");
+	TCase *core = tcase_create("core");
+	TCase *limits = tcase_create("limits");
+
+	tcase_add_checked_fixture(core, setup, teardown);
+	tcase_add_checked_fixture(limits, setup, teardown);
+	tcase_add_test(core, test_item_from_json);
+	tcase_add_test(core, test_get_upsert_delete);
+	tcase_add_test(core, test_email_index);
+	tcase_add_test(core, test_subject_and_group_index);
+	tcase_add_test(core, test_pair_index);
+	tcase_add_test(core, test_replace);
+	tcase_add_test(limits, test_concurrent_readers);
+	tcase_add_test(limits, test_many_objects);
+	tcase_set_timeout(limits, 120);
+	suite_add_tcase(s, core);
+	suite_add_tcase(s, limits);
+	return s;
+}
