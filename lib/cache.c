@@ -36,6 +36,9 @@ struct cache {
 	size_t counts[KIND__COUNT];
 	atomic_bool synced[KIND__COUNT];
 
+	cache_change_fn on_change;
+	void *on_change_arg;
+
 	struct informer informers[KIND__COUNT];
 	pthread_t threads[KIND__COUNT];
 	bool started;
@@ -84,6 +87,43 @@ subject_ref(const struct subject *s, enum subject_kind *kind)
 	    s->project_ref;
 }
 
+static bool
+has_finalizer(const struct resource *r, const char *finalizer)
+{
+	for (size_t i = 0; i < r->meta.n_finalizers; i++)
+		if (strcmp(r->meta.finalizers[i], finalizer) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Settled: the reconciler finished this generation and needs to do nothing
+ * until it changes. Its status observed the current generation with a
+ * final Ready condition (True, or False for a rejected removal), and the
+ * finalizer is on. A resync skips settled objects without an API call.
+ */
+static bool
+settled(const struct resource *r)
+{
+	const char *fin = kind_info(r->kind)->finalizer;
+
+	if (r->meta.deletion_timestamp || !r->meta.generation ||
+	    r->status.observed_generation != r->meta.generation ||
+	    (fin && !has_finalizer(r, fin)))
+		return false;
+	for (size_t i = 0; i < r->status.n_conditions; i++) {
+		const struct condition *c = &r->status.conditions[i];
+
+		if (!c->type || strcmp(c->type, "Ready") != 0)
+			continue;
+		if (c->observed_generation && c->observed_generation != r->meta.generation)
+			return false;
+		return (c->status && strcmp(c->status, "True") == 0) ||
+		    (c->reason && strcmp(c->reason, "Rejected") == 0);
+	}
+	return false;
+}
+
 struct cache_item *
 cache_item_from_json(enum resource_kind kind, const json_t *obj)
 {
@@ -127,6 +167,7 @@ cache_item_from_json(enum resource_kind kind, const json_t *obj)
 	p = (char *)(it + 1);
 	it->kind = kind;
 	it->deleting = r.meta.deletion_timestamp != NULL;
+	it->settled = settled(&r);
 	it->namespace = put(&p, r.meta.namespace, false);
 	it->name = put(&p, r.meta.name, false);
 	it->uid = put(&p, r.meta.uid, false);
@@ -256,12 +297,24 @@ find_locked(struct cache *c, enum resource_kind kind, const char *ns, const char
 	return NULL;
 }
 
+void
+cache_on_change(struct cache *c, cache_change_fn fn, void *arg)
+{
+	c->on_change = fn;
+	c->on_change_arg = arg;
+}
+
 int
 cache_upsert(struct cache *c, struct cache_item *item)
 {
 	struct cache_item *old;
+	char ns[256], name[256];
+	enum resource_kind kind = item->kind;
+	bool is_settled = item->settled;
 	int rc;
 
+	snprintf(ns, sizeof(ns), "%s", item->namespace);
+	snprintf(name, sizeof(name), "%s", item->name);
 	pthread_rwlock_wrlock(&c->lock);
 	old = find_locked(c, item->kind, item->namespace, item->name);
 	if (old) {
@@ -272,6 +325,8 @@ cache_upsert(struct cache *c, struct cache_item *item)
 	pthread_rwlock_unlock(&c->lock);
 	if (rc)
 		free(item);
+	else if (c->on_change)
+		c->on_change(kind, ns, name, is_settled, c->on_change_arg);
 	return rc;
 }
 
@@ -287,6 +342,8 @@ cache_delete(struct cache *c, enum resource_kind kind, const char *namespace,
 		index_item(c, old, false);
 	pthread_rwlock_unlock(&c->lock);
 	free(old);
+	if (old && c->on_change)
+		c->on_change(kind, namespace, name, false, c->on_change_arg);
 }
 
 /* Drops every record of kind. Called with the write lock. */
@@ -304,6 +361,18 @@ clear_kind(struct cache *c, enum resource_kind kind)
 			free(it);
 		}
 	}
+}
+
+/*
+ * After a relist every object is announced, under the read lock: the
+ * handler only enqueues, which never calls back into the cache.
+ */
+static void
+notify_one(const struct cache_item *it, void *arg)
+{
+	struct cache *c = arg;
+
+	c->on_change(it->kind, it->namespace, it->name, it->settled, c->on_change_arg);
 }
 
 int
@@ -330,7 +399,22 @@ cache_replace(struct cache *c, enum resource_kind kind, struct cache_item **item
 	/* A complete list is stored: the kind has synced. */
 	if (rc == 0)
 		atomic_store(&c->synced[kind], true);
+	if (rc == 0 && c->on_change)
+		cache_foreach(c, kind, notify_one, c);
 	return rc;
+}
+
+void
+cache_foreach(struct cache *c, enum resource_kind kind,
+    void (*fn)(const struct cache_item *it, void *arg), void *arg)
+{
+	struct hmap *m = &c->by_name[kind];
+
+	pthread_rwlock_rdlock(&c->lock);
+	for (size_t i = 0; i < m->n_buckets; i++)
+		for (struct hmap_node *n = m->buckets[i]; n; n = n->next)
+			fn(n->value, arg);
+	pthread_rwlock_unlock(&c->lock);
 }
 
 /* ---- lookups ---- */

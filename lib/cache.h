@@ -21,6 +21,7 @@ enum subject_kind { SUBJECT_NONE, SUBJECT_USER, SUBJECT_ORGANIZATION, SUBJECT_PR
 struct cache_item {
 	enum resource_kind kind;
 	bool deleting;		/* deletionTimestamp set */
+	bool settled;		/* status says this generation is done (see cache.c) */
 	const char *namespace;
 	const char *name;
 	const char *uid;
@@ -43,6 +44,22 @@ struct cache_item {
 		} pair;
 	} u;
 };
+
+/*
+ * Tells fn about every change: after an upsert or delete, and for every
+ * object a relist stored. Called without the cache lock, from the informer
+ * threads; fn must be quick (enqueue a key). Set before cache_start().
+ */
+typedef void (*cache_change_fn)(enum resource_kind kind, const char *namespace,
+    const char *name, bool settled, void *arg);
+void cache_on_change(struct cache *c, cache_change_fn fn, void *arg);
+
+/*
+ * Calls fn for every cached object of kind, under the read lock: fn must
+ * not call into the cache. For resyncs.
+ */
+void cache_foreach(struct cache *c, enum resource_kind kind,
+    void (*fn)(const struct cache_item *it, void *arg), void *arg);
 
 /* Builds the compact record of an API object (malloc'd, one block); NULL if it does not decode. */
 struct cache_item *cache_item_from_json(enum resource_kind kind, const json_t *obj);

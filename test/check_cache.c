@@ -276,6 +276,82 @@ START_TEST(test_many_objects)
 }
 END_TEST
 
+START_TEST(test_settled)
+{
+	struct cache_item *it;
+
+	/* Generation observed, Ready True, finalizer on: settled. */
+	it = item("{\"kind\":\"ContactGroup\",\"metadata\":{\"name\":\"g\",\"namespace\":\"n\","
+	    "\"generation\":2,\"finalizers\":[\"notification.miloapis.com/contactgroup\"]},"
+	    "\"spec\":{\"displayName\":\"G\",\"visibility\":\"public\"},\"status\":{"
+	    "\"observedGeneration\":2,\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\","
+	    "\"observedGeneration\":2,\"reason\":\"Synced\"}]}}");
+	ck_assert(it->settled);
+	free(it);
+	/* A newer generation than the status observed: work to do. */
+	it = item("{\"kind\":\"ContactGroup\",\"metadata\":{\"name\":\"g\",\"namespace\":\"n\","
+	    "\"generation\":3,\"finalizers\":[\"notification.miloapis.com/contactgroup\"]},"
+	    "\"status\":{\"observedGeneration\":2,\"conditions\":[{\"type\":\"Ready\","
+	    "\"status\":\"True\"}]}}");
+	ck_assert(!it->settled);
+	free(it);
+	/* No finalizer yet: not settled. */
+	it = item("{\"kind\":\"Contact\",\"metadata\":{\"name\":\"c\",\"namespace\":\"n\","
+	    "\"generation\":1},\"status\":{\"observedGeneration\":1,\"conditions\":[{\"type\":"
+	    "\"Ready\",\"status\":\"True\"}]}}");
+	ck_assert(!it->settled);
+	free(it);
+	/* A rejected removal (no finalizer for removals) is final too. */
+	it = item("{\"kind\":\"ContactGroupMembershipRemoval\",\"metadata\":{\"name\":\"r\","
+	    "\"namespace\":\"n\",\"generation\":1},\"status\":{\"observedGeneration\":1,"
+	    "\"conditions\":[{\"type\":\"Ready\",\"status\":\"False\",\"reason\":\"Rejected\"}]}}");
+	ck_assert(it->settled);
+	free(it);
+	/* Being deleted is never settled. */
+	it = item("{\"kind\":\"ContactGroupMembershipRemoval\",\"metadata\":{\"name\":\"r\","
+	    "\"namespace\":\"n\",\"generation\":1,\"deletionTimestamp\":\"2026-01-01T00:00:00Z\"},"
+	    "\"status\":{\"observedGeneration\":1,\"conditions\":[{\"type\":\"Ready\","
+	    "\"status\":\"True\"}]}}");
+	ck_assert(!it->settled);
+	free(it);
+}
+END_TEST
+
+static int changes;
+static char last_change[256];
+
+static void
+count_change(enum resource_kind kind, const char *ns, const char *name, bool is_settled,
+    void *arg)
+{
+	(void)arg;
+	(void)is_settled;
+	changes++;
+	snprintf(last_change, sizeof(last_change), "%d/%s/%s", (int)kind, ns, name);
+}
+
+START_TEST(test_change_handler)
+{
+	struct cache_item **items = calloc(2, sizeof(*items));
+
+	changes = 0;
+	cache_on_change(c, count_change, NULL);
+	cache_upsert(c, contact("ns", "a", "a@x.io", "1"));
+	ck_assert_int_eq(changes, 1);
+	ck_assert_str_eq(last_change, "0/ns/a");
+	cache_delete(c, KIND_CONTACT, "ns", "a");
+	ck_assert_int_eq(changes, 2);
+	/* Deleting what is not there is no change. */
+	cache_delete(c, KIND_CONTACT, "ns", "a");
+	ck_assert_int_eq(changes, 2);
+	items[0] = contact("ns", "b", "b@x.io", "2");
+	items[1] = contact("ns", "c", "c@x.io", "3");
+	cache_replace(c, KIND_CONTACT, items, 2);
+	free(items);
+	ck_assert_int_eq(changes, 4);
+}
+END_TEST
+
 Suite *
 cache_suite(void)
 {
@@ -291,6 +367,8 @@ cache_suite(void)
 	tcase_add_test(core, test_subject_and_group_index);
 	tcase_add_test(core, test_pair_index);
 	tcase_add_test(core, test_replace);
+	tcase_add_test(core, test_settled);
+	tcase_add_test(core, test_change_handler);
 	tcase_add_test(limits, test_concurrent_readers);
 	tcase_add_test(limits, test_many_objects);
 	tcase_set_timeout(limits, 120);

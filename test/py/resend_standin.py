@@ -1,0 +1,1441 @@
+#!/usr/bin/env python3
+"""resend_standin.py -- a stand-in for the Resend API (contacts and segments), for tests.
+
+The reconciler's tests and `make run` point the provider client here instead
+of https://api.resend.com. It speaks the shapes recorded in
+shared/reference/resend-and-svix.md (section 1), keeps its state in memory,
+can be told to fail, and can send Svix-signed webhooks the way Resend does.
+Python 3 standard library only; it listens on 127.0.0.1 only.
+
+Starting it
+===========
+    python3 test/py/resend_standin.py --port 0 --port-file F [--api-key K ...]
+        [--any-key] [--rate 2] [--rate-window 1] [--rate-mode sliding|bucket]
+        [--no-user-agent-check] [--tls-cert C --tls-key K] [-v]
+
+It writes the chosen port to F (atomically), logs to stderr and exits 0 on
+SIGTERM or SIGINT. The default accepted API key is "re_standin_key".
+
+In-process use:
+    from resend_standin import StandIn
+    s = StandIn(rateLimit=20).start()    # s.url, s.port
+    s.control("faults", {"kind": "error", "count": 1})
+    s.stop()                             # also a context manager
+
+The API (base URL = s.url; no /v1 prefix, as Resend)
+====================================================
+Every request needs `User-Agent` (else 403, plain text "error code: 1010",
+as Cloudflare answers Resend requests without one) and
+`Authorization: Bearer <key>` (missing or not Bearer: 401 missing_api_key;
+unknown key: 403 invalid_api_key; a key listed in restrictedKeys: 401
+restricted_api_key). Then the rate limit (429 rate_limit_exceeded with
+`retry-after`), then injected faults, then the route:
+
+  POST   /segments                       {name} -> 201 {object:"segment", id, name}
+  GET    /segments                       -> {object:"list", has_more, data:[{id, name, created_at}]}
+  GET    /segments/{id}                  -> {object:"segment", id, name, created_at}
+  PATCH  /segments/{id}                  {name} -> {object:"segment", id}   (in the docs,
+                                         not in the OpenAPI spec)
+  DELETE /segments/{id}                  -> {object:"segment", id, deleted:true}, also when absent
+  GET    /segments/{id}/contacts         -> list of contacts in the segment
+  POST   /contacts                       {email, first_name, last_name, unsubscribed,
+                                         properties, segments:[{id}|id], topics} ->
+                                         201 {object:"contact", id}; an existing email
+                                         answers 201 with the existing id (see createExisting)
+  GET    /contacts                       ?segment_id= -> list of {id, email, first_name,
+                                         last_name, created_at, unsubscribed}
+  GET    /contacts/{id_or_email}         -> {object:"contact", id, email, first_name,
+                                         last_name, created_at, unsubscribed,
+                                         properties:{k:{value, type}}}
+  PATCH  /contacts/{id_or_email}         {first_name, last_name, unsubscribed,
+                                         properties (null clears a key), email} ->
+                                         {object:"contact", id}
+  DELETE /contacts/{id_or_email}         -> {object:"contact", contact:<as passed>,
+                                         deleted:true}, also when absent
+  GET    /contacts/{c}/segments          -> list of {id, name, created_at (when added)}
+  POST   /contacts/{c}/segments/{s}      -> {object:"contact_segment", id:s, contact_id,
+                                         segment_id}
+  DELETE /contacts/{c}/segments/{s}      -> {object:"contact_segment", id:c, contact_id,
+                                         segment_id, deleted:true}, also when absent
+
+Lists: `limit` 1..100 (else 422 validation_error with Resend's message),
+`after`/`before` cursors (ids; both at once or an unknown id: 422
+validation_error). Without `limit`, /segments and /contacts return
+everything (Resend's "existing" endpoints); the two membership lists page by
+20. Order: newest first (the reference does not say; do not rely on it).
+
+Errors are {statusCode, message, name}: 400 validation_error (body not JSON
+or not an object), 401/403 as above, 404 not_found ("Contact not found";
+segments say "Audience not found", as observed; unknown paths "The requested
+endpoint does not exist."), 405 method_not_allowed, 413 validation_error
+(body over 1 MiB), 422 missing_required_field ("Missing `email` field."),
+validation_error (wrong field types, bad email, pagination), invalid_parameter
+("The `id` must be a valid UUID." for segment ids), 429
+rate_limit_exceeded, 500 application_error.
+
+Choices where the reference is silent (stated so tests do not over-fit):
+emails are matched case-insensitively; duplicate segment names are allowed;
+a PATCH to an email another contact has is 422 validation_error;
+properties need no prior /contact-properties definition; the conflicting
+bodies of the membership calls are answered with the union of the
+documented fields. Contact topics, properties, imports and audiences are
+not served (404).
+
+Rate limit: `ratelimit-limit`, `ratelimit-remaining`, `ratelimit-reset`
+(seconds) and `ratelimit-policy` ("2;w=1") are on every API response except
+the 1010 page; a 429 adds `retry-after` (whole seconds, >= 1). Mode
+"sliding" (default): at most rateLimit accepted requests in any rateWindow
+seconds (the window is shortened by rateGraceMs to absorb scheduling
+jitter), so a client spacing requests 1/rate apart never sees a 429, while
+a token bucket whose burst equals the rate can. Mode "bucket": a token
+bucket of rateBurst tokens refilled at rateLimit per rateWindow. Rejected
+requests do not count. rateLimit 0 turns limiting (and the headers) off.
+Requests rejected for the key or the User-Agent are not counted either.
+
+Control API (plain HTTP on the same port, under /_standin/, never
+authenticated, never rate-limited, not in the call log). JSON in and out.
+=========================================================================
+  GET    /_standin/healthz       "ok"
+  GET    /_standin/state         {segments:[{id, name, created_at, contacts:[ids]}],
+                                 contacts:[{id, email, first_name, last_name,
+                                 unsubscribed, properties, created_at, updated_at,
+                                 segments:[ids]}], config, faults, calls}
+  POST   /_standin/reset         forget objects, calls, faults and events; config back
+                                 to the start-up values ({"keepConfig": true} keeps it)
+  POST   /_standin/seed          {segments:[{id?, name}], contacts:[{id?, email,
+                                 first_name?, last_name?, unsubscribed?, properties?,
+                                 segments:[ids]?}]} -> {segments:[ids], contacts:[ids]}
+                                 (no limits, no call log)
+  GET    /_standin/config        the current config
+  POST   /_standin/config        set any of: apiKeys ([keys] | null = any key),
+                                 restrictedKeys ([]), requireUserAgent (true),
+                                 rateLimit (2; 0 = off), rateWindow (1 s),
+                                 rateMode ("sliding" | "bucket"), rateBurst (null =
+                                 rateLimit), rateGraceMs (50), createExisting ("keep":
+                                 POST of an existing email changes nothing | "update":
+                                 it applies the given fields), allowEmailChange (true).
+                                 Rate settings reset the limiter.
+  GET    /_standin/calls         ?since=N&log=0 -> {total, next, counts:{"POST
+                                 /segments": n}, countsByStatus:{"POST /segments":
+                                 {"201": n}}, calls:[{seq, time, method, path, route,
+                                 query, headers:{authorization, user-agent,
+                                 content-type, accept, idempotency-key}, body, status,
+                                 response, fault, durationMs}]}; routes are templates
+                                 ("PATCH /contacts/{contact}"), unknown paths count as
+                                 "<METHOD> (unknown)". Every API request is counted,
+                                 whatever its answer.
+  GET    /_standin/counts        the same without the log
+  DELETE /_standin/calls         clear the log and the counts
+  GET    /_standin/faults        the active fault rules
+  POST   /_standin/faults        add a rule -> {"id": n}. Fields: kind ("error" |
+                                 "rate_limit" | "delay" | "drop"), count (next N
+                                 matching calls; omitted = until cleared), fraction
+                                 (0..1: fire on that share of matching calls, drawn
+                                 from random.Random(seed); a call that is not drawn
+                                 does not use up count), seed (0), method, route
+                                 (template such as "/contacts/{contact}"), and per kind:
+                                   error: status (500), name (application_error for
+                                     500, service_unavailable for 503, ...), message,
+                                     html (true: a text/html body, as an edge proxy
+                                     sends), afterApply (true: do the operation, then
+                                     answer the error: a lost reply)
+                                   rate_limit: retryAfter (1): a 429 rate_limit_exceeded
+                                     whatever the real limiter says
+                                   delay: seconds: wait, then answer normally (a client
+                                     timeout shorter than this is a timeout)
+                                   drop: close the connection without an answer
+                                     (afterApply as for error)
+                                 {"clear": true} removes every rule.
+  DELETE /_standin/faults        remove every rule
+  POST   /_standin/events        send one Svix-signed webhook, as Resend does:
+                                 {url (required; http or https), secret ("whsec_<b64>";
+                                 required unless signature is given), type
+                                 ("contact.updated"), contact (id or email: the data is
+                                 the stored contact, after applying changes:{first_name,
+                                 last_name, unsubscribed, email}; contact.deleted also
+                                 deletes it), data (merged over the generated data),
+                                 body (raw text sent as is instead of an envelope), id
+                                 ("msg_..." generated), timestamp (now), timestampOffset
+                                 (0 s), signature (header sent verbatim),
+                                 extraSignatures ([entries] put before ours),
+                                 headers ({name: value | null to omit}), caFile,
+                                 insecure (false: verify TLS), serverName (TLS name to
+                                 check when url has an address), timeout (5 s)}
+                                 -> {delivered (2xx), status, responseBody,
+                                 responseHeaders, error, request:{url, headers, body}}
+  GET    /_standin/events        every event sent so far (the same records)
+
+Envelopes are {type, created_at (ISO 8601, ms), data}; contact.* data is
+{id, audience_id (first segment, legacy), segment_ids, created_at,
+updated_at, email, first_name, last_name, unsubscribed}; email.* data is
+{email_id, from, to, subject, created_at} (minimal: the reference quotes
+no email payload). Signatures: "v1," + base64(HMAC-SHA256(base64-decoded
+secret, "<svix-id>.<svix-timestamp>.<body>")); see sign() below.
+"""
+
+import argparse
+import base64
+import collections
+import hashlib
+import hmac
+import http.client
+import http.server
+import json
+import math
+import os
+import random
+import re
+import signal
+import socket
+import ssl
+import sys
+import threading
+import time
+import traceback
+import urllib.parse
+import uuid
+from datetime import datetime, timezone
+
+DEFAULT_API_KEY = "re_standin_key"
+MAX_BODY = 1024 * 1024              # request body cap (413 past it)
+MAX_CHUNK_LINES = 100               # trailer lines read after a chunked body
+CALL_LOG_MAX = 20000
+EVENT_LOG_MAX = 1000
+EVENT_RESPONSE_MAX = 64 * 1024      # webhook answer bytes kept
+PAGE_MIN, PAGE_MAX, PAGE_DEFAULT = 1, 100, 20
+EMAIL_MAX = 254
+
+PAGINATION_MESSAGE = ("The pagination limit must be a number between 1 and 100. "
+                      "See https://resend.com/docs/pagination for more information.")
+SEGMENT_NOT_FOUND = "Audience not found"
+CONTACT_NOT_FOUND = "Contact not found"
+
+UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
+
+ERROR_NAMES = {400: "validation_error", 401: "missing_api_key", 403: "invalid_api_key",
+               404: "not_found", 405: "method_not_allowed", 409: "resource_locked",
+               422: "validation_error", 429: "rate_limit_exceeded",
+               500: "application_error", 503: "service_unavailable"}
+ERROR_MESSAGES = {"application_error": "An unexpected error occurred.",
+                  "service_unavailable": "API is temporarily unavailable",
+                  "resource_locked": "Another request is already updating this resource."}
+
+DEFAULT_CONFIG = {
+    "apiKeys": [DEFAULT_API_KEY],
+    "restrictedKeys": [],
+    "requireUserAgent": True,
+    "rateLimit": 2,
+    "rateWindow": 1.0,
+    "rateMode": "sliding",
+    "rateBurst": None,
+    "rateGraceMs": 50,
+    "createExisting": "keep",
+    "allowEmailChange": True,
+}
+
+LOG = {"verbose": False}
+
+
+def log(msg, *args):
+    if args:
+        msg = msg % args
+    sys.stderr.write("resend-standin: %s\n" % msg)
+    sys.stderr.flush()
+
+
+def rest_time(t):
+    """Resend's REST timestamps are Postgres text: '2025-11-30 20:39:59.540771+00'."""
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+
+
+def event_time(t):
+    """Webhook timestamps are ISO 8601 with milliseconds: '2026-11-17T19:32:22.980Z'."""
+    d = datetime.fromtimestamp(t, timezone.utc)
+    return d.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (d.microsecond // 1000)
+
+
+# ---- Svix signatures ---------------------------------------------------------
+
+def secret_key(secret):
+    """The HMAC key of a "whsec_<base64>" secret (the prefix is optional)."""
+    if secret.startswith("whsec_"):
+        secret = secret[len("whsec_"):]
+    key = base64.b64decode(secret, validate=True)
+    if not key:
+        raise ValueError("empty signing key")
+    return key
+
+
+def sign(secret, msg_id, timestamp, body):
+    """The svix-signature entry "v1,<base64>" for one delivery; body is bytes."""
+    signed = ("%s.%s." % (msg_id, timestamp)).encode() + body
+    mac = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+def new_msg_id():
+    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+    rng = random.SystemRandom()
+    return "msg_" + "".join(rng.choice(alphabet) for _ in range(27))
+
+
+# ---- errors ------------------------------------------------------------------
+
+class ApiError(Exception):
+    def __init__(self, status, message, name=None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.name = name or ERROR_NAMES.get(status, "application_error")
+
+    def body(self):
+        return {"statusCode": self.status, "message": self.message, "name": self.name}
+
+
+class ControlError(Exception):
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+
+
+# ---- rate limiter --------------------------------------------------------------
+
+class RateLimiter:
+    """Per-team limit: a sliding window log or a token bucket (see the docstring)."""
+
+    def __init__(self, limit, window, mode, burst, grace_ms):
+        self.limit = limit
+        self.window = float(window)
+        self.mode = mode
+        self.burst = burst if burst is not None else limit
+        self.span = max(0.001, self.window - grace_ms / 1000.0)
+        self.log = collections.deque()
+        self.tokens = float(self.burst)
+        self.stamp = time.monotonic()
+
+    @property
+    def enabled(self):
+        return self.limit > 0
+
+    def policy(self):
+        w = self.window
+        return "%d;w=%s" % (self.limit, int(w) if w == int(w) else w)
+
+    def _refill(self, now):
+        rate = self.limit / self.window
+        self.tokens = min(float(self.burst), self.tokens + (now - self.stamp) * rate)
+        self.stamp = now
+
+    def _expire(self, now):
+        while self.log and self.log[0] <= now - self.span:
+            self.log.popleft()
+
+    def _state(self, now):
+        """(remaining, reset seconds, seconds until one more request fits)."""
+        if self.mode == "bucket":
+            rate = self.limit / self.window
+            remaining = int(math.floor(self.tokens))
+            reset = math.ceil(max(0.0, self.burst - self.tokens) / rate)
+            wait = 0.0 if self.tokens >= 1 else (1 - self.tokens) / rate
+            return remaining, reset, wait
+        remaining = max(0, self.limit - len(self.log))
+        reset = math.ceil(self.log[0] + self.span - now) if self.log else 0
+        wait = 0.0 if remaining > 0 else self.log[0] + self.span - now
+        return remaining, max(0, reset), wait
+
+    def headers(self, remaining, reset):
+        return {"ratelimit-limit": str(self.limit), "ratelimit-remaining": str(remaining),
+                "ratelimit-reset": str(max(0, reset)), "ratelimit-policy": self.policy()}
+
+    def acquire(self):
+        """(allowed, headers, retry_after); an allowed request is counted."""
+        if not self.enabled:
+            return True, {}, 0
+        now = time.monotonic()
+        if self.mode == "bucket":
+            self._refill(now)
+            if self.tokens >= 1:
+                self.tokens -= 1
+                rem, reset, _ = self._state(now)
+                return True, self.headers(rem, max(1, reset)), 0
+        else:
+            self._expire(now)
+            if len(self.log) < self.limit:
+                self.log.append(now)
+                rem, reset, _ = self._state(now)
+                return True, self.headers(rem, max(1, reset)), 0
+        _, reset, wait = self._state(now)
+        retry = max(1, math.ceil(wait))
+        return False, self.headers(0, max(retry, reset)), retry
+
+    def peek(self):
+        if not self.enabled:
+            return {}
+        now = time.monotonic()
+        if self.mode == "bucket":
+            self._refill(now)
+        else:
+            self._expire(now)
+        rem, reset, _ = self._state(now)
+        return self.headers(rem, reset)
+
+
+# ---- faults ------------------------------------------------------------------
+
+FAULT_KINDS = ("error", "rate_limit", "delay", "drop")
+
+
+class Fault:
+    def __init__(self, fid, spec):
+        self.id = fid
+        self.spec = dict(spec)
+        self.kind = spec.get("kind", "error")
+        if self.kind not in FAULT_KINDS:
+            raise ControlError(400, "kind must be one of %s" % ", ".join(FAULT_KINDS))
+        self.count = spec.get("count")
+        if self.count is not None and (not isinstance(self.count, int) or self.count < 1):
+            raise ControlError(400, "count must be a positive integer")
+        self.fraction = float(spec.get("fraction", 1.0))
+        if not 0.0 <= self.fraction <= 1.0:
+            raise ControlError(400, "fraction must be within 0..1")
+        self.rng = random.Random(spec.get("seed", 0))
+        self.method = spec.get("method")
+        self.route = spec.get("route")
+        self.status = int(spec.get("status", 500 if self.kind == "error" else 429))
+        self.name = spec.get("name") or ERROR_NAMES.get(self.status, "application_error")
+        self.message = spec.get("message") or ERROR_MESSAGES.get(self.name, "Injected fault.")
+        self.html = bool(spec.get("html", False))
+        self.after = bool(spec.get("afterApply", False))
+        self.seconds = float(spec.get("seconds", 0))
+        self.retry_after = int(spec.get("retryAfter", 1))
+        self.fired = 0
+
+    def matches(self, method, template):
+        if self.method and self.method.upper() != method:
+            return False
+        if self.route and self.route != template:
+            return False
+        return True
+
+    def describe(self):
+        d = dict(self.spec)
+        d.update({"id": self.id, "remaining": self.count, "fired": self.fired})
+        return d
+
+
+# ---- state -------------------------------------------------------------------
+
+class State:
+    def __init__(self, config=None):
+        self.lock = threading.RLock()
+        self.stopping = threading.Event()
+        self.initial = dict(DEFAULT_CONFIG)
+        if config:
+            self._check_config(config)
+            self.initial.update(config)
+        self.config = dict(self.initial)
+        self.limiter = self._new_limiter()
+        self._clear()
+
+    def _clear(self):
+        self.segments = collections.OrderedDict()   # id -> {id, name, created_at}
+        self.contacts = collections.OrderedDict()   # id -> contact record
+        self.by_email = {}                          # lower-case email -> id
+        self.faults = []
+        self.next_fault = 1
+        self.calls = collections.deque(maxlen=CALL_LOG_MAX)
+        self.seq = 0
+        self.counts = collections.Counter()
+        self.counts_by_status = collections.defaultdict(collections.Counter)
+        self.events = collections.deque(maxlen=EVENT_LOG_MAX)
+
+    def _new_limiter(self):
+        c = self.config
+        return RateLimiter(c["rateLimit"], c["rateWindow"], c["rateMode"], c["rateBurst"],
+                           c["rateGraceMs"])
+
+    @staticmethod
+    def _check_config(changes):
+        for k, v in changes.items():
+            if k not in DEFAULT_CONFIG:
+                raise ControlError(400, "unknown config key %r" % k)
+            if k == "rateMode" and v not in ("sliding", "bucket"):
+                raise ControlError(400, "rateMode must be sliding or bucket")
+            if k == "createExisting" and v not in ("keep", "update"):
+                raise ControlError(400, "createExisting must be keep or update")
+            if k in ("rateLimit", "rateGraceMs") and (not isinstance(v, (int, float)) or v < 0):
+                raise ControlError(400, "%s must be a number >= 0" % k)
+            if k == "rateWindow" and (not isinstance(v, (int, float)) or v <= 0):
+                raise ControlError(400, "rateWindow must be a number > 0")
+            if k == "rateBurst" and v is not None and (not isinstance(v, int) or v < 1):
+                raise ControlError(400, "rateBurst must be a positive integer or null")
+            if k in ("apiKeys",) and v is not None and not isinstance(v, list):
+                raise ControlError(400, "apiKeys must be a list or null")
+            if k == "restrictedKeys" and not isinstance(v, list):
+                raise ControlError(400, "restrictedKeys must be a list")
+
+    def configure(self, changes):
+        with self.lock:
+            self._check_config(changes)
+            self.config.update(changes)
+            if any(k.startswith("rate") for k in changes):
+                self.limiter = self._new_limiter()
+            return dict(self.config)
+
+    def reset(self, keep_config=False):
+        with self.lock:
+            if not keep_config:
+                self.config = dict(self.initial)
+            self.limiter = self._new_limiter()
+            self._clear()
+
+    # -- objects
+
+    def segment_view(self, s):
+        return {"id": s["id"], "name": s["name"], "created_at": rest_time(s["created_at"])}
+
+    def contact_find(self, key):
+        """A contact by id or (case-insensitive) email, or None."""
+        c = self.contacts.get(key)
+        if c is None:
+            cid = self.by_email.get(key.lower())
+            c = self.contacts.get(cid) if cid else None
+        return c
+
+    def contact_summary(self, c):
+        return {"id": c["id"], "email": c["email"], "first_name": c["first_name"],
+                "last_name": c["last_name"], "created_at": rest_time(c["created_at"]),
+                "unsubscribed": c["unsubscribed"]}
+
+    def contact_view(self, c):
+        v = {"object": "contact"}
+        v.update(self.contact_summary(c))
+        v["properties"] = {k: {"value": val, "type": "number" if isinstance(val, (int, float))
+                               else "string"} for k, val in c["properties"].items()}
+        return v
+
+    def segment_add(self, name, sid=None, now=None):
+        sid = sid or str(uuid.uuid4())
+        self.segments[sid] = {"id": sid, "name": name, "created_at": now or time.time()}
+        return sid
+
+    def segment_remove(self, sid):
+        self.segments.pop(sid, None)
+        for c in self.contacts.values():
+            c["segments"].pop(sid, None)
+
+    def contact_add(self, fields, cid=None):
+        now = time.time()
+        cid = cid or str(uuid.uuid4())
+        c = {"id": cid, "email": fields["email"], "first_name": None, "last_name": None,
+             "unsubscribed": False, "properties": {}, "created_at": now, "updated_at": now,
+             "segments": collections.OrderedDict()}
+        apply_contact_fields(c, fields)
+        for sid in fields.get("_segments", ()):
+            c["segments"][sid] = now
+        self.contacts[cid] = c
+        self.by_email[c["email"].lower()] = cid
+        return c
+
+    def contact_remove(self, c):
+        self.contacts.pop(c["id"], None)
+        self.by_email.pop(c["email"].lower(), None)
+
+    def dump(self):
+        with self.lock:
+            segs = []
+            for s in self.segments.values():
+                v = self.segment_view(s)
+                v["contacts"] = [c["id"] for c in self.contacts.values()
+                                 if s["id"] in c["segments"]]
+                segs.append(v)
+            contacts = []
+            for c in self.contacts.values():
+                v = self.contact_summary(c)
+                v.update({"properties": dict(c["properties"]),
+                          "updated_at": rest_time(c["updated_at"]),
+                          "segments": list(c["segments"])})
+                contacts.append(v)
+            return {"segments": segs, "contacts": contacts, "config": dict(self.config),
+                    "faults": [f.describe() for f in self.faults], "calls": self.seq}
+
+    # -- faults and calls
+
+    def add_fault(self, spec):
+        with self.lock:
+            f = Fault(self.next_fault, spec)
+            self.next_fault += 1
+            self.faults.append(f)
+            return f.id
+
+    def take_fault(self, method, template):
+        with self.lock:
+            for f in self.faults:
+                if not f.matches(method, template):
+                    continue
+                if f.fraction < 1.0 and f.rng.random() >= f.fraction:
+                    continue
+                f.fired += 1
+                if f.count is not None:
+                    f.count -= 1
+                    if f.count <= 0:
+                        self.faults.remove(f)
+                return f
+            return None
+
+    def record_call(self, rec):
+        with self.lock:
+            self.seq += 1
+            rec["seq"] = self.seq
+            self.calls.append(rec)
+            key = "%s %s" % (rec["method"], rec["route"] or "(unknown)")
+            self.counts[key] += 1
+            self.counts_by_status[key][str(rec["status"])] += 1
+
+    def calls_view(self, since=0, with_log=True):
+        with self.lock:
+            out = {"total": self.seq, "next": self.seq + 1, "counts": dict(self.counts),
+                   "countsByStatus": {k: dict(v) for k, v in self.counts_by_status.items()}}
+            if with_log:
+                out["calls"] = [dict(r) for r in self.calls if r["seq"] >= since]
+            return out
+
+    def clear_calls(self):
+        with self.lock:
+            self.calls.clear()
+            self.counts.clear()
+            self.counts_by_status.clear()
+
+
+# ---- request validation helpers ------------------------------------------------
+
+def need_object(body):
+    if not isinstance(body, dict):
+        raise ApiError(422, "The request body must be a JSON object.", "validation_error")
+    return body
+
+
+def optional_name(body, field):
+    v = body.get(field)
+    if v is not None and not isinstance(v, str):
+        raise ApiError(422, "The `%s` field must be a string." % field, "validation_error")
+    return v
+
+
+def check_email(v, field="email"):
+    if not isinstance(v, str) or len(v) > EMAIL_MAX or not EMAIL_RE.match(v):
+        raise ApiError(422, "Invalid `%s` field." % field, "validation_error")
+    return v
+
+
+def contact_fields(body, creating):
+    """Validated contact fields from a POST or PATCH body (present keys only)."""
+    out = {}
+    if creating:
+        if "email" not in body or body["email"] in (None, ""):
+            raise ApiError(422, "Missing `email` field.", "missing_required_field")
+    if "email" in body and body["email"] is not None:
+        out["email"] = check_email(body["email"])
+    for f in ("first_name", "last_name"):
+        if f in body:
+            out[f] = optional_name(body, f)
+    if "unsubscribed" in body:
+        if not isinstance(body["unsubscribed"], bool):
+            raise ApiError(422, "The `unsubscribed` field must be a boolean.", "validation_error")
+        out["unsubscribed"] = body["unsubscribed"]
+    if "properties" in body:
+        props = body["properties"]
+        if not isinstance(props, dict) or not all(
+                v is None or (isinstance(v, (str, int, float)) and not isinstance(v, bool))
+                for v in props.values()):
+            raise ApiError(422, "The `properties` field must map keys to strings or numbers.",
+                           "validation_error")
+        out["properties"] = props
+    return out
+
+
+def apply_contact_fields(c, fields):
+    for f in ("email", "first_name", "last_name", "unsubscribed"):
+        if f in fields:
+            c[f] = fields[f]
+    for k, v in fields.get("properties", {}).items():
+        if v is None:
+            c["properties"].pop(k, None)
+        else:
+            c["properties"][k] = v
+    c["updated_at"] = time.time()
+
+
+def segment_ids_from(body):
+    segs = body.get("segments", [])
+    if not isinstance(segs, list):
+        raise ApiError(422, "The `segments` field must be an array.", "validation_error")
+    out = []
+    for s in segs:
+        sid = s.get("id") if isinstance(s, dict) else s
+        if not isinstance(sid, str) or not UUID_RE.match(sid):
+            raise ApiError(422, "The `segments` field must hold segment ids.", "validation_error")
+        out.append(sid)
+    return out
+
+
+def check_segment_id(sid):
+    if not UUID_RE.match(sid):
+        raise ApiError(422, "The `id` must be a valid UUID.", "invalid_parameter")
+    return sid
+
+
+def paginate(items, query, always):
+    """items newest first; query values are strings. -> (page, has_more)."""
+    limit, after, before = query.get("limit"), query.get("after"), query.get("before")
+    if after is not None and before is not None:
+        raise ApiError(422, "The `after` and `before` parameters cannot be used together.",
+                       "validation_error")
+    if limit is None:
+        n = PAGE_DEFAULT if always else len(items)
+    else:
+        try:
+            n = int(limit, 10)
+        except ValueError:
+            n = 0
+        if not PAGE_MIN <= n <= PAGE_MAX:
+            raise ApiError(422, PAGINATION_MESSAGE, "validation_error")
+    ids = [it["id"] for it in items]
+    if after is not None:
+        if after not in ids:
+            raise ApiError(422, "The `after` cursor is invalid.", "validation_error")
+        start = ids.index(after) + 1
+        return items[start:start + n], start + n < len(items)
+    if before is not None:
+        if before not in ids:
+            raise ApiError(422, "The `before` cursor is invalid.", "validation_error")
+        end = ids.index(before)
+        start = max(0, end - n)
+        return items[start:end], start > 0
+    return items[:n], n < len(items)
+
+
+def list_body(page, has_more):
+    return {"object": "list", "has_more": has_more, "data": page}
+
+
+# ---- API handlers (called with the state lock held) ------------------------------
+
+def h_segments_create(st, p, q, body):
+    body = need_object(body)
+    name = body.get("name")
+    if name is None or name == "":
+        raise ApiError(422, "Missing `name` field.", "missing_required_field")
+    if not isinstance(name, str):
+        raise ApiError(422, "The `name` field must be a string.", "validation_error")
+    sid = st.segment_add(name)
+    return 201, {"object": "segment", "id": sid, "name": name}
+
+
+def h_segments_list(st, p, q, body):
+    items = [st.segment_view(s) for s in reversed(st.segments.values())]
+    return 200, list_body(*paginate(items, q, False))
+
+
+def segment_get(st, sid):
+    s = st.segments.get(check_segment_id(sid))
+    if s is None:
+        raise ApiError(404, SEGMENT_NOT_FOUND)
+    return s
+
+
+def h_segment_get(st, p, q, body):
+    v = {"object": "segment"}
+    v.update(st.segment_view(segment_get(st, p["id"])))
+    return 200, v
+
+
+def h_segment_patch(st, p, q, body):
+    body = need_object(body)
+    s = segment_get(st, p["id"])
+    name = body.get("name")
+    if name is None or name == "":
+        raise ApiError(422, "Missing `name` field.", "missing_required_field")
+    if not isinstance(name, str):
+        raise ApiError(422, "The `name` field must be a string.", "validation_error")
+    s["name"] = name
+    return 200, {"object": "segment", "id": s["id"]}
+
+
+def h_segment_delete(st, p, q, body):
+    sid = check_segment_id(p["id"])
+    st.segment_remove(sid)
+    return 200, {"object": "segment", "id": sid, "deleted": True}
+
+
+def h_segment_contacts(st, p, q, body):
+    s = segment_get(st, p["id"])
+    items = [st.contact_summary(c) for c in reversed(st.contacts.values())
+             if s["id"] in c["segments"]]
+    return 200, list_body(*paginate(items, q, True))
+
+
+def h_contacts_create(st, p, q, body):
+    body = need_object(body)
+    fields = contact_fields(body, creating=True)
+    sids = segment_ids_from(body)
+    for sid in sids:
+        if sid not in st.segments:
+            raise ApiError(404, SEGMENT_NOT_FOUND)
+    existing = st.contact_find(fields["email"])
+    if existing is not None:
+        # Resend answers success for an existing email (resend-node#494).
+        if st.config["createExisting"] == "update":
+            apply_contact_fields(existing, fields)
+            for sid in sids:
+                existing["segments"].setdefault(sid, time.time())
+        return 201, {"object": "contact", "id": existing["id"]}
+    fields["_segments"] = sids
+    c = st.contact_add(fields)
+    return 201, {"object": "contact", "id": c["id"]}
+
+
+def h_contacts_list(st, p, q, body):
+    seg = q.get("segment_id")
+    if seg is not None:
+        segment_get(st, seg)
+    items = [st.contact_summary(c) for c in reversed(st.contacts.values())
+             if seg is None or seg in c["segments"]]
+    return 200, list_body(*paginate(items, q, False))
+
+
+def contact_get(st, key):
+    c = st.contact_find(key)
+    if c is None:
+        raise ApiError(404, CONTACT_NOT_FOUND)
+    return c
+
+
+def h_contact_get(st, p, q, body):
+    return 200, st.contact_view(contact_get(st, p["contact"]))
+
+
+def h_contact_patch(st, p, q, body):
+    body = need_object(body)
+    c = contact_get(st, p["contact"])
+    fields = contact_fields(body, creating=False)
+    new = fields.get("email")
+    if new is not None and new.lower() != c["email"].lower():
+        if not st.config["allowEmailChange"]:
+            raise ApiError(422, "Updating the email address is not supported.", "validation_error")
+        if new.lower() in st.by_email:
+            raise ApiError(422, "A contact with this email already exists.", "validation_error")
+    st.by_email.pop(c["email"].lower(), None)
+    apply_contact_fields(c, fields)
+    st.by_email[c["email"].lower()] = c["id"]
+    return 200, {"object": "contact", "id": c["id"]}
+
+
+def h_contact_delete(st, p, q, body):
+    c = st.contact_find(p["contact"])
+    if c is not None:
+        st.contact_remove(c)
+    return 200, {"object": "contact", "contact": p["contact"], "deleted": True}
+
+
+def h_contact_segments(st, p, q, body):
+    c = contact_get(st, p["contact"])
+    items = []
+    for sid, added in reversed(list(c["segments"].items())):
+        s = st.segments.get(sid)
+        if s is not None:
+            items.append({"id": sid, "name": s["name"], "created_at": rest_time(added)})
+    return 200, list_body(*paginate(items, q, True))
+
+
+def h_contact_segment_add(st, p, q, body):
+    sid = check_segment_id(p["segment"])
+    c = contact_get(st, p["contact"])
+    if sid not in st.segments:
+        raise ApiError(404, SEGMENT_NOT_FOUND)
+    c["segments"].setdefault(sid, time.time())
+    return 200, {"object": "contact_segment", "id": sid, "contact_id": c["id"],
+                 "segment_id": sid}
+
+
+def h_contact_segment_remove(st, p, q, body):
+    sid = check_segment_id(p["segment"])
+    c = st.contact_find(p["contact"])
+    cid = c["id"] if c is not None else p["contact"]
+    if c is not None:
+        c["segments"].pop(sid, None)
+    return 200, {"object": "contact_segment", "id": cid, "contact_id": cid,
+                 "segment_id": sid, "deleted": True}
+
+
+ROUTES = [
+    ("/segments", {"POST": h_segments_create, "GET": h_segments_list}),
+    ("/segments/{id}", {"GET": h_segment_get, "PATCH": h_segment_patch,
+                        "DELETE": h_segment_delete}),
+    ("/segments/{id}/contacts", {"GET": h_segment_contacts}),
+    ("/contacts", {"POST": h_contacts_create, "GET": h_contacts_list}),
+    ("/contacts/{contact}", {"GET": h_contact_get, "PATCH": h_contact_patch,
+                             "DELETE": h_contact_delete}),
+    ("/contacts/{contact}/segments", {"GET": h_contact_segments}),
+    ("/contacts/{contact}/segments/{segment}", {"POST": h_contact_segment_add,
+                                                "DELETE": h_contact_segment_remove}),
+]
+# Literal path words that must not be read as a contact id ("imports" etc.).
+RESERVED = {"imports"}
+
+
+def match_route(path):
+    """(template, params, methods) or (None, None, None)."""
+    parts = path.split("/")[1:]
+    if not parts or any(p == "" for p in parts):
+        return None, None, None
+    for template, methods in ROUTES:
+        tparts = template.split("/")[1:]
+        if len(tparts) != len(parts):
+            continue
+        params = {}
+        for t, p in zip(tparts, parts):
+            if t.startswith("{"):
+                value = urllib.parse.unquote(p)
+                if value in RESERVED:
+                    break
+                params[t[1:-1]] = value
+            elif t != p:
+                break
+        else:
+            return template, params, methods
+    return None, None, None
+
+
+# ---- control API ---------------------------------------------------------------
+
+def control_dispatch(st, method, action, body, query):
+    """-> (status, payload). action is the path after /_standin/."""
+    if action == "healthz" and method == "GET":
+        return 200, "ok"
+    if action == "state" and method == "GET":
+        return 200, st.dump()
+    if action == "reset" and method == "POST":
+        st.reset(keep_config=bool(body.get("keepConfig")))
+        return 200, {"reset": True}
+    if action == "seed" and method == "POST":
+        return 200, control_seed(st, body)
+    if action == "config":
+        if method == "GET":
+            return 200, dict(st.config)
+        if method == "POST":
+            return 200, st.configure(body)
+    if action == "calls":
+        if method == "GET":
+            since = int(query.get("since", "0") or 0)
+            return 200, st.calls_view(since, query.get("log", "1") not in ("0", "false"))
+        if method == "DELETE":
+            st.clear_calls()
+            return 200, {"cleared": True}
+    if action == "counts" and method == "GET":
+        return 200, st.calls_view(0, False)
+    if action == "faults":
+        if method == "GET":
+            with st.lock:
+                return 200, {"faults": [f.describe() for f in st.faults]}
+        if method == "DELETE" or (method == "POST" and body.get("clear")):
+            with st.lock:
+                st.faults = []
+            return 200, {"cleared": True}
+        if method == "POST":
+            return 200, {"id": st.add_fault(body)}
+    if action == "events":
+        if method == "GET":
+            with st.lock:
+                return 200, {"events": list(st.events)}
+        if method == "POST":
+            return 200, send_event(st, body)
+    raise ControlError(404, "no control endpoint %s %s" % (method, action))
+
+
+def control_seed(st, body):
+    out = {"segments": [], "contacts": []}
+    with st.lock:
+        for s in body.get("segments", []):
+            if s.get("id") is not None and not UUID_RE.match(s["id"]):
+                raise ControlError(400, "segment id must be a UUID")
+            out["segments"].append(st.segment_add(s.get("name", ""), s.get("id")))
+        for c in body.get("contacts", []):
+            try:
+                fields = contact_fields(c, creating=True)
+            except ApiError as e:
+                raise ControlError(400, e.message)
+            if st.contact_find(fields["email"]) is not None:
+                raise ControlError(400, "contact %s exists" % fields["email"])
+            fields["_segments"] = [sid for sid in c.get("segments", []) if sid in st.segments]
+            if c.get("id") is not None and not UUID_RE.match(c["id"]):
+                raise ControlError(400, "contact id must be a UUID")
+            out["contacts"].append(st.contact_add(fields, c.get("id"))["id"])
+    return out
+
+
+# ---- webhooks (provider -> us) -----------------------------------------------------
+
+def contact_event_data(c):
+    segs = list(c["segments"])
+    data = {"id": c["id"]}
+    if segs:
+        data["audience_id"] = segs[0]
+    data.update({"segment_ids": segs, "created_at": event_time(c["created_at"]),
+                 "updated_at": event_time(c["updated_at"]), "email": c["email"],
+                 "first_name": c["first_name"], "last_name": c["last_name"],
+                 "unsubscribed": c["unsubscribed"]})
+    return data
+
+
+def event_body(st, req, now):
+    if "body" in req:
+        raw = req["body"]
+        return raw.encode() if isinstance(raw, str) else json.dumps(raw).encode()
+    etype = req.get("type", "contact.updated")
+    data = {}
+    if "contact" in req:
+        if not etype.startswith("contact."):
+            raise ControlError(400, "contact is only for contact.* events")
+        with st.lock:
+            c = st.contact_find(str(req["contact"]))
+            if c is None:
+                raise ControlError(404, "no contact %s" % req["contact"])
+            changes = req.get("changes") or {}
+            if changes:
+                try:
+                    fields = contact_fields(changes, creating=False)
+                except ApiError as e:
+                    raise ControlError(400, e.message)
+                st.by_email.pop(c["email"].lower(), None)
+                apply_contact_fields(c, fields)
+                st.by_email[c["email"].lower()] = c["id"]
+            data = contact_event_data(c)
+            if etype == "contact.deleted":
+                st.contact_remove(c)
+    elif etype.startswith("email."):
+        data = {"email_id": str(uuid.uuid4()), "from": "Acme <onboarding@resend.dev>",
+                "to": ["delivered@resend.dev"], "subject": "Hello from the stand-in",
+                "created_at": event_time(now)}
+    data.update(req.get("data") or {})
+    envelope = {"type": etype, "created_at": event_time(now), "data": data}
+    return json.dumps(envelope, separators=(",", ":")).encode()
+
+
+class _NamedHTTPSConnection(http.client.HTTPSConnection):
+    """Connects to host:port but checks the certificate for another name."""
+
+    def __init__(self, host, port, server_name, context, timeout):
+        super().__init__(host, port, context=context, timeout=timeout)
+        self._server_name = server_name
+        self._ctx = context
+
+    def connect(self):
+        sock = socket.create_connection((self.host, self.port), self.timeout)
+        self.sock = self._ctx.wrap_socket(sock, server_hostname=self._server_name)
+
+
+def send_event(st, req):
+    url = req.get("url")
+    if not url:
+        raise ControlError(400, "url is required")
+    u = urllib.parse.urlsplit(url)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise ControlError(400, "url must be http:// or https://")
+    now = time.time()
+    body = event_body(st, req, now)
+    msg_id = req.get("id") or new_msg_id()
+    ts = str(req.get("timestamp", int(now) + int(req.get("timestampOffset", 0))))
+    if "signature" in req:
+        signature = req["signature"]
+    else:
+        if not req.get("secret"):
+            raise ControlError(400, "secret (whsec_...) is required")
+        try:
+            ours = sign(req["secret"], msg_id, ts, body)
+        except (ValueError, TypeError) as e:
+            raise ControlError(400, "bad secret: %s" % e)
+        signature = " ".join(list(req.get("extraSignatures", [])) + [ours])
+    headers = {"content-type": "application/json",
+               "user-agent": "Svix-Webhooks/1.0 (resend-standin)",
+               "svix-id": msg_id, "svix-timestamp": ts, "svix-signature": signature}
+    for k, v in (req.get("headers") or {}).items():
+        headers.pop(k.lower(), None)
+        if v is not None:
+            headers[k.lower()] = v
+    rec = {"time": now,
+           "request": {"url": url, "headers": headers,
+                       "body": body.decode("utf-8", "replace")},
+           "delivered": False, "status": None, "responseBody": None, "responseHeaders": None,
+           "error": None}
+    timeout = float(req.get("timeout", 5))
+    port = u.port or (443 if u.scheme == "https" else 80)
+    path = (u.path or "/") + ("?" + u.query if u.query else "")
+    conn = None
+    try:
+        if u.scheme == "https":
+            if req.get("insecure"):
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            else:
+                ctx = ssl.create_default_context(cafile=req.get("caFile"))
+            conn = _NamedHTTPSConnection(u.hostname, port, req.get("serverName") or u.hostname,
+                                         ctx, timeout)
+        else:
+            conn = http.client.HTTPConnection(u.hostname, port, timeout=timeout)
+        conn.request("POST", path, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read(EVENT_RESPONSE_MAX)
+        rec.update({"status": resp.status, "delivered": 200 <= resp.status < 300,
+                    "responseBody": data.decode("utf-8", "replace"),
+                    "responseHeaders": {k.lower(): v for k, v in resp.getheaders()}})
+    except (OSError, http.client.HTTPException, ssl.SSLError) as e:
+        rec["error"] = "%s: %s" % (type(e).__name__, e)
+    finally:
+        if conn is not None:
+            conn.close()
+    with st.lock:
+        st.events.append(rec)
+    return rec
+
+
+# ---- HTTP server -------------------------------------------------------------------
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "resend-standin"
+
+    def version_string(self):
+        return self.server_version
+
+    def setup(self):
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(10)
+            try:
+                self.request.do_handshake()
+            except (OSError, ssl.SSLError):
+                self.request.close()
+                raise
+            self.request.settimeout(None)
+        super().setup()
+
+    def log_message(self, fmt, *args):
+        if LOG["verbose"]:
+            log("%s %s", self.address_string(), fmt % args)
+
+    @property
+    def st(self):
+        return self.server.state
+
+    def read_body(self):
+        te = (self.headers.get("Transfer-Encoding") or "").lower()
+        if "chunked" in te:
+            out = bytearray()
+            while True:
+                line = self.rfile.readline(1024)
+                size = int(line.split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    for _ in range(MAX_CHUNK_LINES):
+                        if self.rfile.readline(1024) in (b"\r\n", b"\n", b""):
+                            break
+                    return bytes(out)
+                if len(out) + size > MAX_BODY:
+                    raise BodyTooLarge()
+                out += self.rfile.read(size)
+                self.rfile.readline(1024)
+        n = int(self.headers.get("Content-Length") or 0)
+        if n > MAX_BODY:
+            raise BodyTooLarge()
+        return self.rfile.read(n) if n > 0 else b""
+
+    def send(self, status, payload, headers=None, ctype="application/json; charset=utf-8"):
+        if isinstance(payload, (bytes, bytearray)):
+            data = bytes(payload)
+        elif isinstance(payload, str) and not ctype.startswith("application/json"):
+            data = payload.encode()
+        else:
+            data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def handle_any(self):
+        u = urllib.parse.urlsplit(self.path)
+        parsed = urllib.parse.parse_qs(u.query, keep_blank_values=True)
+        query = {k: v[-1] for k, v in parsed.items()}
+        try:
+            raw = self.read_body()
+        except (BodyTooLarge, ValueError) as e:
+            # The rest of the body is unread: this connection cannot go on.
+            self.close_connection = True
+            code = 413 if isinstance(e, BodyTooLarge) else 400
+            text = "The request body is too large." if code == 413 else "Bad request framing."
+            if u.path.startswith("/_standin/"):
+                return self.send(code, {"error": text})
+            return self.send(code, ApiError(code, text, "validation_error").body())
+        if u.path.startswith("/_standin/"):
+            return self.handle_control(u.path[len("/_standin/"):], query, raw)
+        self.handle_api(u, query, raw)
+
+    do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = do_HEAD = handle_any
+
+    def handle_control(self, action, query, raw):
+        try:
+            body = json.loads(raw) if raw.strip() else {}
+            if not isinstance(body, dict):
+                raise ControlError(400, "control bodies are JSON objects")
+            code, payload = control_dispatch(self.st, self.command, action, body, query)
+        except ControlError as e:
+            code, payload = e.status, {"error": str(e)}
+        except ValueError as e:   # the body, or a number in the query
+            code, payload = 400, {"error": "bad request: %s" % e}
+        self.send(code, payload)
+
+    def handle_api(self, u, query, raw):
+        st = self.st
+        started = time.monotonic()
+        template, params, methods = match_route(u.path)
+        method = self.command
+        rec = {"time": time.time(), "method": method, "path": u.path, "route": template,
+               "query": query, "headers": {k: self.headers.get(k) for k in (
+                   "authorization", "user-agent", "content-type", "accept", "idempotency-key")},
+               "body": None, "status": None, "response": None, "fault": None}
+        try:
+            rec["body"] = json.loads(raw) if raw else None
+        except ValueError:
+            rec["body"] = raw.decode("utf-8", "replace")
+        status, payload, headers, ctype, drop = self.answer(
+            method, template, params, methods, query, raw, rec)
+        rec["status"] = status
+        rec["response"] = payload
+        rec["durationMs"] = round((time.monotonic() - started) * 1000, 1)
+        st.record_call(rec)
+        if drop:
+            self.close_connection = True
+            return
+        self.send(status, payload, headers, ctype)
+
+    def answer(self, method, template, params, methods, query, raw, rec):
+        """-> (status, payload, headers, content type, drop)."""
+        st = self.st
+        json_type = "application/json; charset=utf-8"
+        if st.config["requireUserAgent"] and not self.headers.get("User-Agent"):
+            return 403, "error code: 1010", {}, "text/plain; charset=UTF-8", False
+        with st.lock:
+            rl_headers = st.limiter.peek()
+        err = self.auth_error()
+        if err is not None:
+            return err.status, err.body(), rl_headers, json_type, False
+        with st.lock:
+            allowed, rl_headers, retry = st.limiter.acquire()
+        if not allowed:
+            w = st.config["rateWindow"]
+            per = "second" if w == 1 else "%s seconds" % w
+            err = ApiError(429, "Too many requests. You can only make %s requests per %s."
+                           % (st.config["rateLimit"], per), "rate_limit_exceeded")
+            h = dict(rl_headers, **{"retry-after": str(retry)})
+            return 429, err.body(), h, json_type, False
+        fault = st.take_fault(method, template)
+        if fault is not None:
+            rec["fault"] = fault.kind
+            if fault.kind == "delay":
+                st.stopping.wait(fault.seconds)
+            elif fault.kind == "rate_limit":
+                err = ApiError(429, "Too many requests. Please limit the number of requests "
+                               "per second.", "rate_limit_exceeded")
+                h = dict(rl_headers, **{"ratelimit-remaining": "0",
+                                        "retry-after": str(fault.retry_after)})
+                return 429, err.body(), h, json_type, False
+            elif not fault.after:
+                return self.fault_answer(fault, rl_headers)
+        status, payload = self.route(method, template, params, methods, query, raw)
+        if fault is not None and fault.after and fault.kind in ("error", "drop"):
+            return self.fault_answer(fault, rl_headers)
+        return status, payload, rl_headers, json_type, False
+
+    @staticmethod
+    def fault_answer(fault, rl_headers):
+        if fault.kind == "drop":
+            return 0, None, {}, "", True
+        if fault.html:
+            page = "<html><body><h1>%d</h1><p>%s</p></body></html>" % (fault.status, fault.message)
+            return fault.status, page, rl_headers, "text/html; charset=UTF-8", False
+        err = ApiError(fault.status, fault.message, fault.name)
+        return fault.status, err.body(), rl_headers, "application/json; charset=utf-8", False
+
+    def auth_error(self):
+        cfg = self.st.config
+        auth = self.headers.get("Authorization") or ""
+        scheme, _, key = auth.partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key:
+            return ApiError(401, "Missing API key in the authorization header.", "missing_api_key")
+        if key in cfg["restrictedKeys"]:
+            return ApiError(401, "This API key is restricted to only send emails.",
+                            "restricted_api_key")
+        if cfg["apiKeys"] is not None and key not in cfg["apiKeys"]:
+            return ApiError(403, "API key is invalid", "invalid_api_key")
+        return None
+
+    def route(self, method, template, params, methods, query, raw):
+        if template is None:
+            return 404, ApiError(404, "The requested endpoint does not exist.").body()
+        handler = methods.get(method)
+        if handler is None:
+            return 405, ApiError(405, "Method not allowed.", "method_not_allowed").body()
+        body = None
+        if method in ("POST", "PATCH") and raw.strip():
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                return 400, ApiError(400, "Invalid JSON in the request body.",
+                                     "validation_error").body()
+        elif method in ("POST", "PATCH"):
+            body = {}
+        try:
+            with self.st.lock:
+                return handler(self.st, params, query, body)
+        except ApiError as e:
+            return e.status, e.body()
+        except Exception:  # our bug: answer as Resend would, keep serving
+            log("handler error:\n%s", traceback.format_exc())
+            return 500, ApiError(500, "An unexpected error occurred.").body()
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128    # a burst of clients must not wait for SYN retries
+
+    def handle_error(self, request, client_address):
+        # A client that gave up (timeouts, dropped connections) is routine here.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, socket.timeout, ssl.SSLError)):
+            if LOG["verbose"]:
+                log("%s: %s", client_address[0], exc)
+            return
+        super().handle_error(request, client_address)
+
+    def __init__(self, addr, state, tls=None):
+        super().__init__(addr, Handler)
+        self.state = state
+        if tls is not None:
+            self.socket = tls.wrap_socket(self.socket, server_side=True,
+                                          do_handshake_on_connect=False)
+
+
+class StandIn:
+    """In-process stand-in: StandIn(**config).start(); .url; .control(...); .stop()."""
+
+    def __init__(self, port=0, tls_cert=None, tls_key=None, **config):
+        self.req_port = port
+        self.tls_cert = tls_cert
+        self.tls_key = tls_key
+        self.state = State(config)
+        self.httpd = None
+        self.thread = None
+
+    def start(self):
+        tls = None
+        if self.tls_cert:
+            tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            tls.load_cert_chain(self.tls_cert, self.tls_key)
+        self.httpd = _Server(("127.0.0.1", self.req_port), self.state, tls)
+        self.thread = threading.Thread(target=self.httpd.serve_forever,
+                                       kwargs={"poll_interval": 0.05},
+                                       name="resend-standin", daemon=True)
+        self.thread.start()
+        return self
+
+    @property
+    def port(self):
+        return self.httpd.server_address[1]
+
+    @property
+    def url(self):
+        return "%s://127.0.0.1:%d" % ("https" if self.tls_cert else "http", self.port)
+
+    def control(self, action, body=None, method="POST", query=None):
+        """The control API without HTTP; an error raises RuntimeError."""
+        try:
+            code, payload = control_dispatch(self.state, method, action, body or {}, query or {})
+        except ControlError as e:
+            code, payload = e.status, {"error": str(e)}
+        if code >= 400:
+            raise RuntimeError("control %s: %s" % (action, payload))
+        return payload
+
+    def stop(self):
+        self.state.stopping.set()
+        if self.httpd is not None:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.httpd = None
+        if self.thread is not None:
+            self.thread.join(5)
+            self.thread = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def write_atomic(path, text):
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Resend API stand-in (see the module docstring)")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--port-file")
+    ap.add_argument("--api-key", action="append", help="accepted key (repeatable); "
+                    "default %s" % DEFAULT_API_KEY)
+    ap.add_argument("--any-key", action="store_true", help="accept any bearer key")
+    ap.add_argument("--rate", type=float, default=DEFAULT_CONFIG["rateLimit"],
+                    help="requests per window; 0 = unlimited")
+    ap.add_argument("--rate-window", type=float, default=DEFAULT_CONFIG["rateWindow"])
+    ap.add_argument("--rate-mode", choices=("sliding", "bucket"), default="sliding")
+    ap.add_argument("--no-user-agent-check", action="store_true")
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    a = ap.parse_args(argv)
+    LOG["verbose"] = a.verbose
+    config = {"rateLimit": int(a.rate) if a.rate == int(a.rate) else a.rate,
+              "rateWindow": a.rate_window, "rateMode": a.rate_mode,
+              "requireUserAgent": not a.no_user_agent_check,
+              "apiKeys": None if a.any_key else (a.api_key or [DEFAULT_API_KEY])}
+    s = StandIn(port=a.port, tls_cert=a.tls_cert, tls_key=a.tls_key or a.tls_cert, **config)
+    s.start()
+    if a.port_file:
+        write_atomic(a.port_file, "%d\n" % s.port)
+    log("listening on %s", s.url)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    while not done.wait(1):
+        pass
+    s.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
