@@ -31,7 +31,9 @@ void json_stream_free(struct json_stream *s);
  * Feeds len bytes. Returns 0; -EINVAL when the stream is not a sequence of
  * JSON objects; -E2BIG when one value outgrows max_value; -ENOMEM; or the
  * first non-zero value fn returned (then the rest of the input is kept
- * unconsumed). fn gets a new reference it must not keep without json_incref.
+ * unconsumed: feeding 0 bytes goes on with it). After -EINVAL, -E2BIG or
+ * -ENOMEM everything buffered is dropped and the stream is empty again.
+ * fn's value is borrowed: json_incref it to keep it past the call.
  */
 int json_stream_feed(struct json_stream *s, const char *data, size_t len,
     json_stream_fn fn, void *arg);

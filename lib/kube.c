@@ -20,6 +20,7 @@
 #define KUBE_POOL_MAX 16		/* idle easy handles (and their connections) kept */
 #define KUBE_WATCH_EVENT_MAX (16u << 20)	/* one watch event */
 #define KUBE_TOKEN_MAX (64u << 10)
+#define KUBE_EVENT_NOTE_MAX 1024	/* bytes; events.k8s.io refuses a longer note */
 
 struct kube_client {
 	char *server;
@@ -533,6 +534,7 @@ kube_list_page(struct kube_client *c, const char *collection, unsigned int limit
 	char *path = NULL, *esc = NULL;
 	int rc;
 
+	memset(out, 0, sizeof(*out));	/* freeable whatever happens below */
 	if (cont && cont[0]) {
 		esc = curl_easy_escape(NULL, cont, 0);
 		if (!esc)
@@ -577,6 +579,7 @@ kube_access_review(struct kube_client *c, const struct kube_access *a,
 	json_t *attrs, *spec, *sar;
 	int rc;
 
+	memset(out, 0, sizeof(*out));	/* freeable whatever happens below */
 	*allowed = false;
 	if (reason)
 		*reason = NULL;
@@ -607,6 +610,24 @@ kube_access_review(struct kube_client *c, const struct kube_access *a,
 	return rc;
 }
 
+/*
+ * Copies s into out (len bytes, terminator included), cut if need be at
+ * a UTF-8 character boundary: half a character is not valid JSON text.
+ */
+static void
+copy_utf8(char *out, size_t len, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n >= len) {
+		n = len - 1;
+		while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+			n--;	/* s[n] continues a character that would be cut */
+	}
+	memcpy(out, s, n);
+	out[n] = '\0';
+}
+
 /* MicroTime: RFC 3339 with microseconds, UTC. */
 static void
 micro_time(char *out, size_t len)
@@ -626,16 +647,19 @@ int
 kube_event_create(struct kube_client *c, const struct kube_event *e,
     struct kube_response *out)
 {
-	char when[40], note[1024], path[512];
+	char when[40], note[KUBE_EVENT_NOTE_MAX + 1], path[512], prefix[300];
 	json_t *ev;
 	int rc;
 
+	memset(out, 0, sizeof(*out));	/* freeable whatever happens below */
+	/* client-go names Events "<object>.<suffix>". */
+	snprintf(prefix, sizeof(prefix), "%.250s.", e->regarding_name ? e->regarding_name : "milo");
 	micro_time(when, sizeof(when));
-	snprintf(note, sizeof(note), "%s", e->note ? e->note : "");
+	copy_utf8(note, sizeof(note), e->note ? e->note : "");
 	ev = json_pack("{s:s, s:s, s:{s:s, s:s}, s:s, s:s, s:s, s:s, s:s, s:s, s:s,"
 	    " s:{s:s, s:s, s:s, s:s, s:s*}}",
 	    "apiVersion", "events.k8s.io/v1", "kind", "Event",
-	    "metadata", "generateName", e->regarding_name ? e->regarding_name : "milo",
+	    "metadata", "generateName", prefix,
 	    "namespace", e->namespace,
 	    "eventTime", when, "type", e->type, "reason", e->reason, "action", e->action,
 	    "note", note, "reportingController", e->reporting_controller,
@@ -660,8 +684,29 @@ struct watch_state {
 	kube_watch_fn fn;
 	void *arg;
 	const volatile int *stop;
+	struct kube_response *out;
 	int rc;			/* why we stopped early */
 };
+
+/*
+ * An ERROR event carries a Status (410 Expired when the watch fell out of
+ * the history window): its reason and message go to the caller as a
+ * failed request's would, the Status itself as the body.
+ */
+static int
+watch_error(struct watch_state *w, json_t *st)
+{
+	const char *reason = json_string_value(json_object_get(st, "reason"));
+	const char *message = json_string_value(json_object_get(st, "message"));
+	json_int_t code = json_integer_value(json_object_get(st, "code"));
+
+	free(w->out->reason);
+	w->out->reason = reason ? strdup(reason) : NULL;
+	set_message(w->out, "%s", message ? message : "watch ERROR event");
+	json_decref(w->out->body);
+	w->out->body = json_incref(st);
+	return code == 410 || kube_is_gone(w->out) ? -EXDEV : -EIO;
+}
 
 static int
 on_event(json_t *ev, void *arg)
@@ -672,11 +717,8 @@ on_event(json_t *ev, void *arg)
 
 	if (!type || !json_is_object(obj))
 		return -EPROTO;
-	if (strcmp(type, "ERROR") == 0) {
-		json_int_t code = json_integer_value(json_object_get(obj, "code"));
-
-		return code == 410 ? -EXDEV : -EIO;
-	}
+	if (strcmp(type, "ERROR") == 0)
+		return watch_error(w, obj);
 	return w->fn(type, obj, w->arg);
 }
 
@@ -712,13 +754,15 @@ kube_watch(struct kube_client *c, const char *collection,
     const char *resource_version, unsigned int timeout_s, kube_watch_fn fn,
     void *arg, const volatile int *stop, struct kube_response *out)
 {
-	struct watch_state w = { .fn = fn, .arg = arg, .stop = stop };
+	struct watch_state w = { .fn = fn, .arg = arg, .stop = stop, .out = out };
 	struct curl_slist *hdrs = NULL;
 	char *url = NULL, *auth, errbuf[CURL_ERROR_SIZE] = "";
 	CURLcode cc;
 	int rc = 0;
 
 	memset(out, 0, sizeof(*out));
+	if (timeout_s == 0)
+		return -EINVAL;	/* kube-apiserver would read 0 as its own default */
 	w.h = curl_easy_init();
 	if (!w.h || asprintf(&url, "%s%s%swatch=1&allowWatchBookmarks=true"
 	    "&timeoutSeconds=%u%s%s", c->server, collection,

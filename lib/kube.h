@@ -138,11 +138,12 @@ int kube_event_create(struct kube_client *c, const struct kube_event *e,
 /*
  * A watch: streams events from path (a collection, "?watch=1…" added
  * here) starting after resource_version, for at most timeout_s seconds
- * (the server ends the stream then). fn is called for every event with its
- * type ("ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR") and object
- * (borrowed); a non-zero return stops the watch and is returned. *stop is
- * polled about once a second. Returns 0 when the server closed the stream,
- * -EXDEV for 410 Gone (relist), or a kube_request() error.
+ * (the server ends the stream then; must be above 0). fn is called for
+ * every event with its type ("ADDED", "MODIFIED", "DELETED", "BOOKMARK")
+ * and object (borrowed); a non-zero return stops the watch and is
+ * returned. An ERROR event ends the watch: -EXDEV for 410 Gone (relist),
+ * else -EIO, with the Status in out. *stop is polled about once a second.
+ * Returns 0 when the server closed the stream, or a kube_request() error.
  */
 typedef int (*kube_watch_fn)(const char *type, json_t *object, void *arg);
 
