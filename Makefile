@@ -126,3 +126,49 @@ clean:
 	rm -rf build
 
 -include $(shell find build -name '*.d' 2>/dev/null)
+
+# --- run, fuzz, bench ---------------------------------------------------
+
+RUN_PORT ?= 9443
+RUN_PATH := /validate-notification-miloapis-com-v1alpha1-contact
+
+# The webhook in the foreground with a development certificate (made once).
+run: all
+	@test -s certs/dev/tls.crt || sh certs/dev-cert.sh
+	@echo "Send it a review (in another terminal):"
+	@echo "  curl --cacert certs/dev/ca.crt -H 'Content-Type: application/json' \\"
+	@echo "    --data-binary @test/fixtures/sample-review.json \\"
+	@echo "    'https://localhost:$(RUN_PORT)$(RUN_PATH)?timeout=10s'"
+	@echo
+	$(BUILD)/contact-webhook --cert-dir=certs/dev --bind-address=127.0.0.1 \
+		--secure-port=$(RUN_PORT) --shutdown-delay=0s
+
+# libFuzzer on the admission decoder, every endpoint, for FUZZ_TIME seconds.
+FUZZ_CC ?= clang
+FUZZ_TIME ?= 60
+FUZZ_DIR := build/fuzz
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer $(WARN) \
+	-MMD -MP $(FUZZ_SAN) -fsanitize=fuzzer-no-link -Ilib $(PKG_CFLAGS)
+FUZZ_OBJ := $(LIB_SRC:%.c=$(FUZZ_DIR)/%.o)
+
+$(FUZZ_DIR)/lib/%.o: lib/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_DIR)/fuzz_admission: fuzz/fuzz_admission.c $(FUZZ_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $(filter %.c %.o,$^) \
+		$(FINAL_LIBS)
+
+fuzz: deps $(FUZZ_DIR)/fuzz_admission
+	@mkdir -p $(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds
+	@cp fuzz/seeds/*.json $(FUZZ_DIR)/seeds/
+	@find test/fixtures -name '*.json' -exec cp {} $(FUZZ_DIR)/seeds/ \;
+	@cp ../shared/fixtures/kubernetes/*.json $(FUZZ_DIR)/seeds/ 2>/dev/null || true
+	$(FUZZ_DIR)/fuzz_admission -max_total_time=$(FUZZ_TIME) -max_len=65536 \
+		-timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
+		-dict=fuzz/admission.dict $(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds
+
+# wrk against the webhook and against nginx on the same core (bench/webhook.sh).
+bench: all
+	MILO_WEBHOOK_BIN=$(CURDIR)/$(BUILD)/contact-webhook sh bench/webhook.sh

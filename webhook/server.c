@@ -1,0 +1,324 @@
+/* server.c -- contact-webhook's routes: the admission endpoints, health, readiness, metrics */
+#include <errno.h>
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "admission.h"
+#include "httpd.h"
+#include "log.h"
+#include "metrics.h"
+#include "webhook.h"
+
+#define N_ENDPOINTS (2 * KIND__COUNT)
+#define N_ROUTES (N_ENDPOINTS + 3)
+
+/* One admission endpoint and its metric series, resolved once. */
+struct endpoint {
+	struct webhook *w;
+	enum resource_kind kind;
+	enum admission_mode mode;
+	const char *path;
+	struct metric_series *in_flight;
+	struct metric_series *latency;
+	struct metric_series *code_200;
+	struct metric_series *allowed;
+	struct metric_series *denied;
+};
+
+struct webhook {
+	struct metrics *metrics;
+	struct tls_store *tls;
+	struct httpd *httpd;
+	atomic_bool draining;
+	struct metric *requests;	/* {webhook, code} */
+	struct endpoint endpoints[N_ENDPOINTS];
+	struct httpd_route routes[N_ROUTES];
+};
+
+static double
+ms_since(const struct timespec *t0)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - t0->tv_sec) * 1e3 +
+	    (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static void
+log_decision(const struct endpoint *ep, const struct admission_outcome *out,
+    double ms)
+{
+	if (!log_enabled(LOG_INFO))
+		return;
+	log_info("admission", "{s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:b, s:b, "
+	    "s:b, s:f}", "webhook", ep->path, "uid", out->uid, "kind", out->kind,
+	    "namespace", out->namespace, "name", out->name,
+	    "operation", out->operation, "allowed", out->allowed,
+	    "dry_run", out->dry_run, "patched", out->patched, "ms", ms);
+}
+
+static int
+serve_admission(const struct httpd_request *req, struct httpd_reply *reply,
+    void *arg)
+{
+	struct endpoint *ep = arg;
+	struct admission_outcome out;
+	struct timespec t0;
+	int rc;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	rc = admission_handle(NULL, ep->kind, ep->mode, req->body,
+	    req->body_len, &out);
+	if (rc)
+		return rc;
+	reply->status = out.http_status;
+	reply->content_type = out.content_type;
+	reply->body = out.body;
+	reply->body_len = out.body_len;
+	out.body = NULL;
+	if (out.http_status == 200) {
+		metric_inc(out.allowed ? ep->allowed : ep->denied);
+		log_decision(ep, &out, ms_since(&t0));
+	} else {
+		log_info("admission request refused", "{s:s, s:i, s:s?}",
+		    "webhook", ep->path, "status", out.http_status,
+		    "reason", out.reason);
+	}
+	admission_outcome_free(&out);
+	return 0;
+}
+
+static int
+serve_healthz(const struct httpd_request *req, struct httpd_reply *reply,
+    void *arg)
+{
+	(void)req;
+	(void)arg;
+	return httpd_reply_text(reply, 200, "ok");
+}
+
+/* Ready: the certificate is loaded (it is, once serving) and not draining. */
+static int
+serve_readyz(const struct httpd_request *req, struct httpd_reply *reply,
+    void *arg)
+{
+	struct webhook *w = arg;
+
+	(void)req;
+	if (atomic_load(&w->draining))
+		return httpd_reply_text(reply, 500, "not ready: shutting down");
+	if (tls_store_generation(w->tls) == 0)
+		return httpd_reply_text(reply, 500, "not ready: no certificate loaded");
+	return httpd_reply_text(reply, 200, "ok");
+}
+
+static void
+on_begin(const struct httpd_route *route, void *arg)
+{
+	struct endpoint *ep = route->arg;
+
+	(void)arg;
+	metric_inc(ep->in_flight);
+}
+
+static void
+on_end(const struct httpd_route *route, int status, double seconds, void *arg)
+{
+	struct endpoint *ep = route->arg;
+	struct webhook *w = arg;
+	char code[16];
+
+	metric_dec(ep->in_flight);
+	if (status == 0)
+		return;		/* the client went away before an answer */
+	metric_observe(ep->latency, seconds);
+	if (status == 200) {
+		metric_inc(ep->code_200);
+	} else {
+		snprintf(code, sizeof(code), "%d", status);
+		metric_inc(metric_get(w->requests,
+		    (const char *const[]){ ep->path, code }));
+	}
+}
+
+/*
+ * controller-runtime's webhook metrics, so existing dashboards work, with
+ * the 200 and 500 series present from the start as there.
+ */
+static int
+register_metrics(struct webhook *w)
+{
+	static const char *const by_webhook[] = { "webhook", NULL };
+	static const char *const by_code[] = { "webhook", "code", NULL };
+	static const char *const by_allowed[] = { "webhook", "allowed", NULL };
+	struct metric *latency, *in_flight, *decisions;
+
+	w->requests = metrics_counter(w->metrics,
+	    "controller_runtime_webhook_requests_total",
+	    "Total number of admission requests by HTTP status code.", by_code);
+	latency = metrics_histogram(w->metrics,
+	    "controller_runtime_webhook_latency_seconds",
+	    "Histogram of the latency of processing admission requests.",
+	    by_webhook, metrics_latency_buckets, metrics_latency_buckets_len);
+	in_flight = metrics_gauge(w->metrics,
+	    "controller_runtime_webhook_requests_in_flight",
+	    "Current number of admission requests being served.", by_webhook);
+	decisions = metrics_counter(w->metrics,
+	    "milo_webhook_admission_decisions_total",
+	    "Admission reviews answered, by whether the request was allowed.",
+	    by_allowed);
+	if (!w->requests || !latency || !in_flight || !decisions)
+		return -ENOMEM;
+	for (int i = 0; i < N_ENDPOINTS; i++) {
+		struct endpoint *ep = &w->endpoints[i];
+		const char *p = ep->path;
+
+		ep->code_200 = metric_get(w->requests,
+		    (const char *const[]){ p, "200" });
+		(void)metric_get(w->requests, (const char *const[]){ p, "500" });
+		ep->latency = metric_get(latency, (const char *const[]){ p });
+		ep->in_flight = metric_get(in_flight, (const char *const[]){ p });
+		ep->allowed = metric_get(decisions,
+		    (const char *const[]){ p, "true" });
+		ep->denied = metric_get(decisions,
+		    (const char *const[]){ p, "false" });
+		if (!ep->code_200 || !ep->latency || !ep->in_flight ||
+		    !ep->allowed || !ep->denied)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static void
+build_routes(struct webhook *w)
+{
+	int i = 0;
+
+	for (int m = 0; m < 2; m++) {
+		for (int k = 0; k < KIND__COUNT; k++, i++) {
+			struct endpoint *ep = &w->endpoints[i];
+
+			ep->w = w;
+			ep->kind = (enum resource_kind)k;
+			ep->mode = m ? ADMISSION_MUTATE : ADMISSION_VALIDATE;
+			ep->path = admission_path(ep->kind, ep->mode);
+			w->routes[i] = (struct httpd_route){
+				.path = ep->path,
+				.methods = HTTPD_POST,
+				.content_type = "application/json",
+				.max_body = WEBHOOK_MAX_BODY,
+				.handler = serve_admission,
+				.arg = ep,
+				.observe = true,
+			};
+		}
+	}
+	w->routes[i++] = (struct httpd_route){ .path = "/healthz",
+	    .methods = HTTPD_GET, .handler = serve_healthz, .arg = w };
+	w->routes[i++] = (struct httpd_route){ .path = "/readyz",
+	    .methods = HTTPD_GET, .handler = serve_readyz, .arg = w };
+	w->routes[i++] = (struct httpd_route){ .path = "/metrics",
+	    .methods = HTTPD_GET, .handler = httpd_serve_metrics, .arg = w->metrics };
+}
+
+static void
+webhook_free(struct webhook *w)
+{
+	tls_store_free(w->tls);
+	metrics_free(w->metrics);
+	free(w);
+}
+
+int
+webhook_start(const struct webhook_options *o, struct webhook **out,
+    char *err, size_t errlen)
+{
+	struct webhook *w = calloc(1, sizeof(*w));
+	struct tls_config tc;
+	struct httpd_config hc;
+	int rc;
+
+	*out = NULL;
+	if (!w || !(w->metrics = metrics_new())) {
+		free(w);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	atomic_init(&w->draining, false);
+	build_routes(w);
+	rc = register_metrics(w);
+	if (rc) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	tc = (struct tls_config){
+		.cert_file = o->cert_file,
+		.key_file = o->key_file,
+		.client_ca_file = o->client_ca_file,
+		.min_version = o->tls_min_version,
+		.metrics = w->metrics,
+	};
+	rc = tls_store_open(&tc, &w->tls, err, errlen);
+	if (rc)
+		goto fail;
+	if (o->cert_poll_ms) {
+		rc = tls_store_watch(w->tls, (unsigned int)(o->cert_poll_ms >
+		    86400000 ? 86400000 : o->cert_poll_ms));
+		if (rc) {
+			snprintf(err, errlen, "cannot start the certificate "
+			    "watcher: %s", strerror(-rc));
+			goto fail;
+		}
+	}
+	hc = (struct httpd_config){
+		.bind_address = o->bind_address,
+		.port = o->port,
+		.tls = w->tls,
+		.routes = w->routes,
+		.n_routes = N_ROUTES,
+		.begin = on_begin,
+		.end = on_end,
+		.hook_arg = w,
+	};
+	rc = httpd_start(&hc, &w->httpd, err, errlen);
+	if (rc)
+		goto fail;
+	*out = w;
+	return 0;
+fail:
+	webhook_free(w);
+	return rc;
+}
+
+void
+webhook_drain(struct webhook *w)
+{
+	atomic_store(&w->draining, true);
+	httpd_set_draining(w->httpd, true);
+}
+
+void
+webhook_reload(struct webhook *w)
+{
+	(void)tls_store_reload(w->tls, "SIGHUP");
+}
+
+int
+webhook_stop(struct webhook *w)
+{
+	int rc;
+
+	webhook_drain(w);
+	rc = httpd_stop(w->httpd, HTTPD_STOP_TIMEOUT_MS);
+	if (rc == -ETIMEDOUT)
+		log_warn("stopped with requests still in flight", "{s:i}",
+		    "timeout_ms", HTTPD_STOP_TIMEOUT_MS);
+	webhook_free(w);
+	return rc;
+}
