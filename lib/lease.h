@@ -1,0 +1,36 @@
+/* lease.h -- leader election on a coordination.k8s.io/v1 Lease (client-go's algorithm) */
+#ifndef MILO_LEASE_H
+#define MILO_LEASE_H
+
+#include <stdbool.h>
+
+#define LEASE_DURATION_S 15	/* client-go's defaults */
+#define LEASE_RENEW_DEADLINE_S 10
+#define LEASE_RETRY_PERIOD_S 2
+
+struct kube_client;
+struct lease;
+
+struct lease_config {
+	struct kube_client *client;	/* borrowed */
+	const char *namespace;
+	const char *name;
+	const char *identity;		/* this replica: "<hostname>_<random>" */
+	unsigned int duration_s;	/* 0: defaults above */
+	unsigned int renew_deadline_s;
+	unsigned int retry_period_s;
+	/* Called from the election thread when leadership is won or lost. */
+	void (*on_change)(bool leading, void *arg);
+	void *arg;
+};
+
+/* Starts campaigning on a thread. Returns 0 or a negative errno-style code. */
+int lease_start(const struct lease_config *cfg, struct lease **out);
+
+/* True while this replica holds the lease (renewed within the deadline). */
+bool lease_leading(struct lease *l);
+
+/* Stops campaigning; a leader releases the lease so another takes over at once. */
+void lease_stop(struct lease *l);
+
+#endif

@@ -1,0 +1,686 @@
+/* controller.c -- one reconcile per key: finalizers, provider calls, status, Events */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cache.h"
+#include "codec.h"
+#include "kube.h"
+#include "log.h"
+#include "metrics.h"
+#include "reconciler.h"
+
+#define WAIT_FOR_DEPENDENCY_MS 5000	/* a membership waiting for its contact or group */
+
+/* One object being reconciled: its latest JSON and what we decoded of it. */
+struct obj {
+	enum resource_kind kind;
+	char ns[64], name[256];
+	char path[600];
+	json_t *json;		/* the latest version we have (owned) */
+	struct resource res;
+};
+
+static void
+obj_free(struct obj *o)
+{
+	json_decref(o->json);
+	resource_free(&o->res);
+}
+
+/* Replaces the JSON and decoded form with a newer version of the object. */
+static int
+obj_set(struct obj *o, json_t *json)
+{
+	struct field_list errs;
+	int rc;
+
+	json_decref(o->json);
+	resource_free(&o->res);
+	o->json = json;
+	field_list_init(&errs);
+	rc = resource_decode(json, o->kind, &o->res, &errs);
+	field_list_free(&errs);
+	return rc;
+}
+
+int
+reconciler_key(char *out, size_t len, enum resource_kind kind, const char *ns,
+    const char *name)
+{
+	int n = snprintf(out, len, "%s/%s/%s", kind_info(kind)->kind, ns, name);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+static int
+parse_key(const char *key, enum resource_kind *kind, char *ns, size_t nslen, char *name,
+    size_t namelen)
+{
+	const char *a = strchr(key, '/'), *b = a ? strchr(a + 1, '/') : NULL;
+	char kname[64];
+
+	if (!a || !b || (size_t)(a - key) >= sizeof(kname) || (size_t)(b - a - 1) >= nslen ||
+	    strlen(b + 1) >= namelen)
+		return -EINVAL;
+	memcpy(kname, key, (size_t)(a - key));
+	kname[a - key] = '\0';
+	memcpy(ns, a + 1, (size_t)(b - a - 1));
+	ns[b - a - 1] = '\0';
+	snprintf(name, namelen, "%s", b + 1);
+	return kind_from_name(kname, kind);
+}
+
+/* GETs kind ns/name. 1: found (o filled), 0: gone, < 0: error. */
+static int
+fetch(struct reconciler *r, enum resource_kind kind, const char *ns, const char *name,
+    struct obj *o)
+{
+	struct kube_response resp;
+	int rc;
+
+	memset(o, 0, sizeof(*o));
+	o->kind = kind;
+	snprintf(o->ns, sizeof(o->ns), "%s", ns);
+	snprintf(o->name, sizeof(o->name), "%s", name);
+	if (kube_path(o->path, sizeof(o->path), RESOURCE_GROUP, RESOURCE_VERSION, ns,
+	    kind_info(kind)->plural, name, NULL) != 0)
+		return -ENAMETOOLONG;
+	rc = kube_get(r->kube, o->path, &resp);
+	if (rc == -EIO && kube_is_not_found(&resp)) {
+		kube_response_free(&resp);
+		return 0;
+	}
+	if (rc) {
+		log_warn("reconcile: cannot read the object", "{s:s, s:s, s:s}", "path", o->path,
+		    "error", resp.message ? resp.message : "");
+		kube_response_free(&resp);
+		return rc;
+	}
+	rc = obj_set(o, json_incref(resp.body));
+	kube_response_free(&resp);
+	return rc ? rc : 1;
+}
+
+/* ---- finalizers ---- */
+
+static bool
+has_finalizer(const struct obj *o)
+{
+	const char *fin = kind_info(o->kind)->finalizer;
+
+	for (size_t i = 0; fin && i < o->res.meta.n_finalizers; i++)
+		if (strcmp(o->res.meta.finalizers[i], fin) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Adds or removes our finalizer with an update carrying the resourceVersion
+ * we read: a concurrent change makes it fail (409) and the key is retried.
+ */
+static int
+set_finalizer(struct reconciler *r, struct obj *o, bool on)
+{
+	const char *fin = kind_info(o->kind)->finalizer;
+	json_t *meta = json_object_get(o->json, "metadata"), *list = json_array(), *body;
+	json_t *old = json_object_get(meta, "finalizers");
+	struct kube_response resp;
+	size_t i;
+	json_t *f;
+	int rc;
+
+	if (!list)
+		return -ENOMEM;
+	json_array_foreach(old, i, f)
+		if (!json_is_string(f) || strcmp(json_string_value(f), fin) != 0)
+			json_array_append(list, f);
+	if (on)
+		json_array_append_new(list, json_string(fin));
+	body = json_deep_copy(o->json);
+	if (!body) {
+		json_decref(list);
+		return -ENOMEM;
+	}
+	json_object_set_new(json_object_get(body, "metadata"), "finalizers", list);
+	rc = kube_update(r->kube, o->path, body, &resp);
+	json_decref(body);
+	if (rc == 0 && resp.body)
+		rc = obj_set(o, json_incref(resp.body));
+	else if (rc)
+		log_info("reconcile: finalizer update failed; will retry", "{s:s, s:s}",
+		    "path", o->path, "error", resp.message ? resp.message : "");
+	kube_response_free(&resp);
+	return rc;
+}
+
+/* ---- status ---- */
+
+struct cond {
+	const char *type, *status, *reason;
+	char message[512];
+};
+
+static void
+micro_now(char *out, size_t len)
+{
+	time_t t = time(NULL);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Sets one condition, keeping lastTransitionTime when its status did not change. */
+static void
+put_condition(json_t *conds, const struct cond *c, json_int_t generation)
+{
+	json_t *have = NULL, *fresh;
+	size_t at = json_array_size(conds);
+	const char *was;
+	char now[32];
+
+	for (size_t i = 0; i < json_array_size(conds); i++) {
+		const char *t = json_string_value(json_object_get(json_array_get(conds, i), "type"));
+
+		if (t && strcmp(t, c->type) == 0) {
+			have = json_array_get(conds, i);
+			at = i;
+			break;
+		}
+	}
+	micro_now(now, sizeof(now));
+	was = json_string_value(json_object_get(have, "status"));
+	if (was && strcmp(was, c->status) == 0 &&
+	    json_string_value(json_object_get(have, "lastTransitionTime")))
+		snprintf(now, sizeof(now), "%s",
+		    json_string_value(json_object_get(have, "lastTransitionTime")));
+	fresh = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s}", "type", c->type, "status",
+	    c->status, "observedGeneration", generation, "lastTransitionTime", now,
+	    "reason", c->reason, "message", c->message);
+	if (have)
+		json_array_set_new(conds, at, fresh);
+	else
+		json_array_append_new(conds, fresh);
+}
+
+/*
+ * Writes status through the status subresource: providerID (when given),
+ * observedGeneration and the conditions, the others kept.
+ */
+static int
+write_status(struct reconciler *r, struct obj *o, const char *provider_id,
+    const struct cond *conds, size_t n)
+{
+	json_t *body = json_deep_copy(o->json), *status, *list;
+	json_int_t gen = o->res.meta.generation;
+	struct kube_response resp;
+	char path[700];
+	int rc;
+
+	if (!body)
+		return -ENOMEM;
+	status = json_object_get(body, "status");
+	if (!json_is_object(status)) {
+		status = json_object();
+		json_object_set_new(body, "status", status);
+	}
+	list = json_object_get(status, "conditions");
+	if (!json_is_array(list)) {
+		list = json_array();
+		json_object_set_new(status, "conditions", list);
+	}
+	for (size_t i = 0; i < n; i++)
+		put_condition(list, &conds[i], gen);
+	json_object_set_new(status, "observedGeneration", json_integer(gen));
+	if (provider_id)
+		json_object_set_new(status, "providerID", json_string(provider_id));
+	if (json_equal(status, json_object_get(o->json, "status"))) {
+		json_decref(body);
+		return 0;	/* nothing new to say */
+	}
+	snprintf(path, sizeof(path), "%s/status", o->path);
+	rc = kube_update(r->kube, path, body, &resp);
+	json_decref(body);
+	if (rc == 0 && resp.body)
+		rc = obj_set(o, json_incref(resp.body));
+	else if (rc)
+		log_info("reconcile: status update failed; will retry", "{s:s, s:s}",
+		    "path", o->path, "error", resp.message ? resp.message : "");
+	kube_response_free(&resp);
+	return rc;
+}
+
+static void
+cond_set(struct cond *c, const char *type, bool ok, const char *reason,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void
+cond_set(struct cond *c, const char *type, bool ok, const char *reason, const char *fmt, ...)
+{
+	va_list ap;
+
+	c->type = type;
+	c->status = ok ? "True" : "False";
+	c->reason = reason;
+	va_start(ap, fmt);
+	vsnprintf(c->message, sizeof(c->message), fmt, ap);
+	va_end(ap);
+}
+
+/* Ready and ProviderSynced together, the usual pair. */
+static int
+report(struct reconciler *r, struct obj *o, const char *provider_id, bool ok,
+    const char *reason, const char *message)
+{
+	struct cond c[2];
+
+	cond_set(&c[0], "Ready", ok, reason, "%s", message);
+	cond_set(&c[1], "ProviderSynced", ok, reason, "%s", message);
+	return write_status(r, o, provider_id, c, 2);
+}
+
+/* ---- events ---- */
+
+static void
+record(struct reconciler *r, const struct obj *o, const char *type, const char *reason,
+    const char *action, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* An events.k8s.io/v1 Event on the object: the activity log. Best effort. */
+static void
+record(struct reconciler *r, const struct obj *o, const char *type, const char *reason,
+    const char *action, const char *fmt, ...)
+{
+	struct kube_event e = {
+		.namespace = o->ns, .regarding_api_version = RESOURCE_API_VERSION,
+		.regarding_kind = kind_info(o->kind)->kind, .regarding_name = o->name,
+		.regarding_uid = o->res.meta.uid, .type = type, .reason = reason,
+		.action = action, .reporting_controller = RECONCILER_CONTROLLER,
+		.reporting_instance = r->instance,
+	};
+	struct kube_response resp;
+	char note[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(note, sizeof(note), fmt, ap);
+	va_end(ap);
+	e.note = note;
+	if (kube_event_create(r->kube, &e, &resp) != 0)
+		log_warn("reconcile: cannot record an Event", "{s:s, s:s}", "reason", reason,
+		    "error", resp.message ? resp.message : "");
+	kube_response_free(&resp);
+}
+
+/*
+ * After a provider failure: say so in status, and decide how to go on.
+ * A permanent failure (the provider refused the request) waits for the
+ * next change; anything else is retried with backoff.
+ */
+static long
+provider_failed(struct reconciler *r, struct obj *o, int rc, long status, const char *what,
+    const char *why)
+{
+	bool permanent = provider_error_is_permanent(rc, status);
+
+	report(r, o, NULL, false, "ProviderError", why ? why : what);
+	record(r, o, "Warning", "ProviderError", what, "%s", why ? why : what);
+	return permanent ? 0 : -EIO;
+}
+
+static long
+status_of(int rc)
+{
+	return rc ? -EAGAIN : 0;
+}
+
+static bool
+is_settled(const struct obj *o)
+{
+	struct cache_item *it = cache_item_from_json(o->kind, o->json);
+	bool s = it && it->settled;
+
+	free(it);
+	return s;
+}
+
+/* ---- kinds ---- */
+
+static long
+reconcile_group(struct reconciler *r, struct obj *o)
+{
+	const char *id = o->res.status.provider_id;
+	char *want, *new_id = NULL, *why = NULL;
+	bool created = false;
+	int rc;
+
+	if (o->res.meta.deletion_timestamp) {
+		if (!has_finalizer(o))
+			return 0;
+		if (id && (rc = provider_segment_delete(r->resend, id, &why)) != 0) {
+			long next = provider_failed(r, o, rc, 0, "DeleteSegment", why);
+
+			free(why);
+			return next ? next : -EIO;
+		}
+		if (id)
+			record(r, o, "Normal", "SegmentDeleted", "DeleteSegment",
+			    "deleted provider segment %s", id);
+		return status_of(set_finalizer(r, o, false));
+	}
+	if (!has_finalizer(o) && (rc = set_finalizer(r, o, true)) != 0)
+		return -EAGAIN;
+	if (is_settled(o))
+		return 0;
+	want = provider_segment_name(o->res.spec.group.display_name, o->ns, o->name);
+	if (!want)
+		return -ENOMEM;
+	id = o->res.status.provider_id;
+	if (id) {
+		rc = provider_segment_rename(r->resend, id, want, &why);
+		if (rc == 0)
+			record(r, o, "Normal", "SegmentUpdated", "UpdateSegment",
+			    "provider segment %s is named \"%s\"", id, want);
+		new_id = rc == 0 ? strdup(id) : NULL;
+	} else {
+		rc = provider_segment_ensure(r->resend, want, o->ns, o->name, &new_id, &created,
+		    &why);
+		if (rc == 0)
+			record(r, o, "Normal", created ? "SegmentCreated" : "SegmentAdopted",
+			    created ? "CreateSegment" : "AdoptSegment",
+			    "%s provider segment %s \"%s\"", created ? "created" : "adopted",
+			    new_id, want);
+	}
+	free(want);
+	if (rc) {
+		long next = provider_failed(r, o, rc, 0, "SyncSegment", why);
+
+		free(why);
+		free(new_id);
+		return next;
+	}
+	rc = report(r, o, new_id, true, created ? "SegmentCreated" : "Synced",
+	    "the provider segment matches this group");
+	free(new_id);
+	return status_of(rc);
+}
+
+static long
+reconcile_contact(struct reconciler *r, struct obj *o)
+{
+	const struct contact_spec *c = &o->res.spec.contact;
+	const char *id = o->res.status.provider_id;
+	char *new_id = NULL, *why = NULL;
+	bool created = false;
+	int rc;
+
+	if (o->res.meta.deletion_timestamp) {
+		if (!has_finalizer(o))
+			return 0;
+		if (id && (rc = provider_contact_delete(r->resend, id, &why)) != 0) {
+			long next = provider_failed(r, o, rc, 0, "DeleteContact", why);
+
+			free(why);
+			return next ? next : -EIO;
+		}
+		if (id)
+			record(r, o, "Normal", "ContactDeleted", "DeleteContact",
+			    "deleted provider contact %s", id);
+		return status_of(set_finalizer(r, o, false));
+	}
+	if (!has_finalizer(o) && set_finalizer(r, o, true) != 0)
+		return -EAGAIN;
+	if (is_settled(o) || !c->email)
+		return 0;
+	id = o->res.status.provider_id;
+	rc = provider_contact_ensure(r->resend, id, c->email, c->given_name, c->family_name,
+	    &new_id, &created, &why);
+	if (rc) {
+		long next = provider_failed(r, o, rc, 0, "SyncContact", why);
+
+		free(why);
+		return next;
+	}
+	record(r, o, "Normal", created ? "ContactCreated" : "ContactUpdated",
+	    created ? "CreateContact" : "UpdateContact", "%s provider contact %s for %s",
+	    created ? "created" : "updated", new_id, c->email);
+	rc = report(r, o, new_id, true, created ? "ContactCreated" : "Synced",
+	    "the provider contact matches this Contact");
+	free(new_id);
+	return status_of(rc);
+}
+
+/* The provider ids of a membership's contact and group; NULL while unknown. */
+struct pair_ids {
+	char *contact_id, *segment_id;
+	bool group_private, group_found, contact_found;
+};
+
+static void
+pair_ids_free(struct pair_ids *p)
+{
+	free(p->contact_id);
+	free(p->segment_id);
+}
+
+static int
+pair_ids(struct reconciler *r, const struct obj *o, struct pair_ids *p)
+{
+	const struct object_ref *cref = o->res.spec.membership.contact_ref;
+	const struct object_ref *gref = o->res.spec.membership.group_ref;
+	struct obj c, g;
+	int rc;
+
+	memset(p, 0, sizeof(*p));
+	if (!cref || !gref || !cref->name || !gref->name)
+		return 0;
+	rc = fetch(r, KIND_CONTACT, cref->namespace ? cref->namespace : o->ns, cref->name, &c);
+	if (rc < 0)
+		return rc;
+	if (rc == 1) {
+		p->contact_found = true;
+		if (c.res.status.provider_id)
+			p->contact_id = strdup(c.res.status.provider_id);
+	}
+	obj_free(&c);
+	rc = fetch(r, KIND_CONTACT_GROUP, gref->namespace ? gref->namespace : o->ns,
+	    gref->name, &g);
+	if (rc < 0)
+		return rc;
+	if (rc == 1) {
+		p->group_found = true;
+		p->group_private = g.res.spec.group.visibility == VISIBILITY_PRIVATE;
+		if (g.res.status.provider_id)
+			p->segment_id = strdup(g.res.status.provider_id);
+	}
+	obj_free(&g);
+	return 0;
+}
+
+static long
+reconcile_membership(struct reconciler *r, struct obj *o)
+{
+	struct pair_ids p;
+	char *why = NULL, pid[600];
+	long next = 0;
+	int rc;
+
+	if (o->res.meta.deletion_timestamp && !has_finalizer(o))
+		return 0;
+	if (!o->res.meta.deletion_timestamp && !has_finalizer(o) && set_finalizer(r, o, true) != 0)
+		return -EAGAIN;
+	if (!o->res.meta.deletion_timestamp && is_settled(o))
+		return 0;
+	if (pair_ids(r, o, &p) != 0)
+		return -EIO;
+	if (o->res.meta.deletion_timestamp) {
+		/* A contact or group already gone took the membership with it. */
+		if (p.contact_id && p.segment_id &&
+		    (rc = provider_membership_remove(r->resend, p.contact_id, p.segment_id, &why)) != 0) {
+			next = provider_failed(r, o, rc, 0, "RemoveFromSegment", why);
+			next = next ? next : -EIO;
+		} else {
+			if (p.contact_id && p.segment_id)
+				record(r, o, "Normal", "RemovedFromSegment", "RemoveFromSegment",
+				    "removed provider contact %s from segment %s", p.contact_id,
+				    p.segment_id);
+			next = status_of(set_finalizer(r, o, false));
+		}
+	} else if (!p.contact_id || !p.segment_id) {
+		const char *what = !p.contact_found ? "the Contact does not exist" :
+		    !p.group_found ? "the ContactGroup does not exist" :
+		    !p.contact_id ? "the Contact has no provider contact yet" :
+		    "the ContactGroup has no provider segment yet";
+
+		report(r, o, NULL, false, "Waiting", what);
+		next = WAIT_FOR_DEPENDENCY_MS;
+	} else if ((rc = provider_membership_add(r->resend, p.contact_id, p.segment_id, &why)) != 0) {
+		next = provider_failed(r, o, rc, 0, "AddToSegment", why);
+	} else {
+		record(r, o, "Normal", "AddedToSegment", "AddToSegment",
+		    "added provider contact %s to segment %s", p.contact_id, p.segment_id);
+		snprintf(pid, sizeof(pid), "%s/%s", p.contact_id, p.segment_id);
+		next = status_of(report(r, o, pid, true, "Added",
+		    "the contact is in the provider segment"));
+	}
+	free(why);
+	pair_ids_free(&p);
+	return next;
+}
+
+/* Deletes every membership of the pair; their finalizers clean the provider. */
+static int
+delete_memberships(struct reconciler *r, const struct obj *o, int *deleted)
+{
+	const struct object_ref *c = o->res.spec.membership.contact_ref;
+	const struct object_ref *g = o->res.spec.membership.group_ref;
+	char *mns = NULL, *mname = NULL, path[600];
+	int guard = 0;
+
+	*deleted = 0;
+	while (guard++ < 100 && cache_pair(r->cache, KIND_MEMBERSHIP,
+	    c->namespace ? c->namespace : o->ns, c->name, g->namespace ? g->namespace : o->ns,
+	    g->name, NULL, NULL, &mns, &mname) == 1) {
+		struct kube_response resp;
+		int rc;
+
+		kube_path(path, sizeof(path), RESOURCE_GROUP, RESOURCE_VERSION, mns,
+		    kind_info(KIND_MEMBERSHIP)->plural, mname, NULL);
+		rc = kube_delete(r->kube, path, &resp);
+		if (rc == 0 || kube_is_not_found(&resp)) {
+			(*deleted)++;
+			/* Drop it here too, so the loop moves on before the watch says so. */
+			cache_delete(r->cache, KIND_MEMBERSHIP, mns, mname);
+		}
+		kube_response_free(&resp);
+		free(mns);
+		free(mname);
+		mns = mname = NULL;
+		if (rc && rc != -EIO)
+			return rc;
+	}
+	return 0;
+}
+
+static long
+reconcile_removal(struct reconciler *r, struct obj *o)
+{
+	struct pair_ids p;
+	char *why = NULL;
+	int deleted = 0, rc;
+	long next = 0;
+
+	if (o->res.meta.deletion_timestamp || is_settled(o) || !o->res.has_spec ||
+	    !o->res.spec.membership.contact_ref || !o->res.spec.membership.group_ref)
+		return 0;
+	if (pair_ids(r, o, &p) != 0)
+		return -EIO;
+	if (!p.group_found) {
+		report(r, o, NULL, false, "Waiting", "the ContactGroup does not exist");
+		next = WAIT_FOR_DEPENDENCY_MS;
+	} else if (p.group_private) {
+		/* Only possible when the webhook was bypassed: refuse, change nothing. */
+		report(r, o, NULL, false, "Rejected",
+		    "the ContactGroup is private; contacts can opt out of public groups only");
+		record(r, o, "Warning", "Rejected", "RejectRemoval",
+		    "opt-out from private ContactGroup %s refused", o->res.spec.membership.group_ref->name);
+	} else if ((rc = delete_memberships(r, o, &deleted)) != 0) {
+		next = -EIO;
+	} else if (p.contact_id && p.segment_id &&
+	    (rc = provider_membership_remove(r->resend, p.contact_id, p.segment_id, &why)) != 0) {
+		next = provider_failed(r, o, rc, 0, "RemoveFromSegment", why);
+	} else {
+		record(r, o, "Normal", "Removed", "RemoveFromSegment",
+		    "the contact opted out: %d membership(s) deleted, provider segment cleared",
+		    deleted);
+		next = status_of(report(r, o, NULL, true, "Removed",
+		    "the contact is out of the group and will not be added again"));
+	}
+	free(why);
+	pair_ids_free(&p);
+	return next;
+}
+
+long
+reconciler_run(struct reconciler *r, const char *key)
+{
+	enum resource_kind kind;
+	char ns[64], name[256];
+	struct obj o;
+	long next;
+	int rc;
+
+	if (parse_key(key, &kind, ns, sizeof(ns), name, sizeof(name)) != 0)
+		return 0;
+	rc = fetch(r, kind, ns, name, &o);
+	if (rc <= 0) {
+		obj_free(&o);
+		return rc;	/* gone: nothing left to do */
+	}
+	switch (kind) {
+	case KIND_CONTACT_GROUP:
+		next = reconcile_group(r, &o);
+		break;
+	case KIND_CONTACT:
+		next = reconcile_contact(r, &o);
+		break;
+	case KIND_MEMBERSHIP:
+		next = reconcile_membership(r, &o);
+		break;
+	default:
+		next = reconcile_removal(r, &o);
+		break;
+	}
+	obj_free(&o);
+	return next;
+}
+
+int
+reconciler_contact_event(struct reconciler *r, const char *ns, const char *name,
+    const char *type, const char *reason, const char *note, int unsubscribed)
+{
+	struct obj o;
+	struct cond c;
+	int rc = fetch(r, KIND_CONTACT, ns, name, &o);
+
+	if (rc <= 0) {
+		obj_free(&o);
+		return rc ? rc : -ENOENT;
+	}
+	record(r, &o, type, reason, "ProviderEvent", "%s", note);
+	rc = 0;
+	if (unsubscribed >= 0) {
+		cond_set(&c, "ProviderUnsubscribed", unsubscribed, unsubscribed ?
+		    "Unsubscribed" : "Subscribed", "%s", unsubscribed ?
+		    "the recipient unsubscribed at the provider; no email will reach them" :
+		    "the recipient is subscribed at the provider");
+		/* Keep the generation the status already observed: this is not a spec sync. */
+		o.res.meta.generation = o.res.status.observed_generation;
+		rc = write_status(r, &o, NULL, &c, 1);
+	}
+	obj_free(&o);
+	return rc;
+}
