@@ -258,12 +258,7 @@ contact_rules(const struct admission_env *env, const struct resource *obj,
 
 	if (old)
 		subject_of(old, &old_sk, &ignored);
-	/* Existence: on create, and when an update sets the subject. */
-	if (ref && env->verify_subjects && env->subjects && (!old || old_sk == SUBJECT_NONE))
-		contact_subject_exists(env, ref, sk, spath, errs, notes);
-	if (!env->cache)
-		return;
-	if (!old || !same_email(email, old->spec.contact.email)) {
+	if (env->cache && (!old || !same_email(email, old->spec.contact.email))) {
 		rc = cache_contact_by_email(env->cache, email, ns, obj->meta.name, &other_ns,
 		    &other);
 		if (rc == 1 && strcmp(other_ns, ns) == 0)
@@ -278,7 +273,10 @@ contact_rules(const struct admission_env *env, const struct resource *obj,
 		free(other);
 		other = NULL;
 	}
-	if (ref) {
+	/* Existence: on create, and when an update sets the subject. */
+	if (ref && env->verify_subjects && env->subjects && (!old || old_sk == SUBJECT_NONE))
+		contact_subject_exists(env, ref, sk, spath, errs, notes);
+	if (ref && env->cache) {
 		rc = cache_contact_by_subject(env->cache, ns, sk, ref->namespace, ref->name,
 		    obj->meta.name, &other);
 		if (rc == 1) {

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base64.h"
 #include "buf.h"
 #include "testutil.h"
 
@@ -1517,6 +1518,422 @@ START_TEST(test_ipv6_and_explicit_files)
 }
 END_TEST
 
+
+/* ------------------------------------------------------------------ */
+/* Cluster state: the webhook with --kubeconfig to the API stand-in   */
+
+static struct tu_standin kube;
+
+static void
+setup_state(void)
+{
+	char flag[200];
+	const char *extra[] = { flag, NULL };
+
+	memset(&kube, 0, sizeof(kube));
+	if (tu_standin_start(&kube, NULL) != 0)
+		ck_abort_msg("the Kubernetes API stand-in did not start");
+	/* Webhooks stored in the stand-in are not ours here: admission off. */
+	tu_standin_post(&kube, "config", "{\"admission\": false}");
+	snprintf(flag, sizeof(flag), "--kubeconfig=%s", kube.kubeconfig);
+	shared_start(NULL, extra);
+}
+
+static void
+teardown_state(void)
+{
+	teardown_shared();
+	tu_standin_stop(&kube);
+}
+
+/* One request to the stand-in's API; the answer's status. */
+static long
+kube_send(const char *method, const char *path, const json_t *body)
+{
+	CURL *c = curl_easy_init();
+	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+	char url[1024], *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	struct buf sink;
+	long status = 0;
+
+	buf_init(&sink, 1 << 22);
+	snprintf(url, sizeof(url), "%s%s", kube.url, path);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
+	if (text)
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, text);
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	buf_free(&sink);
+	free(text);
+	return status;
+}
+
+/*
+ * Creates obj (an object of ours, or a User/Organization/Project) in the
+ * stand-in. An object described with a deletionTimestamp is created with a
+ * finalizer and then deleted, which is how an object comes to be "being
+ * deleted" in a real API server.
+ */
+static void
+kube_create(const json_t *in)
+{
+	json_t *obj = json_deep_copy(in), *meta = json_object_get(obj, "metadata");
+	bool deleting = json_object_get(meta, "deletionTimestamp") != NULL;
+	const char *kind = json_string_value(json_object_get(obj, "kind"));
+	const char *ns = json_string_value(json_object_get(json_object_get(obj, "metadata"),
+	    "namespace"));
+	char path[512], plural[64];
+
+	if (strcmp(kind, "User") == 0)
+		snprintf(path, sizeof(path), "/apis/iam.miloapis.com/v1alpha1/users");
+	else if (strcmp(kind, "Organization") == 0 || strcmp(kind, "Project") == 0)
+		snprintf(path, sizeof(path), "/apis/resourcemanager.miloapis.com/v1alpha1/%ss",
+		    strcmp(kind, "Project") == 0 ? "project" : "organization");
+	else {
+		snprintf(plural, sizeof(plural), "%ss", kind);
+		for (char *p = plural; *p; p++)
+			*p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+		snprintf(path, sizeof(path),
+		    "/apis/notification.miloapis.com/v1alpha1/namespaces/%s/%s", ns, plural);
+	}
+	if (deleting) {
+		json_object_del(meta, "deletionTimestamp");
+		json_object_set_new(meta, "finalizers", json_pack("[s]", "test.milo/hold"));
+	}
+	ck_assert_int_eq(kube_send("POST", path, obj), 201);
+	if (deleting) {
+		char item[600];
+
+		snprintf(item, sizeof(item), "%s/%s", path,
+		    json_string_value(json_object_get(meta, "name")));
+		ck_assert_int_eq(kube_send("DELETE", item, NULL), 200);
+	}
+	json_decref(obj);
+}
+
+/* The User a Contact names, created so that subject existence holds. */
+static void
+kube_create_user_of(const json_t *obj)
+{
+	const char *user = json_string_value(json_object_get(json_object_get(json_object_get(
+	    json_object_get(obj, "spec"), "subject"), "userRef"), "name"));
+	char path[300];
+	json_t *u;
+
+	if (!user)
+		return;
+	snprintf(path, sizeof(path), "/apis/iam.miloapis.com/v1alpha1/users/%s", user);
+	if (kube_send("GET", path, NULL) == 200)
+		return;
+	u = json_pack("{s:s, s:s, s:{s:s}}", "apiVersion", "iam.miloapis.com/v1alpha1",
+	    "kind", "User", "metadata", "name", user);
+	kube_create(u);
+	json_decref(u);
+}
+
+static double
+cached_total(void)
+{
+	static const char *const kinds[] = { "Contact", "ContactGroup",
+	    "ContactGroupMembership", "ContactGroupMembershipRemoval" };
+	char series[128];
+	double total = 0;
+
+	for (int i = 0; i < 4; i++) {
+		snprintf(series, sizeof(series), "milo_webhook_cache_objects{kind=\"%s\"}",
+		    kinds[i]);
+		total += metric(&shared, series);
+	}
+	return total;
+}
+
+/* Waits until the webhook's watch cache holds n objects. */
+static void
+wait_cached(double n)
+{
+	for (double end = now_s() + WAIT_S; now_s() < end; sleep_ms(20))
+		if (cached_total() == n)
+			return;
+	ck_abort_msg("the watch cache never held %.0f objects (has %.0f)", n, cached_total());
+}
+
+static char **state_rules;
+static size_t n_state_rules;
+
+static void
+load_state_rules(void)
+{
+	char **all = tu_rule_names(&n_state_rules);
+	size_t n = 0;
+
+	state_rules = calloc(n_state_rules ? n_state_rules : 1, sizeof(char *));
+	for (size_t i = 0; i < n_state_rules; i++) {
+		if (strncmp(all[i], "state-", 6) == 0)
+			state_rules[n++] = strdup(all[i]);
+	}
+	tu_names_free(all, n_state_rules);
+	n_state_rules = n;
+}
+
+static void
+free_state_rules(void)
+{
+	tu_names_free(state_rules, n_state_rules);
+}
+
+/*
+ * Every cluster-state rule fixture, over HTTPS, with its state created in
+ * the API server and seen by the webhook's watch cache.
+ */
+START_TEST(test_state_rule)
+{
+	json_t *rule = tu_rule_load(state_rules[_i]);
+	const json_t *state = json_object_get(rule, "state");
+	json_t *review, *reply;
+	char uid[64], *body;
+	long status;
+	size_t i;
+	json_t *spec;
+
+	tu_standin_reset(&kube);
+	tu_standin_post(&kube, "config", "{\"admission\": false}");
+	wait_cached(0);
+	json_array_foreach(state, i, spec) {
+		json_t *obj = tu_rule_object(spec);
+
+		kube_create_user_of(obj);
+		kube_create(obj);
+		json_decref(obj);
+	}
+	wait_cached((double)json_array_size(state));
+	snprintf(uid, sizeof(uid), "state-%d", _i);
+	review = tu_rule_review(rule, uid);
+	kube_create_user_of(json_object_get(json_object_get(review, "request"), "object"));
+	body = json_dumps(review, JSON_COMPACT);
+	reply = post_review(&shared, tu_rule_endpoint(rule), body, strlen(body), &status);
+	ck_assert_ptr_nonnull(reply);
+	{
+		char *text = json_dumps(reply, JSON_COMPACT);
+
+		tu_rule_assert(rule, uid, status, text, strlen(text));
+		free(text);
+	}
+	json_decref(reply);
+	free(body);
+	json_decref(review);
+	json_decref(rule);
+}
+END_TEST
+
+static json_t *
+send_review(const char *path, json_t *review)
+{
+	long status;
+	json_t *reply = post_json(&shared, path, review, &status);
+
+	ck_assert_int_eq(status, 200);
+	ck_assert_ptr_nonnull(reply);
+	return reply;
+}
+
+static json_t *
+contact_object(const char *name, const char *email, const char *user)
+{
+	return json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:{s:{s:s}}}}",
+	    "apiVersion", "notification.miloapis.com/v1alpha1", "kind", "Contact",
+	    "metadata", "name", name, "namespace", "org-xyz",
+	    "spec", "email", email, "subject", "userRef", "name", user);
+}
+
+static json_t *
+wrap(json_t *obj, const char *uid)
+{
+	const char *kind = json_string_value(json_object_get(obj, "kind"));
+
+	return json_pack("{s:s, s:s, s:{s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s}, s:{s:s}, s:o, s:b}}",
+	    "apiVersion", "admission.k8s.io/v1", "kind", "AdmissionReview", "request",
+	    "uid", uid, "operation", "CREATE", "namespace", "org-xyz",
+	    "name", json_string_value(json_object_get(json_object_get(obj, "metadata"), "name")),
+	    "kind", "group", "notification.miloapis.com", "version", "v1alpha1", "kind", kind,
+	    "userInfo", "username", "alice", "object", obj, "dryRun", 0);
+}
+
+/* A burst of Contact creates for one User costs one GET of the User. */
+START_TEST(test_subject_lookups_cached)
+{
+	json_t *user = json_pack("{s:s, s:s, s:{s:s}}", "apiVersion", "iam.miloapis.com/v1alpha1",
+	    "kind", "User", "metadata", "name", "u-burst");
+	json_t *log;
+	size_t i, gets = 0;
+	json_t *item;
+
+	tu_standin_reset(&kube);
+	tu_standin_post(&kube, "config", "{\"admission\": false}");
+	kube_create(user);
+	json_decref(user);
+	json_decref(tu_standin_control(&kube, "DELETE", "requests", NULL));
+	for (int n = 0; n < 20; n++) {
+		char name[32], email[64];
+		json_t *reply;
+
+		snprintf(name, sizeof(name), "c%d", n);
+		snprintf(email, sizeof(email), "c%d@example.com", n);
+		reply = send_review("/validate-notification-miloapis-com-v1alpha1-contact",
+		    wrap(contact_object(name, email, "u-burst"), name));
+		ck_assert(json_is_true(json_object_get(json_object_get(reply, "response"), "allowed")));
+		json_decref(reply);
+	}
+	log = tu_standin_control(&kube, "GET", "requests", NULL);
+	json_array_foreach(json_object_get(log, "items"), i, item)
+		if (strstr(json_string_value(json_object_get(item, "path")), "/users/u-burst"))
+			gets++;
+	ck_assert_uint_eq(gets, 1);
+	json_decref(log);
+}
+END_TEST
+
+/* The User exists: the mutating endpoint makes the Contact its dependent. */
+START_TEST(test_owner_reference)
+{
+	json_t *user = json_pack("{s:s, s:s, s:{s:s}}", "apiVersion", "iam.miloapis.com/v1alpha1",
+	    "kind", "User", "metadata", "name", "u-owner");
+	json_t *reply, *resp, *ops;
+	const char *b64;
+	unsigned char *text;
+	size_t n;
+
+	tu_standin_reset(&kube);
+	tu_standin_post(&kube, "config", "{\"admission\": false}");
+	kube_create(user);
+	json_decref(user);
+	reply = send_review("/mutate-notification-miloapis-com-v1alpha1-contact",
+	    wrap(contact_object("owned", "owned@example.com", "u-owner"), "m-1"));
+	resp = json_object_get(reply, "response");
+	ck_assert_str_eq(json_string_value(json_object_get(resp, "patchType")), "JSONPatch");
+	b64 = json_string_value(json_object_get(resp, "patch"));
+	text = base64_decode(b64, strlen(b64), &n);
+	ops = json_loadb((const char *)text, n, 0, NULL);
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(ops, 0), "path")),
+	    "/metadata/ownerReferences");
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(
+	    json_array_get(ops, 0), "value"), 0), "kind")), "User");
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(
+	    json_array_get(ops, 0), "value"), 0), "name")), "u-owner");
+	free(text);
+	json_decref(ops);
+	json_decref(reply);
+}
+END_TEST
+
+static json_t *
+membership(const char *contact_ns)
+{
+	return json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:{s:s, s:s}, s:{s:s, s:s}}}",
+	    "apiVersion", "notification.miloapis.com/v1alpha1", "kind", "ContactGroupMembership",
+	    "metadata", "name", "m", "namespace", "org-xyz",
+	    "spec", "contactRef", "name", "john-doe", "namespace", contact_ns,
+	    "contactGroupRef", "name", "admins", "namespace", "org-xyz");
+}
+
+static void
+create_pair(const char *contact_ns)
+{
+	json_t *c = tu_load_json("test/fixtures/objects/contact-user.json");
+	json_t *g = tu_load_json("test/fixtures/objects/contactgroup.json");
+
+	json_object_set_new(json_object_get(c, "metadata"), "namespace", json_string(contact_ns));
+	kube_create(c);
+	kube_create(g);
+	json_decref(c);
+	json_decref(g);
+}
+
+/* An object created a moment ago, before the watch delivers it, is found by a live GET. */
+START_TEST(test_cache_miss_falls_back)
+{
+	json_t *reply;
+
+	tu_standin_reset(&kube);
+	tu_standin_post(&kube, "config", "{\"admission\": false}");
+	wait_cached(0);
+	/* Hold the watches back: every watch request fails for now. */
+	tu_standin_post(&kube, "fail", "{\"code\": 500, \"pathPrefix\": "
+	    "\"/apis/notification.miloapis.com/v1alpha1/contact\"}");
+	json_decref(tu_standin_control(&kube, "POST", "cut-watches", "{\"mode\": \"abort\"}"));
+	create_pair("org-xyz");
+	ck_assert(cached_total() == 0);
+	reply = send_review("/validate-notification-miloapis-com-v1alpha1-contactgroupmembership",
+	    wrap(membership("org-xyz"), "miss-1"));
+	ck_assert(json_is_true(json_object_get(json_object_get(reply, "response"), "allowed")));
+	json_decref(reply);
+	tu_standin_post(&kube, "fail", "{\"clear\": true}");
+}
+END_TEST
+
+/* When the API server cannot answer, what cannot be verified is denied, saying so. */
+START_TEST(test_api_server_down_fails_closed)
+{
+	json_t *reply, *st;
+
+	tu_standin_reset(&kube);
+	tu_standin_post(&kube, "config", "{\"admission\": false}");
+	wait_cached(0);
+	tu_standin_post(&kube, "fail", "{\"code\": 503}");
+	reply = send_review("/validate-notification-miloapis-com-v1alpha1-contactgroupmembership",
+	    wrap(membership("org-xyz"), "down-1"));
+	st = json_object_get(json_object_get(reply, "response"), "status");
+	ck_assert(json_is_false(json_object_get(json_object_get(reply, "response"), "allowed")));
+	ck_assert_int_eq(json_integer_value(json_object_get(st, "code")), 503);
+	ck_assert_msg(strstr(json_string_value(json_object_get(st, "message")),
+	    "could not be reached") != NULL, "%s", json_string_value(json_object_get(st, "message")));
+	json_decref(reply);
+	tu_standin_post(&kube, "fail", "{\"clear\": true}");
+}
+END_TEST
+
+/* A reference into another namespace needs "get" there, asked as the requesting user. */
+START_TEST(test_cross_namespace_access)
+{
+	json_t *reply, *st;
+
+	tu_standin_reset(&kube);
+	tu_standin_post(&kube, "config", "{\"admission\": false}");
+	create_pair("other-team");
+	wait_cached(2);
+	tu_standin_post(&kube, "sar-policy", "{\"default\": true, \"rules\": [{\"user\": "
+	    "\"alice\", \"namespace\": \"other-team\", \"resource\": \"contacts\", "
+	    "\"allowed\": false}]}");
+	reply = send_review("/validate-notification-miloapis-com-v1alpha1-contactgroupmembership",
+	    wrap(membership("other-team"), "sar-1"));
+	st = json_object_get(json_object_get(reply, "response"), "status");
+	ck_assert_str_eq(json_string_value(json_object_get(st, "message")),
+	    "ContactGroupMembership.notification.miloapis.com \"m\" is invalid: "
+	    "spec.contactRef: Forbidden: user \"alice\" may not get contacts in namespace "
+	    "\"other-team\"");
+	json_decref(reply);
+	tu_standin_post(&kube, "sar-policy", "{\"default\": true, \"rules\": []}");
+	reply = send_review("/validate-notification-miloapis-com-v1alpha1-contactgroupmembership",
+	    wrap(membership("other-team"), "sar-2"));
+	ck_assert(json_is_true(json_object_get(json_object_get(reply, "response"), "allowed")));
+	json_decref(reply);
+}
+END_TEST
+
+START_TEST(test_ready_after_sync)
+{
+	char *body = NULL;
+
+	ck_assert_int_eq(get(&shared, "/readyz", &body), 200);
+	free(body);
+}
+END_TEST
+
 Suite *
 webhook_suite(void)
 {
@@ -1528,9 +1945,22 @@ webhook_suite(void)
 	TCase *sighup = tcase_create("sighup");
 	TCase *client_ca = tcase_create("client_ca");
 	TCase *lifecycle = tcase_create("lifecycle");
+	TCase *state = tcase_create("state");
 	int timeout = tu_under_valgrind() ? 600 : 180;
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);
+	load_state_rules();
+	atexit(free_state_rules);
+	tcase_add_unchecked_fixture(state, setup_state, teardown_state);
+	tcase_set_timeout(state, 120);
+	tcase_add_test(state, test_ready_after_sync);
+	tcase_add_loop_test(state, test_state_rule, 0, (int)n_state_rules);
+	tcase_add_test(state, test_subject_lookups_cached);
+	tcase_add_test(state, test_owner_reference);
+	tcase_add_test(state, test_cache_miss_falls_back);
+	tcase_add_test(state, test_api_server_down_fails_closed);
+	tcase_add_test(state, test_cross_namespace_access);
+	suite_add_tcase(s, state);
 	tcase_add_unchecked_fixture(core, setup_plain, teardown_shared);
 	tcase_add_test(core, test_healthz);
 	tcase_add_test(core, test_readyz);

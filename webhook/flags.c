@@ -41,6 +41,14 @@ webhook_usage(FILE *out)
 "                                in flight and exiting, e.g. 5s, 500ms\n"
 "                                (default " WEBHOOK_DEFAULT_SHUTDOWN_DELAY ")\n"
 "  --log-level level             debug, info, warn or error (default info)\n"
+"  --kubeconfig file             kubeconfig for the cluster-state rules\n"
+"                                (duplicates, references, subjects); default\n"
+"                                $KUBECONFIG, else the in-cluster service\n"
+"                                account; with none of them only the rules\n"
+"                                that need no cluster state run\n"
+"  --verify-subjects bool        check that a Contact's User, Organization or\n"
+"                                Project exists (default true); false for\n"
+"                                clusters without Milo's IAM types\n"
 "  -h, --help                    print this help and exit\n"
 "      --version                 print the version and exit\n"
 "\n"
@@ -172,25 +180,30 @@ is_ip(const char *s)
 enum flag_id {
 	F_SECURE_PORT, F_BIND_ADDRESS, F_CERT_DIR, F_TLS_CERT_FILE,
 	F_TLS_KEY_FILE, F_TLS_MIN_VERSION, F_CLIENT_CA_FILE,
-	F_SHUTDOWN_DELAY, F_LOG_LEVEL, F_HELP, F_VERSION,
+	F_SHUTDOWN_DELAY, F_LOG_LEVEL, F_KUBECONFIG, F_VERIFY_SUBJECTS, F_HELP,
+	F_VERSION,
 };
 
+/* arg: takes a value; boolean: takes an optional =true/=false. */
 static const struct {
 	const char *name;
 	enum flag_id id;
 	bool arg;
+	bool boolean;
 } flags[] = {
-	{ "secure-port", F_SECURE_PORT, true },
-	{ "bind-address", F_BIND_ADDRESS, true },
-	{ "cert-dir", F_CERT_DIR, true },
-	{ "tls-cert-file", F_TLS_CERT_FILE, true },
-	{ "tls-private-key-file", F_TLS_KEY_FILE, true },
-	{ "tls-min-version", F_TLS_MIN_VERSION, true },
-	{ "client-ca-file", F_CLIENT_CA_FILE, true },
-	{ "shutdown-delay", F_SHUTDOWN_DELAY, true },
-	{ "log-level", F_LOG_LEVEL, true },
-	{ "help", F_HELP, false },
-	{ "version", F_VERSION, false },
+	{ "secure-port", F_SECURE_PORT, true, false },
+	{ "bind-address", F_BIND_ADDRESS, true, false },
+	{ "cert-dir", F_CERT_DIR, true, false },
+	{ "tls-cert-file", F_TLS_CERT_FILE, true, false },
+	{ "tls-private-key-file", F_TLS_KEY_FILE, true, false },
+	{ "tls-min-version", F_TLS_MIN_VERSION, true, false },
+	{ "client-ca-file", F_CLIENT_CA_FILE, true, false },
+	{ "shutdown-delay", F_SHUTDOWN_DELAY, true, false },
+	{ "log-level", F_LOG_LEVEL, true, false },
+	{ "kubeconfig", F_KUBECONFIG, true, false },
+	{ "verify-subjects", F_VERIFY_SUBJECTS, false, true },
+	{ "help", F_HELP, false, false },
+	{ "version", F_VERSION, false, false },
 };
 
 struct raw_flags {
@@ -245,6 +258,16 @@ apply(struct webhook_options *o, struct raw_flags *raw, enum flag_id id,
 		}
 		snprintf(err, errlen, "--%s: %s is not debug, info, warn or error",
 		    name, v);
+		return WEBHOOK_FLAGS_BAD;
+	case F_KUBECONFIG:
+		o->kubeconfig = v;
+		return WEBHOOK_FLAGS_RUN;
+	case F_VERIFY_SUBJECTS:
+		if (strcmp(v, "true") == 0 || strcmp(v, "false") == 0) {
+			o->verify_subjects = strcmp(v, "true") == 0;
+			return WEBHOOK_FLAGS_RUN;
+		}
+		snprintf(err, errlen, "--%s: %s is not true or false", name, v);
 		return WEBHOOK_FLAGS_BAD;
 	case F_HELP:
 		webhook_usage(stdout);
@@ -309,6 +332,7 @@ set_defaults(struct webhook_options *o, struct raw_flags *raw)
 	o->tls_min_version = TLS_MIN_VERSION_12;
 	o->cert_poll_ms = TLS_POLL_INTERVAL_MS;
 	o->log_level = "info";
+	o->verify_subjects = true;
 	memset(raw, 0, sizeof(*raw));
 	raw->shutdown_delay = WEBHOOK_DEFAULT_SHUTDOWN_DELAY;
 }
@@ -352,11 +376,14 @@ webhook_parse_flags(int argc, char **argv, struct webhook_options *o,
 			snprintf(err, errlen, "--%s needs a value", flags[f].name);
 			return WEBHOOK_FLAGS_BAD;
 		}
-		if (!flags[f].arg && eq) {
+		if (!flags[f].arg && !flags[f].boolean && eq) {
 			snprintf(err, errlen, "--%s takes no value", flags[f].name);
 			return WEBHOOK_FLAGS_BAD;
 		}
-		v = eq ? eq + 1 : flags[f].arg ? argv[++i] : NULL;
+		if (flags[f].boolean)
+			v = eq ? eq + 1 : "true";
+		else
+			v = eq ? eq + 1 : flags[f].arg ? argv[++i] : NULL;
 		r = apply(o, &raw, flags[f].id, flags[f].name, v, err, errlen);
 		if (r != WEBHOOK_FLAGS_RUN)
 			return r;

@@ -9,6 +9,10 @@
 #include <time.h>
 
 #include "admission.h"
+#include "cache.h"
+#include "kube.h"
+#include "kubeconfig.h"
+#include "subjects.h"
 #include "httpd.h"
 #include "log.h"
 #include "metrics.h"
@@ -32,6 +36,12 @@ struct endpoint {
 
 struct webhook {
 	struct metrics *metrics;
+	/* Cluster state; all NULL when no API server is configured (stateless). */
+	struct kube_client *kube;
+	struct cache *cache;
+	struct subjects *subjects;
+	struct admission_env env;
+	struct metric *cached;		/* milo_webhook_cache_objects{kind} */
 	struct tls_store *tls;
 	struct httpd *httpd;
 	atomic_bool draining;
@@ -73,7 +83,7 @@ serve_admission(const struct httpd_request *req, struct httpd_reply *reply,
 	int rc;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	rc = admission_handle(NULL, ep->kind, ep->mode, req->body,
+	rc = admission_handle(ep->w->kube ? &ep->w->env : NULL, ep->kind, ep->mode, req->body,
 	    req->body_len, &out);
 	if (rc)
 		return rc;
@@ -115,7 +125,22 @@ serve_readyz(const struct httpd_request *req, struct httpd_reply *reply,
 		return httpd_reply_text(reply, 500, "not ready: shutting down");
 	if (tls_store_generation(w->tls) == 0)
 		return httpd_reply_text(reply, 500, "not ready: no certificate loaded");
+	if (w->cache && !cache_synced(w->cache))
+		return httpd_reply_text(reply, 500, "not ready: caches not synced");
 	return httpd_reply_text(reply, 200, "ok");
+}
+
+/* /metrics, with the cache sizes read at scrape time. */
+static int
+serve_metrics(const struct httpd_request *req, struct httpd_reply *reply, void *arg)
+{
+	struct webhook *w = arg;
+
+	for (int k = 0; w->cache && k < KIND__COUNT; k++)
+		metric_set(metric_get(w->cached, (const char *const[]){
+		    kind_info((enum resource_kind)k)->kind }),
+		    (double)cache_count(w->cache, (enum resource_kind)k));
+	return httpd_serve_metrics(req, reply, w->metrics);
 }
 
 static void
@@ -224,15 +249,57 @@ build_routes(struct webhook *w)
 	w->routes[i++] = (struct httpd_route){ .path = "/readyz",
 	    .methods = HTTPD_GET, .handler = serve_readyz, .arg = w };
 	w->routes[i++] = (struct httpd_route){ .path = "/metrics",
-	    .methods = HTTPD_GET, .handler = httpd_serve_metrics, .arg = w->metrics };
+	    .methods = HTTPD_GET, .handler = serve_metrics, .arg = w };
 }
 
 static void
 webhook_free(struct webhook *w)
 {
+	cache_free(w->cache);
+	subjects_free(w->subjects);
+	kube_client_free(w->kube);
 	tls_store_free(w->tls);
 	metrics_free(w->metrics);
 	free(w);
+}
+
+/*
+ * The cluster-state rules need the API server: --kubeconfig, $KUBECONFIG
+ * or the in-cluster service account. With none of them the webhook runs
+ * the stateless rules only, and says so.
+ */
+static int
+connect_cluster(struct webhook *w, const struct webhook_options *o, char *err,
+    size_t errlen)
+{
+	static const char *const by_kind[] = { "kind", NULL };
+	struct kube_config kc;
+	int rc = kubeconfig_resolve(o->kubeconfig, &kc, err, errlen);
+
+	if (rc == -ENOENT && !o->kubeconfig) {
+		log_warn("no Kubernetes API configured: only the rules that need no "
+		    "cluster state run", "{s:s}", "reason", err);
+		err[0] = '\0';
+		return 0;
+	}
+	if (rc)
+		return rc;
+	rc = kube_client_new(&kc, &w->kube, err, errlen);
+	kube_config_free(&kc);
+	if (rc)
+		return rc;
+	w->cached = metrics_gauge(w->metrics, "milo_webhook_cache_objects",
+	    "Objects in the watch cache, by kind.", by_kind);
+	if (cache_new(w->kube, &w->cache) != 0 || subjects_new(w->kube, &w->subjects) != 0 ||
+	    cache_start(w->cache) != 0) {
+		snprintf(err, errlen, "cannot start the watch cache");
+		return -ENOMEM;
+	}
+	w->env = (struct admission_env){ .cache = w->cache, .client = w->kube,
+	    .subjects = w->subjects, .verify_subjects = o->verify_subjects };
+	log_info("cluster-state rules on", "{s:s, s:b}", "apiServer",
+	    kube_client_server(w->kube), "verifySubjects", o->verify_subjects);
+	return 0;
 }
 
 int
@@ -265,6 +332,9 @@ webhook_start(const struct webhook_options *o, struct webhook **out,
 		.metrics = w->metrics,
 	};
 	rc = tls_store_open(&tc, &w->tls, err, errlen);
+	if (rc)
+		goto fail;
+	rc = connect_cluster(w, o, err, errlen);
 	if (rc)
 		goto fail;
 	if (o->cert_poll_ms) {

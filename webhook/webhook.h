@@ -3,6 +3,7 @@
 #define MILO_WEBHOOK_H
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -37,6 +38,8 @@ struct webhook_options {
 	uint64_t shutdown_delay_ms;
 	uint64_t cert_poll_ms;		/* 0: no polling, SIGHUP only */
 	const char *log_level;
+	const char *kubeconfig;		/* NULL: $KUBECONFIG, else in-cluster */
+	bool verify_subjects;
 };
 
 enum webhook_flags_result {
