@@ -171,4 +171,5 @@ fuzz: deps $(FUZZ_DIR)/fuzz_admission
 
 # wrk against the webhook and against nginx on the same core (bench/webhook.sh).
 bench: all
+	@sh test/deps.sh wrk nginx-light
 	MILO_WEBHOOK_BIN=$(CURDIR)/$(BUILD)/contact-webhook sh bench/webhook.sh

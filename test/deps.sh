@@ -1,10 +1,11 @@
 #!/bin/sh
 # Installs the Debian packages the build and the tests need, only those that
-# are missing; as root directly, otherwise through sudo.
+# are missing; as root directly, otherwise through sudo. Extra package
+# names on the command line are added (make bench: wrk, nginx-light).
 set -eu
 pkgs="build-essential pkg-config libmicrohttpd-dev libgnutls28-dev gnutls-bin
 libjansson-dev libcurl4-gnutls-dev libyaml-dev check libsubunit-dev valgrind
-clang curl python3"
+clang curl python3 $*"
 missing=""
 for p in $pkgs; do
 	st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
