@@ -1731,12 +1731,14 @@ START_TEST(test_state_rule)
 }
 END_TEST
 
+/* Posts review (taken) and returns the parsed reply (a new reference). */
 static json_t *
 send_review(const char *path, json_t *review)
 {
 	long status;
 	json_t *reply = post_json(&shared, path, review, &status);
 
+	json_decref(review);
 	ck_assert_int_eq(status, 200);
 	ck_assert_ptr_nonnull(reply);
 	return reply;
