@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "codec.h"
 #include "hmap.h"
 #include "kube.h"
@@ -99,7 +100,8 @@ has_finalizer(const struct resource *r, const char *finalizer)
 /*
  * Settled: the reconciler finished this generation and needs to do nothing
  * until it changes. Its status observed the current generation with a
- * final Ready condition (True, or False for a rejected removal), and the
+ * final Ready condition (True, or False for a rejected removal or a
+ * request the provider refused), and the
  * finalizer is on. A resync skips settled objects without an API call.
  */
 static bool
@@ -118,8 +120,10 @@ settled(const struct resource *r)
 			continue;
 		if (c->observed_generation && c->observed_generation != r->meta.generation)
 			return false;
+		/* Rejected: a private group's removal; ProviderRejected: a 4xx for this generation. */
 		return (c->status && strcmp(c->status, "True") == 0) ||
-		    (c->reason && strcmp(c->reason, "Rejected") == 0);
+		    (c->reason && (strcmp(c->reason, "Rejected") == 0 ||
+		    strcmp(c->reason, "ProviderRejected") == 0));
 	}
 	return false;
 }
@@ -623,13 +627,7 @@ nap(struct cache *c, unsigned int ms)
 	struct timespec until;
 	bool stopping;
 
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += ms / 1000;
-	until.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	clock_deadline(&until, ms);
 	pthread_mutex_lock(&c->sleep_lock);
 	while (!c->stop && pthread_cond_timedwait(&c->wake, &c->sleep_lock, &until) == 0)
 		;

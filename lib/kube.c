@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "jsonstream.h"
 #include "log.h"
 
@@ -628,21 +629,6 @@ copy_utf8(char *out, size_t len, const char *s)
 	out[n] = '\0';
 }
 
-/* MicroTime: RFC 3339 with microseconds, UTC. */
-static void
-micro_time(char *out, size_t len)
-{
-	struct timespec ts;
-	struct tm tm;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	if (snprintf(out, len, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ",
-	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-	    tm.tm_sec, ts.tv_nsec / 1000) < 0)
-		out[0] = '\0';
-}
-
 int
 kube_event_create(struct kube_client *c, const struct kube_event *e,
     struct kube_response *out)
@@ -654,7 +640,7 @@ kube_event_create(struct kube_client *c, const struct kube_event *e,
 	memset(out, 0, sizeof(*out));	/* freeable whatever happens below */
 	/* client-go names Events "<object>.<suffix>". */
 	snprintf(prefix, sizeof(prefix), "%.250s.", e->regarding_name ? e->regarding_name : "milo");
-	micro_time(when, sizeof(when));
+	clock_rfc3339(when, sizeof(when), 6);	/* MicroTime */
 	copy_utf8(note, sizeof(note), e->note ? e->note : "");
 	ev = json_pack("{s:s, s:s, s:{s:s, s:s}, s:s, s:s, s:s, s:s, s:s, s:s, s:s,"
 	    " s:{s:s, s:s, s:s, s:s, s:s*}}",

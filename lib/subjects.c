@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "hmap.h"
 #include "kube.h"
 
@@ -32,15 +33,6 @@ static const struct {
 	[SUBJECT_ORGANIZATION] = { "resourcemanager.miloapis.com", "organizations" },
 	[SUBJECT_PROJECT] = { "resourcemanager.miloapis.com", "projects" },
 };
-
-static time_t
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec;
-}
 
 static uint64_t
 key_hash(enum subject_kind kind, const char *name)
@@ -69,7 +61,7 @@ subjects_new(struct kube_client *client, struct subjects **out)
 static void
 sweep(struct subjects *s, bool all)
 {
-	time_t now = now_s();
+	time_t now = (time_t)clock_mono();
 
 	for (size_t i = 0; i < s->map.n_buckets; i++) {
 		struct hmap_node **p = &s->map.buckets[i];
@@ -119,7 +111,7 @@ static int
 cached(struct subjects *s, enum subject_kind kind, const char *name, char **uid)
 {
 	uint64_t h = key_hash(kind, name);
-	time_t now = now_s();
+	time_t now = (time_t)clock_mono();
 
 	for (struct hmap_node *n = hmap_first(&s->map, h); n; n = hmap_next(n, h)) {
 		struct entry *e = n->value;
@@ -144,7 +136,7 @@ remember(struct subjects *s, enum subject_kind kind, const char *name, int exist
 		return;
 	e->kind = kind;
 	e->exists = exists;
-	e->expires = now_s() + (exists ? SUBJECTS_POSITIVE_TTL_S : SUBJECTS_NEGATIVE_TTL_S);
+	e->expires = (time_t)clock_mono() + (exists ? SUBJECTS_POSITIVE_TTL_S : SUBJECTS_NEGATIVE_TTL_S);
 	e->uid = uid ? strdup(uid) : NULL;
 	memcpy(e->name, name, len + 1);
 	if (s->map.count >= SUBJECTS_MAX)

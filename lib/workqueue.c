@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "hmap.h"
 
 /* What the queue knows about one key; dropped when it knows nothing. */
@@ -36,15 +37,6 @@ struct workqueue {
 	size_t n_heap, cap_heap;
 	bool shutdown;
 };
-
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static uint64_t
 key_hash(const char *key)
@@ -245,7 +237,7 @@ add_after_locked(struct workqueue *q, const char *key, unsigned long delay_ms)
 	e = find_or_make(q, key);
 	if (!e)
 		return -ENOMEM;
-	at = now_ms() + delay_ms;
+	at = clock_mono_ms() + delay_ms;
 	if (e->queued || (e->delay_at && e->delay_at <= at))
 		return 0;
 	if (heap_push(q, at, key) != 0) {
@@ -342,12 +334,12 @@ promote(struct workqueue *q, uint64_t now)
 char *
 workqueue_get(struct workqueue *q, unsigned long timeout_ms)
 {
-	uint64_t deadline = timeout_ms ? now_ms() + timeout_ms : 0;
+	uint64_t deadline = timeout_ms ? clock_mono_ms() + timeout_ms : 0;
 	char *key = NULL;
 
 	pthread_mutex_lock(&q->lock);
 	for (;;) {
-		uint64_t now = now_ms(), wake;
+		uint64_t now = clock_mono_ms(), wake;
 		struct timespec ts;
 
 		promote(q, now);

@@ -1,0 +1,27 @@
+/* clock.h -- monotonic time, deadlines for timed waits, RFC 3339 timestamps */
+#ifndef MILO_CLOCK_H
+#define MILO_CLOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+/* Monotonic seconds (fractional), for durations and timeouts. */
+double clock_mono(void);
+/* Monotonic milliseconds. */
+uint64_t clock_mono_ms(void);
+
+/*
+ * The CLOCK_REALTIME instant ms from now, for pthread_cond_timedwait on a
+ * condition variable with the default clock.
+ */
+void clock_deadline(struct timespec *ts, unsigned long ms);
+
+/*
+ * Now in UTC as RFC 3339 with frac_digits fractional digits (0, 3 or 6):
+ * "2026-11-25T17:05:23Z", "….123Z" (logs), "….123456Z" (Kubernetes
+ * MicroTime). out gets "" if it is too small.
+ */
+void clock_rfc3339(char *out, size_t len, int frac_digits);
+
+#endif
