@@ -130,18 +130,13 @@ clean:
 # --- run, fuzz, bench ---------------------------------------------------
 
 RUN_PORT ?= 9443
-RUN_PATH := /validate-notification-miloapis-com-v1alpha1-contact
 
-# The webhook in the foreground with a development certificate (made once).
-run: all
-	@test -s certs/dev/tls.crt || sh certs/dev-cert.sh
-	@echo "Send it a review (in another terminal):"
-	@echo "  curl --cacert certs/dev/ca.crt -H 'Content-Type: application/json' \\"
-	@echo "    --data-binary @test/fixtures/sample-review.json \\"
-	@echo "    'https://localhost:$(RUN_PORT)$(RUN_PATH)?timeout=10s'"
-	@echo
-	$(BUILD)/contact-webhook --cert-dir=certs/dev --bind-address=127.0.0.1 \
-		--secure-port=$(RUN_PORT) --shutdown-delay=0s
+# The API stand-in, the webhook and the reconciler (against a Resend
+# stand-in) in the foreground, with the manifests and examples applied.
+run: deps
+	@$(MAKE) --no-print-directory all
+	$(PYTHON) test/py/dev_cluster.py --webhook-bin $(BUILD)/contact-webhook \
+		--reconciler-bin $(BUILD)/contact-reconciler --webhook-port $(RUN_PORT)
 
 # libFuzzer on the admission decoder, every endpoint, for FUZZ_TIME seconds.
 FUZZ_CC ?= clang
@@ -173,3 +168,49 @@ fuzz: deps $(FUZZ_DIR)/fuzz_admission
 bench: all
 	@sh test/deps.sh wrk nginx-light
 	MILO_WEBHOOK_BIN=$(CURDIR)/$(BUILD)/contact-webhook sh bench/webhook.sh
+
+# --- cache, admission with cluster state, reconciler, profile (bench/README.md) ---
+.PHONY: bench-webhook bench-cache bench-admission-state bench-reconciler bench-profile
+
+$(BUILD)/cache_bench: bench/cache_bench.c $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ bench/cache_bench.c $(LIB_A) $(FINAL_LIBS)
+
+$(BUILD)/admission_loop: bench/admission_loop.c $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ bench/admission_loop.c $(LIB_A) $(FINAL_LIBS)
+
+BENCH_ENV = MILO_BUILD=$(CURDIR)/$(BUILD) \
+	MILO_WEBHOOK_BIN=$(CURDIR)/$(BUILD)/contact-webhook \
+	MILO_RECONCILER_BIN=$(CURDIR)/$(BUILD)/contact-reconciler
+
+# The stateless webhook beside nginx (bench/webhook.sh).
+bench-webhook: all
+	@sh test/deps.sh wrk nginx-light
+	$(BENCH_ENV) sh bench/webhook.sh
+
+# Bytes per cached object: in process, then the real webhook on the kube stand-in.
+bench-cache: all $(BUILD)/cache_bench
+	$(BENCH_ENV) sh bench/cache.sh
+
+# Admission latency with 10 and with 100,000 cached memberships.
+bench-admission-state: all
+	@sh test/deps.sh wrk
+	$(BENCH_ENV) sh bench/admission_state.sh
+
+# Provider calls and time to sync 1,000 memberships at 10 requests/s.
+bench-reconciler: all
+	$(BENCH_ENV) sh bench/reconciler.sh
+
+# Where a request's CPU goes: callgrind over admission_handle().
+bench-profile: all $(BUILD)/admission_loop
+	$(BENCH_ENV) sh bench/profile.sh
+
+# --- e2e ------------------------------------------------------------------
+
+# kubectl against the kube-apiserver stand-in, which calls the real webhook
+# over HTTPS as the applied webhook configurations say (test/py/test_e2e.py;
+# `make test` runs it too, with the other Python tests).
+e2e: deps
+	@$(MAKE) --no-print-directory all
+	$(TEST_ENV) $(PYTHON) -m unittest discover -s test/py -p test_e2e.py -v

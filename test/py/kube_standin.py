@@ -1036,6 +1036,17 @@ QUALIFIED_MSG = ("name part must consist of alphanumeric characters, '-', '_' or
 
 def validate_name(rd, name):
     errs = []
+    if rd.key[0] == "rbac.authorization.k8s.io":
+        # RBAC names are path segments only (apimachinery's ValidatePathSegmentName):
+        # "milo-contacts:contact-webhook" is a valid ClusterRole name.
+        if name in (".", ".."):
+            errs.append(FieldError("FieldValueInvalid", "metadata.name", name,
+                                   "may not be '%s'" % name))
+        for bad in ("/", "%"):
+            if bad in name:
+                errs.append(FieldError("FieldValueInvalid", "metadata.name", name,
+                                       "may not contain '%s'" % bad))
+        return errs
     if rd.key == ("", "namespaces"):
         if len(name) > 63:
             errs.append(FieldError("FieldValueInvalid", "metadata.name", name,
