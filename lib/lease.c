@@ -5,11 +5,12 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "clock.h"
 #include "kube.h"
 #include "log.h"
 
@@ -19,42 +20,29 @@ struct lease {
 	struct lease_config cfg;
 	char *namespace, *name, *identity;
 	char path[512], collection[512];
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t wake;
+	pthread_t thread;		/* campaigns: reads and writes the Lease */
+	pthread_t watchdog;		/* ends leadership on time, even mid-request */
+	pthread_mutex_t lock;		/* guards stopping; wake's mutex */
+	pthread_cond_t wake;		/* on CLOCK_MONOTONIC */
+	pthread_mutex_t change_lock;	/* one on_change at a time, in order */
 	bool stopping;
 	atomic_bool leading;
 
 	/* What we last saw of the record, and when (our clock, not theirs). */
 	char *observed_holder;
 	char *observed_renew;
+	long observed_duration;		/* the record's leaseDurationSeconds */
 	double observed_at;
-	_Atomic double last_renew;	/* when we last renewed as leader */
+	_Atomic double last_renew;	/* when the last successful round began */
 	unsigned int seed;
 };
 
-static double
-mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void
-micro_now(char *out, size_t len)
-{
-	struct timespec ts;
-	struct tm tm;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	if (snprintf(out, len, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
-	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-	    ts.tv_nsec / 1000) < 0)
-		out[0] = '\0';
-}
+/* What one round of tryAcquireOrRenew found. */
+enum round {
+	ROUND_FAILED,	/* no answer, a conflict, a refusal: try again */
+	ROUND_HELD,	/* we hold the lease now */
+	ROUND_OTHER,	/* another holder's lease is valid */
+};
 
 static bool
 same(const char *a, const char *b)
@@ -67,16 +55,37 @@ same(const char *a, const char *b)
  * clocks on other replicas do not matter (client-go's observedTime).
  */
 static void
-observe(struct lease *l, const char *holder, const char *renew)
+observe(struct lease *l, const json_t *spec)
 {
+	const char *holder = json_string_value(json_object_get(spec, "holderIdentity"));
+	const char *renew = json_string_value(json_object_get(spec, "renewTime"));
+	json_int_t duration = json_integer_value(json_object_get(spec, "leaseDurationSeconds"));
+
 	if (same(holder, l->observed_holder) && same(renew, l->observed_renew) &&
-	    l->observed_at > 0)
+	    duration == l->observed_duration && l->observed_at > 0)
 		return;
 	free(l->observed_holder);
 	free(l->observed_renew);
 	l->observed_holder = holder ? strdup(holder) : NULL;
 	l->observed_renew = renew ? strdup(renew) : NULL;
-	l->observed_at = mono();
+	l->observed_duration = (long)duration;
+	l->observed_at = clock_mono();
+}
+
+/*
+ * Another holder's lease is valid for the duration *its record* states
+ * (client-go's rule): a replica configured with a longer lease than ours
+ * must not be robbed when our own, shorter duration runs out.
+ */
+static bool
+held_by_other(const struct lease *l)
+{
+	double duration = l->observed_duration > 0 ? (double)l->observed_duration :
+	    (double)l->cfg.duration_s;
+
+	return l->observed_holder && l->observed_holder[0] &&
+	    !same(l->observed_holder, l->identity) &&
+	    l->observed_at + duration > clock_mono();
 }
 
 static json_t *
@@ -84,19 +93,19 @@ new_spec(struct lease *l, const char *acquire, int transitions)
 {
 	char now[40];
 
-	micro_now(now, sizeof(now));
+	clock_rfc3339(now, sizeof(now), 6);	/* a MicroTime */
 	return json_pack("{s:s, s:i, s:s, s:s, s:i}", "holderIdentity", l->identity,
 	    "leaseDurationSeconds", (int)l->cfg.duration_s, "acquireTime",
 	    acquire ? acquire : now, "renewTime", now, "leaseTransitions", transitions);
 }
 
-/* One round of client-go's tryAcquireOrRenew. True when we hold the lease after it. */
-static bool
+/* One round of client-go's tryAcquireOrRenew. */
+static enum round
 try_acquire_or_renew(struct lease *l)
 {
 	struct kube_response resp;
 	json_t *obj, *spec, *fresh;
-	const char *holder, *renew, *acquire;
+	const char *acquire;
 	int transitions, rc;
 	bool mine;
 
@@ -108,42 +117,38 @@ try_acquire_or_renew(struct lease *l)
 		    "namespace", l->namespace, "spec", new_spec(l, NULL, 0));
 		rc = obj ? kube_create(l->cfg.client, l->collection, obj, &resp) : -ENOMEM;
 		json_decref(obj);
+		if (rc == 0)
+			observe(l, json_object_get(resp.body, "spec"));
 		kube_response_free(&resp);
-		return rc == 0;
+		return rc == 0 ? ROUND_HELD : ROUND_FAILED;
 	}
 	if (rc != 0) {
 		kube_response_free(&resp);
-		return false;
+		return ROUND_FAILED;
 	}
 	spec = json_object_get(resp.body, "spec");
-	holder = json_string_value(json_object_get(spec, "holderIdentity"));
-	renew = json_string_value(json_object_get(spec, "renewTime"));
 	acquire = json_string_value(json_object_get(spec, "acquireTime"));
 	transitions = (int)json_integer_value(json_object_get(spec, "leaseTransitions"));
-	observe(l, holder, renew);
-	mine = same(holder, l->identity);
-	if (!mine && holder && holder[0] &&
-	    l->observed_at + l->cfg.duration_s > mono()) {
+	observe(l, spec);
+	if (held_by_other(l)) {
 		kube_response_free(&resp);
-		return false;	/* someone else holds a valid lease */
+		return ROUND_OTHER;
 	}
+	mine = same(l->observed_holder, l->identity);
 	fresh = new_spec(l, mine ? acquire : NULL, mine ? transitions : transitions + 1);
 	if (!fresh || json_object_set_new(resp.body, "spec", fresh) != 0) {
 		kube_response_free(&resp);
-		return false;
+		return ROUND_FAILED;
 	}
 	obj = json_incref(resp.body);
 	kube_response_free(&resp);
 	/* PUT with the resourceVersion we read: two candidates cannot both win. */
 	rc = kube_update(l->cfg.client, l->path, obj, &resp);
 	json_decref(obj);
-	if (rc == 0) {
-		spec = json_object_get(resp.body, "spec");
-		observe(l, json_string_value(json_object_get(spec, "holderIdentity")),
-		    json_string_value(json_object_get(spec, "renewTime")));
-	}
+	if (rc == 0)
+		observe(l, json_object_get(resp.body, "spec"));
 	kube_response_free(&resp);
-	return rc == 0;
+	return rc == 0 ? ROUND_HELD : ROUND_FAILED;
 }
 
 /* Clears the holder so a successor need not wait for the lease to expire. */
@@ -169,8 +174,9 @@ release(struct lease *l)
 	kube_response_free(&resp);
 }
 
+/* Flips leadership and tells the caller; change_lock held. */
 static void
-set_leading(struct lease *l, bool leading)
+change(struct lease *l, bool leading)
 {
 	if (atomic_exchange(&l->leading, leading) == leading)
 		return;
@@ -181,16 +187,53 @@ set_leading(struct lease *l, bool leading)
 		l->cfg.on_change(leading, l->cfg.arg);
 }
 
-/* Waits s seconds or until stopped; returns true when stopping. */
+static void
+set_leading(struct lease *l, bool leading)
+{
+	pthread_mutex_lock(&l->change_lock);
+	change(l, leading);
+	pthread_mutex_unlock(&l->change_lock);
+}
+
+static void
+wake_all(struct lease *l)
+{
+	pthread_mutex_lock(&l->lock);
+	pthread_cond_broadcast(&l->wake);
+	pthread_mutex_unlock(&l->lock);
+}
+
+/* A round that began at started succeeded: we lead until started + deadline. */
+static void
+renewed(struct lease *l, double started)
+{
+	pthread_mutex_lock(&l->change_lock);
+	l->last_renew = started;
+	change(l, true);
+	pthread_mutex_unlock(&l->change_lock);
+	wake_all(l);	/* the watchdog re-arms for the new deadline */
+}
+
+/* Past the renew deadline we stop acting, before anyone else may start. */
+static void
+lose_if_stale(struct lease *l)
+{
+	pthread_mutex_lock(&l->change_lock);
+	if (atomic_load(&l->leading) &&
+	    clock_mono() - l->last_renew > l->cfg.renew_deadline_s)
+		change(l, false);
+	pthread_mutex_unlock(&l->change_lock);
+}
+
+/* Waits until the monotonic time due or until stopped; returns true when stopping. */
 static bool
-pause_s(struct lease *l, double s)
+wait_until(struct lease *l, double due)
 {
 	struct timespec until;
 	bool stopping;
 
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += (time_t)s;
-	until.tv_nsec += (long)((s - (double)(time_t)s) * 1e9);
+	until.tv_sec = (time_t)due;
+	until.tv_nsec = (long)((due - (double)until.tv_sec) * 1e9);
 	if (until.tv_nsec >= 1000000000L) {
 		until.tv_sec++;
 		until.tv_nsec -= 1000000000L;
@@ -209,26 +252,56 @@ campaign(void *arg)
 	struct lease *l = arg;
 
 	for (;;) {
-		double period = l->cfg.retry_period_s;
+		double period = l->cfg.retry_period_s, started = clock_mono();
+		enum round r = try_acquire_or_renew(l);
 
-		if (try_acquire_or_renew(l)) {
-			l->last_renew = mono();
-			set_leading(l, true);
-		} else if (atomic_load(&l->leading) &&
-		    mono() - l->last_renew > l->cfg.renew_deadline_s) {
-			/* Could not renew in time: stop acting before someone else starts. */
-			set_leading(l, false);
-		}
+		/*
+		 * The lease was written at some point after started, so others
+		 * judge it from then on or later: counting from started keeps
+		 * us on the safe side of them. A round slower than the deadline
+		 * proves nothing.
+		 */
+		if (r == ROUND_HELD && clock_mono() - started <= l->cfg.renew_deadline_s)
+			renewed(l, started);
+		else if (r == ROUND_OTHER)
+			set_leading(l, false);	/* someone else holds it: we lost */
+		else
+			lose_if_stale(l);
 		if (!atomic_load(&l->leading))
 			period *= 1 + (LEASE_JITTER * (double)(rand_r(&l->seed) % 1000) / 1000.0);
-		if (pause_s(l, period))
+		if (wait_until(l, clock_mono() + period))
 			break;
 	}
+	pthread_mutex_lock(&l->change_lock);
 	if (atomic_load(&l->leading)) {
-		set_leading(l, false);
+		change(l, false);
+		pthread_mutex_unlock(&l->change_lock);
 		release(l);
+	} else {
+		pthread_mutex_unlock(&l->change_lock);
 	}
 	return NULL;
+}
+
+/*
+ * The campaign thread can sit in one request for the client's whole
+ * timeout; this one makes sure on_change(false) still comes by the
+ * renew deadline.
+ */
+static void *
+watch_deadline(void *arg)
+{
+	struct lease *l = arg;
+
+	for (;;) {
+		double due = atomic_load(&l->leading) ?
+		    l->last_renew + l->cfg.renew_deadline_s + 0.001 :
+		    clock_mono() + l->cfg.retry_period_s;
+
+		if (wait_until(l, due))
+			return NULL;
+		lose_if_stale(l);
+	}
 }
 
 bool
@@ -236,15 +309,70 @@ lease_leading(struct lease *l)
 {
 	/* Past the renew deadline we no longer trust that we lead. */
 	return atomic_load(&l->leading) &&
-	    mono() - l->last_renew <= l->cfg.renew_deadline_s;
+	    clock_mono() - l->last_renew <= l->cfg.renew_deadline_s;
+}
+
+/* client-go's validation: LeaseDuration > RenewDeadline > JitterFactor x RetryPeriod > 0. */
+static bool
+config_valid(const struct lease_config *c)
+{
+	return c->client && c->namespace && c->namespace[0] && c->name && c->name[0] &&
+	    c->identity && c->identity[0] && c->retry_period_s > 0 &&
+	    c->duration_s > c->renew_deadline_s &&
+	    (double)c->renew_deadline_s > LEASE_JITTER * (double)c->retry_period_s;
+}
+
+/* Replicas started in the same second must not jitter in step. */
+static unsigned int
+seed_for(const char *identity)
+{
+	unsigned int h = (unsigned int)time(NULL) ^ (unsigned int)getpid();
+
+	for (const char *p = identity; *p; p++)
+		h = h * 31 + (unsigned char)*p;
+	return h;
+}
+
+static void
+lease_free(struct lease *l)
+{
+	free(l->observed_holder);
+	free(l->observed_renew);
+	free(l->namespace);
+	free(l->name);
+	free(l->identity);
+	pthread_mutex_destroy(&l->lock);
+	pthread_mutex_destroy(&l->change_lock);
+	pthread_cond_destroy(&l->wake);
+	free(l);
+}
+
+static int
+init_sync(struct lease *l)
+{
+	pthread_condattr_t attr;
+	int rc = -ENOMEM;
+
+	if (pthread_condattr_init(&attr) != 0)
+		return -ENOMEM;
+	if (pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) == 0 &&
+	    pthread_cond_init(&l->wake, &attr) == 0) {
+		pthread_mutex_init(&l->lock, NULL);
+		pthread_mutex_init(&l->change_lock, NULL);
+		rc = 0;
+	}
+	pthread_condattr_destroy(&attr);
+	return rc;
 }
 
 int
 lease_start(const struct lease_config *cfg, struct lease **out)
 {
-	struct lease *l = calloc(1, sizeof(*l));
+	struct lease *l;
+	int rc = -ENOMEM;
 
 	*out = NULL;
+	l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
 	l->cfg = *cfg;
@@ -254,29 +382,43 @@ lease_start(const struct lease_config *cfg, struct lease **out)
 		l->cfg.renew_deadline_s = LEASE_RENEW_DEADLINE_S;
 	if (!l->cfg.retry_period_s)
 		l->cfg.retry_period_s = LEASE_RETRY_PERIOD_S;
-	l->namespace = strdup(cfg->namespace);
-	l->name = strdup(cfg->name);
-	l->identity = strdup(cfg->identity);
-	l->seed = (unsigned int)time(NULL);
-	pthread_mutex_init(&l->lock, NULL);
-	pthread_cond_init(&l->wake, NULL);
-	atomic_init(&l->leading, false);
-	if (!l->namespace || !l->name || !l->identity ||
-	    kube_path(l->path, sizeof(l->path), "coordination.k8s.io", "v1", l->namespace,
-	    "leases", l->name, NULL) != 0 ||
-	    kube_path(l->collection, sizeof(l->collection), "coordination.k8s.io", "v1",
-	    l->namespace, "leases", NULL, NULL) != 0 ||
-	    pthread_create(&l->thread, NULL, campaign, l) != 0) {
-		free(l->namespace);
-		free(l->name);
-		free(l->identity);
-		pthread_mutex_destroy(&l->lock);
-		pthread_cond_destroy(&l->wake);
+	if (!config_valid(&l->cfg)) {
+		free(l);
+		return -EINVAL;
+	}
+	if (init_sync(l) != 0) {
 		free(l);
 		return -ENOMEM;
 	}
+	l->namespace = strdup(cfg->namespace);
+	l->name = strdup(cfg->name);
+	l->identity = strdup(cfg->identity);
+	l->seed = seed_for(cfg->identity);
+	atomic_init(&l->leading, false);
+	if (!l->namespace || !l->name || !l->identity)
+		goto fail;
+	if (kube_path(l->path, sizeof(l->path), "coordination.k8s.io", "v1", l->namespace,
+	    "leases", l->name, NULL) != 0 ||
+	    kube_path(l->collection, sizeof(l->collection), "coordination.k8s.io", "v1",
+	    l->namespace, "leases", NULL, NULL) != 0) {
+		rc = -ENAMETOOLONG;
+		goto fail;
+	}
+	if (pthread_create(&l->watchdog, NULL, watch_deadline, l) != 0)
+		goto fail;
+	if (pthread_create(&l->thread, NULL, campaign, l) != 0) {
+		pthread_mutex_lock(&l->lock);
+		l->stopping = true;
+		pthread_cond_broadcast(&l->wake);
+		pthread_mutex_unlock(&l->lock);
+		pthread_join(l->watchdog, NULL);
+		goto fail;
+	}
 	*out = l;
 	return 0;
+fail:
+	lease_free(l);
+	return rc;
 }
 
 void
@@ -289,12 +431,6 @@ lease_stop(struct lease *l)
 	pthread_cond_broadcast(&l->wake);
 	pthread_mutex_unlock(&l->lock);
 	pthread_join(l->thread, NULL);
-	free(l->observed_holder);
-	free(l->observed_renew);
-	free(l->namespace);
-	free(l->name);
-	free(l->identity);
-	pthread_mutex_destroy(&l->lock);
-	pthread_cond_destroy(&l->wake);
-	free(l);
+	pthread_join(l->watchdog, NULL);
+	lease_free(l);
 }

@@ -19,12 +19,23 @@ struct lease_config {
 	unsigned int duration_s;	/* 0: defaults above */
 	unsigned int renew_deadline_s;
 	unsigned int retry_period_s;
-	/* Called from the election thread when leadership is won or lost. */
+	/*
+	 * Called when leadership is won or lost, from one of the election's
+	 * threads, one call at a time and in order. false comes by the renew
+	 * deadline even while a request to the API hangs. It must not call
+	 * lease_stop().
+	 */
 	void (*on_change)(bool leading, void *arg);
 	void *arg;
 };
 
-/* Starts campaigning on a thread. Returns 0 or a negative errno-style code. */
+/*
+ * Starts campaigning on a thread. Returns 0, -EINVAL for a missing
+ * client, namespace, name or identity or for durations (zeros replaced by
+ * the defaults first) that break client-go's rule duration > renew
+ * deadline > 1.2 x retry period, -ENOMEM, or -ENAMETOOLONG. On error *out
+ * is NULL.
+ */
 int lease_start(const struct lease_config *cfg, struct lease **out);
 
 /* True while this replica holds the lease (renewed within the deadline). */

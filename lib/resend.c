@@ -43,6 +43,8 @@ struct limits {
 	double retry_after;	/* seconds; < 0 when absent */
 	double remaining;	/* < 0 when absent */
 	double reset;		/* seconds; < 0 when absent */
+	double limit;		/* ratelimit-limit; < 0 when absent */
+	double window;		/* ratelimit-policy's w=, seconds; < 0 when absent */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -244,6 +246,15 @@ on_header(char *line, size_t size, size_t n, void *arg)
 		l->remaining = header_number(value, vlen);
 	else if (IS("ratelimit-reset"))
 		l->reset = header_number(value, vlen);
+	else if (IS("ratelimit-limit"))
+		l->limit = header_number(value, vlen);
+	else if (IS("ratelimit-policy")) {
+		/* "5;w=1": the window in seconds */
+		const char *w = memmem(value, vlen, "w=", 2);
+
+		if (w)
+			l->window = header_number(w + 2, vlen - (size_t)(w + 2 - value));
+	}
 #undef IS
 	return len;
 }
@@ -311,7 +322,7 @@ send_once(struct resend *r, const char *method, const char *path, const char *bo
 	CURLcode cc;
 	int rc = 0;
 
-	l->retry_after = l->remaining = l->reset = -1;
+	l->retry_after = l->remaining = l->reset = l->limit = l->window = -1;
 	/* The result describes this attempt only, not an earlier failed one. */
 	json_decref(out->body);
 	free(out->error_name);
@@ -374,12 +385,20 @@ send_once(struct resend *r, const char *method, const char *path, const char *bo
 	return rc;
 }
 
-/* Worth another try: rate limits, locks, server errors, no answer. */
+/*
+ * Worth another try: rate limits, locks, server errors, no answer. A request
+ * that must not be repeated is retried only when the answer says it was
+ * not carried out.
+ */
 static bool
-retryable(int rc, const struct resend_result *out)
+retryable(int rc, const struct resend_result *out, unsigned int flags)
 {
-	if (rc == -ETIMEDOUT || rc == -ECONNREFUSED || rc == -EPROTO)
+	bool once = flags & RESEND_NOT_IDEMPOTENT;
+
+	if (rc == -ECONNREFUSED)
 		return true;
+	if (rc == -ETIMEDOUT || rc == -EPROTO)
+		return !once;
 	if (rc != -EIO)
 		return false;
 	if (out->status == 429)
@@ -387,12 +406,46 @@ retryable(int rc, const struct resend_result *out)
 	if (out->status == 409)
 		return out->error_name && (strcmp(out->error_name, "resource_locked") == 0 ||
 		    strcmp(out->error_name, "concurrent_idempotent_requests") == 0);
-	return out->status >= 500;
+	return out->status >= 500 && !once;
 }
 
 int
 resend_call(struct resend *r, const char *method, const char *path, const json_t *body,
     struct resend_result *out)
+{
+	return resend_call_flags(r, method, path, body, 0, out);
+}
+
+/*
+ * What the ratelimit-* headers say. A server limit below our rate lowers
+ * our rate to it (never raises it). An exhausted window pauses us for one
+ * request's worth of the server's rate, not until the whole window resets:
+ * Resend reports the reset in whole seconds, and waiting it out every time
+ * would cut throughput at the limit by a third; if other clients share the
+ * quota, the 429 and its retry-after still stop us.
+ */
+static void
+obey_limits(struct resend *r, const struct limits *l)
+{
+	double window = l->window > 0 ? l->window : 1;
+	double server_rate = l->limit > 0 ? l->limit / window : -1;
+
+	if (server_rate > 0) {
+		pthread_mutex_lock(&r->lock);
+		if (server_rate < r->rate) {
+			log_warn("provider rate limit is below ours; slowing down", "{s:f, s:f}",
+			    "configured", r->rate, "server", server_rate);
+			r->rate = server_rate;
+		}
+		pthread_mutex_unlock(&r->lock);
+	}
+	if (l->remaining == 0 && l->reset > 0)
+		block_until(r, fmin(l->reset, server_rate > 0 ? 1 / server_rate : r->backoff_max));
+}
+
+int
+resend_call_flags(struct resend *r, const char *method, const char *path,
+    const json_t *body, unsigned int flags, struct resend_result *out)
 {
 	char *text = NULL;
 	double backoff = r->backoff_min;
@@ -407,19 +460,19 @@ resend_call(struct resend *r, const char *method, const char *path, const json_t
 		acquire(r);
 		out->attempts++;
 		rc = send_once(r, method, path, text, out, &l);
-		if (l.remaining == 0 && l.reset > 0)
-			block_until(r, fmin(l.reset, r->backoff_max));
+		obey_limits(r, &l);
 		if (out->status == 429) {
 			pthread_mutex_lock(&r->lock);
 			r->throttled++;
 			pthread_mutex_unlock(&r->lock);
 			metric_inc(metric_get(r->m_throttled, NULL));
 		}
-		if (!retryable(rc, out) || out->attempts == RESEND_MAX_ATTEMPTS)
+		if (!retryable(rc, out, flags) || out->attempts == RESEND_MAX_ATTEMPTS)
 			break;
 		{
 			/* A server's retry-after is capped too: an hour would park every thread. */
-			double wait = l.retry_after >= 0 ? fmin(l.retry_after, r->backoff_max) : backoff;
+			double wait = l.retry_after >= 0 ? fmin(l.retry_after, r->backoff_max) :
+			    backoff;
 
 			log_info("provider call will be retried", "{s:s, s:s, s:i, s:f, s:i}",
 			    "method", method, "path", path, "status", (int)out->status,

@@ -53,13 +53,27 @@ void resend_free(struct resend *r);
  * One call: waits for the client-side token bucket (shared by all threads,
  * slowed further by the ratelimit-* headers), sends, and retries 429,
  * 409 resource_locked, 5xx and transport failures after retry-after or a
- * capped exponential backoff, up to RESEND_MAX_ATTEMPTS. Other 4xx are
- * returned at once. path starts with "/" and is appended to the base URL.
+ * capped exponential backoff (the cap bounds retry-after and
+ * ratelimit-reset waits too), up to RESEND_MAX_ATTEMPTS. Other 4xx are
+ * returned at once. out describes the last attempt only (no error name or
+ * message is left over from an earlier one). path starts with "/" and is
+ * appended to the base URL.
  * Returns 0 for a 2xx; -EIO for a final HTTP error (see out); -ETIMEDOUT
  * or -ECONNREFUSED when no answer came; -ENOMEM.
  */
 int resend_call(struct resend *r, const char *method, const char *path,
     const json_t *body, struct resend_result *out);
+
+/*
+ * resend_call for a request that must not be sent twice (POST /segments
+ * makes a second segment each time): with RESEND_NOT_IDEMPOTENT only
+ * answers that say nothing was done are retried (429 rate_limit_exceeded,
+ * 409 resource_locked, no connection); a 5xx, a timeout or a lost reply is
+ * returned at once, for the caller to look before it tries again.
+ */
+#define RESEND_NOT_IDEMPOTENT 0x1u
+int resend_call_flags(struct resend *r, const char *method, const char *path,
+    const json_t *body, unsigned int flags, struct resend_result *out);
 
 /* Percent-encodes a path segment (an email address, an id). malloc'd. */
 char *resend_escape(const char *segment);

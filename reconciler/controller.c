@@ -317,17 +317,22 @@ record(struct reconciler *r, const struct obj *o, const char *type, const char *
 
 /*
  * After a provider failure: say so in status, and decide how to go on.
- * A permanent failure (the provider refused the request) waits for the
- * next change; anything else is retried with backoff.
+ * A refusal of this object's request (400, 404, 422…) is final for this
+ * generation: reason ProviderRejected, which the cache counts as settled,
+ * so neither the queue nor a resync sends it again until the object
+ * changes. A refused API key (401, 403) is not the object's fault: no
+ * backoff loop, but a resync looks again. Anything else is retried with
+ * backoff.
  */
 static long
-provider_failed(struct reconciler *r, struct obj *o, int rc, long status, const char *what,
+provider_failed(struct reconciler *r, struct obj *o, int rc, const char *what,
     const char *why)
 {
-	bool permanent = provider_error_is_permanent(rc, status);
+	bool permanent = provider_error_is_permanent(rc, 0);
+	const char *reason = rc == PROVIDER_REFUSED ? "ProviderRejected" : "ProviderError";
 
-	report(r, o, NULL, false, "ProviderError", why ? why : what);
-	record(r, o, "Warning", "ProviderError", what, "%s", why ? why : what);
+	report(r, o, NULL, false, reason, why ? why : what);
+	record(r, o, "Warning", reason, what, "%s", why ? why : what);
 	return permanent ? 0 : -EIO;
 }
 
@@ -361,7 +366,7 @@ reconcile_group(struct reconciler *r, struct obj *o)
 		if (!has_finalizer(o))
 			return 0;
 		if (id && (rc = provider_segment_delete(r->resend, id, &why)) != 0) {
-			long next = provider_failed(r, o, rc, 0, "DeleteSegment", why);
+			long next = provider_failed(r, o, rc, "DeleteSegment", why);
 
 			free(why);
 			return next ? next : -EIO;
@@ -396,7 +401,7 @@ reconcile_group(struct reconciler *r, struct obj *o)
 	}
 	free(want);
 	if (rc) {
-		long next = provider_failed(r, o, rc, 0, "SyncSegment", why);
+		long next = provider_failed(r, o, rc, "SyncSegment", why);
 
 		free(why);
 		free(new_id);
@@ -421,7 +426,7 @@ reconcile_contact(struct reconciler *r, struct obj *o)
 		if (!has_finalizer(o))
 			return 0;
 		if (id && (rc = provider_contact_delete(r->resend, id, &why)) != 0) {
-			long next = provider_failed(r, o, rc, 0, "DeleteContact", why);
+			long next = provider_failed(r, o, rc, "DeleteContact", why);
 
 			free(why);
 			return next ? next : -EIO;
@@ -439,7 +444,7 @@ reconcile_contact(struct reconciler *r, struct obj *o)
 	rc = provider_contact_ensure(r->resend, id, c->email, c->given_name, c->family_name,
 	    &new_id, &created, &why);
 	if (rc) {
-		long next = provider_failed(r, o, rc, 0, "SyncContact", why);
+		long next = provider_failed(r, o, rc, "SyncContact", why);
 
 		free(why);
 		return next;
@@ -520,7 +525,7 @@ reconcile_membership(struct reconciler *r, struct obj *o)
 		/* A contact or group already gone took the membership with it. */
 		if (p.contact_id && p.segment_id &&
 		    (rc = provider_membership_remove(r->resend, p.contact_id, p.segment_id, &why)) != 0) {
-			next = provider_failed(r, o, rc, 0, "RemoveFromSegment", why);
+			next = provider_failed(r, o, rc, "RemoveFromSegment", why);
 			next = next ? next : -EIO;
 		} else {
 			if (p.contact_id && p.segment_id)
@@ -538,7 +543,7 @@ reconcile_membership(struct reconciler *r, struct obj *o)
 		report(r, o, NULL, false, "Waiting", what);
 		next = WAIT_FOR_DEPENDENCY_MS;
 	} else if ((rc = provider_membership_add(r->resend, p.contact_id, p.segment_id, &why)) != 0) {
-		next = provider_failed(r, o, rc, 0, "AddToSegment", why);
+		next = provider_failed(r, o, rc, "AddToSegment", why);
 	} else {
 		record(r, o, "Normal", "AddedToSegment", "AddToSegment",
 		    "added provider contact %s to segment %s", p.contact_id, p.segment_id);
@@ -611,7 +616,7 @@ reconcile_removal(struct reconciler *r, struct obj *o)
 		next = -EIO;
 	} else if (p.contact_id && p.segment_id &&
 	    (rc = provider_membership_remove(r->resend, p.contact_id, p.segment_id, &why)) != 0) {
-		next = provider_failed(r, o, rc, 0, "RemoveFromSegment", why);
+		next = provider_failed(r, o, rc, "RemoveFromSegment", why);
 	} else {
 		record(r, o, "Normal", "Removed", "RemoveFromSegment",
 		    "the contact opted out: %d membership(s) deleted, provider segment cleared",

@@ -38,6 +38,7 @@ struct options {
 	bool leader_elect;
 	const char *lease_namespace;
 	const char *lease_name;
+	unsigned int lease_duration_s, renew_deadline_s, retry_period_s;
 	const char *api_key_file;
 	const char *base_url;
 	double rate;
@@ -75,6 +76,11 @@ usage(FILE *out)
 "  --leader-election-namespace ns     the Lease's namespace (default: the pod's, else\n"
 "                                     milo-contacts)\n"
 "  --leader-election-id name          the Lease's name (default contact-reconciler)\n"
+"  --leader-elect-lease-duration d    how long a Lease is valid without renewal (default 15s)\n"
+"  --leader-elect-renew-deadline d    how long the leader keeps trying to renew before it\n"
+"                                     stops acting (default 10s)\n"
+"  --leader-elect-retry-period d      between acquire and renew attempts (default 2s);\n"
+"                                     whole seconds; 1.2 x retry < renew deadline < lease\n"
 "  --resend-api-key-file file         the Resend API key; default $RESEND_API_KEY\n"
 "  --resend-base-url url              the Resend API (default " RESEND_DEFAULT_BASE_URL ")\n"
 "  --resend-rate-limit float          provider requests per second (default %.0f)\n"
@@ -131,7 +137,8 @@ parse_flags(int argc, char **argv, struct options *o)
 		"tls-min-version", "leader-election-namespace", "leader-election-id",
 		"resend-api-key-file", "resend-base-url", "resend-rate-limit",
 		"resend-ca-file", "resend-webhook-secret-file", "workers", "resync-period",
-		"log-level", "leader-elect", NULL };
+		"log-level", "leader-elect", "leader-elect-lease-duration",
+		"leader-elect-renew-deadline", "leader-elect-retry-period", NULL };
 
 	for (int i = 1; i < argc; i++) {
 		const char *arg = argv[i], *name, *eq, *val = NULL;
@@ -195,6 +202,18 @@ parse_flags(int argc, char **argv, struct options *o)
 		} else if (strcmp(key, "leader-elect") == 0) {
 			if (parse_bool(val, &o->leader_elect) != 0)
 				goto bad_value;
+		} else if (strcmp(key, "leader-elect-lease-duration") == 0 ||
+		    strcmp(key, "leader-elect-renew-deadline") == 0 ||
+		    strcmp(key, "leader-elect-retry-period") == 0) {
+			long ms = duration_ms(val);
+			unsigned int *to = strcmp(key, "leader-elect-lease-duration") == 0 ?
+			    &o->lease_duration_s : strcmp(key, "leader-elect-renew-deadline") == 0 ?
+			    &o->renew_deadline_s : &o->retry_period_s;
+
+			/* The Lease counts whole seconds (leaseDurationSeconds). */
+			if (ms < 1000 || ms % 1000 != 0 || ms > 3600L * 1000)
+				goto bad_value;
+			*to = (unsigned int)(ms / 1000);
 		} else if (strcmp(key, "leader-election-namespace") == 0)
 			o->lease_namespace = val;
 		else if (strcmp(key, "leader-election-id") == 0)
@@ -231,6 +250,15 @@ parse_flags(int argc, char **argv, struct options *o)
 		continue;
 bad_value:
 		fprintf(stderr, "%s: invalid value \"%s\" for --%s\n", RECONCILER_PROGRAM, val, key);
+		return -1;
+	}
+	if (!(o->retry_period_s * 12 < o->renew_deadline_s * 10 &&
+	    o->renew_deadline_s < o->lease_duration_s)) {
+		/* client-go's rule: a leader gives up before its lease runs out. */
+		fprintf(stderr, "%s: need 1.2 x --leader-elect-retry-period (%us) < "
+		    "--leader-elect-renew-deadline (%us) < --leader-elect-lease-duration (%us)\n",
+		    RECONCILER_PROGRAM, o->retry_period_s, o->renew_deadline_s,
+		    o->lease_duration_s);
 		return -1;
 	}
 	return 0;
@@ -579,6 +607,9 @@ start(struct app *a, char *err, size_t errlen)
 		struct lease_config lc = {
 			.client = a->kube, .namespace = a->o.lease_namespace,
 			.name = a->o.lease_name, .identity = a->identity,
+			.duration_s = a->o.lease_duration_s,
+			.renew_deadline_s = a->o.renew_deadline_s,
+			.retry_period_s = a->o.retry_period_s,
 			.on_change = on_leadership, .arg = a,
 		};
 
@@ -639,6 +670,9 @@ main(int argc, char **argv)
 	a.o.cert_dir = "/tmp/k8s-webhook-server/serving-certs";
 	a.o.leader_elect = true;
 	a.o.lease_name = RECONCILER_PROGRAM;
+	a.o.lease_duration_s = LEASE_DURATION_S;
+	a.o.renew_deadline_s = LEASE_RENEW_DEADLINE_S;
+	a.o.retry_period_s = LEASE_RETRY_PERIOD_S;
 	a.o.workers = RECONCILER_DEFAULT_WORKERS;
 	a.o.resync_ms = RECONCILER_DEFAULT_RESYNC_S * 1000UL;
 	rc = parse_flags(argc, argv, &a.o);

@@ -26,11 +26,21 @@ why_of(int rc, const struct resend_result *res)
 	return s;
 }
 
+static bool
+refusal(long status)
+{
+	return status >= 400 && status < 500 && status != 429 && status != 409;
+}
+
+/* The reason in *why; a refusal (see reconciler.h) told apart from what may pass. */
 static int
 fail(int rc, struct resend_result *res, char **why)
 {
 	if (why)
 		*why = why_of(rc, res);
+	if (rc == -EIO && refusal(res->status))
+		rc = res->status == 401 || res->status == 403 ? PROVIDER_UNAUTHORIZED :
+		    PROVIDER_REFUSED;
 	resend_result_free(res);
 	return rc;
 }
@@ -38,7 +48,8 @@ fail(int rc, struct resend_result *res, char **why)
 bool
 provider_error_is_permanent(int rc, long status)
 {
-	return rc == -EIO && status >= 400 && status < 500 && status != 429 && status != 409;
+	return rc == PROVIDER_REFUSED || rc == PROVIDER_UNAUTHORIZED ||
+	    (rc == -EIO && refusal(status));
 }
 
 char *
@@ -126,7 +137,13 @@ provider_segment_ensure(struct resend *p, const char *want_name, const char *ns,
 		return rc;
 	}
 	body = json_pack("{s:s}", "name", want_name);
-	rc = body ? resend_call(p, "POST", "/segments", body, &res) : -ENOMEM;
+	/*
+	 * Not retried blindly: a lost reply may hide a segment made all the
+	 * same, and a second POST would make a duplicate. The reconcile is
+	 * retried instead, and find_segment() above adopts what was made.
+	 */
+	rc = body ? resend_call_flags(p, "POST", "/segments", body, RESEND_NOT_IDEMPOTENT,
+	    &res) : -ENOMEM;
 	json_decref(body);
 	if (rc)
 		return fail(rc, &res, why);

@@ -80,7 +80,18 @@ int provider_membership_add(struct resend *p, const char *contact_id,
 int provider_membership_remove(struct resend *p, const char *contact_id,
     const char *segment_id, char **why);
 
-/* True when a provider failure is the caller's (4xx other than 429): do not retry in a loop. */
+/*
+ * Beyond negative errno codes, the provider functions return these when
+ * the provider refused the request (a 4xx other than 429 and 409):
+ * retrying the same request cannot help.
+ */
+#define PROVIDER_REFUSED (-4000)	/* 400, 404, 422…: this object's request is wrong */
+#define PROVIDER_UNAUTHORIZED (-4001)	/* 401, 403: the API key, not the object */
+
+/*
+ * True when a provider failure is the caller's (a refusal, or an HTTP 4xx
+ * other than 429 and 409 when rc is -EIO): do not retry in a loop.
+ */
 bool provider_error_is_permanent(int rc, long status);
 
 /* events.c: POST /webhooks/resend */

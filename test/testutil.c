@@ -636,3 +636,123 @@ tu_closed_port(void)
 	close(fd);
 	return port;
 }
+
+/* ---- the Resend API stand-in ---- */
+
+#define RESEND_SCRIPT "test/py/resend_standin.py"
+
+int
+tu_resend_start(struct tu_standin *s, const char *const *extra_args)
+{
+	const char *python = getenv("PYTHON");
+	char script[4096], port_file[128];
+	char *argv[STANDIN_MAX_ARGS];
+	size_t n = 0;
+	int status;
+
+	memset(s, 0, sizeof(*s));
+	snprintf(s->dir, sizeof(s->dir), "/tmp/milo-resend-XXXXXX");
+	if (!mkdtemp(s->dir)) {
+		s->dir[0] = '\0';
+		return -errno;
+	}
+	snprintf(script, sizeof(script), "%s", tu_path(RESEND_SCRIPT));
+	snprintf(port_file, sizeof(port_file), "%s/port", s->dir);
+	snprintf(s->log, sizeof(s->log), "%s/standin.log", s->dir);
+	argv[n++] = (char *)(uintptr_t)(python && python[0] ? python : "python3");
+	argv[n++] = script;
+	argv[n++] = (char *)(uintptr_t)"--port";
+	argv[n++] = (char *)(uintptr_t)"0";
+	argv[n++] = (char *)(uintptr_t)"--port-file";
+	argv[n++] = port_file;
+	for (size_t i = 0; extra_args && extra_args[i]; i++) {
+		if (n == STANDIN_MAX_ARGS - 1) {
+			remove_dir_files(s->dir);
+			memset(s, 0, sizeof(*s));
+			return -E2BIG;
+		}
+		argv[n++] = (char *)(uintptr_t)extra_args[i];
+	}
+	argv[n] = NULL;
+
+	fflush(NULL);
+	s->pid = fork();
+	if (s->pid < 0) {
+		s->pid = 0;
+		remove_dir_files(s->dir);
+		memset(s, 0, sizeof(*s));
+		return -errno;
+	}
+	if (s->pid == 0)
+		exec_standin(argv, s->log);
+
+	for (int waited = 0; waited < TU_STANDIN_START_MS; waited += 20) {
+		if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
+			s->pid = 0;
+			dump_log(s->log, "(resend) exited before listening");
+			tu_standin_stop(s);
+			return -ECHILD;
+		}
+		s->port = read_port(port_file);
+		if (s->port) {
+			snprintf(s->url, sizeof(s->url), "http://127.0.0.1:%d", s->port);
+			return 0;
+		}
+		sleep_ms(20);
+	}
+	dump_log(s->log, "(resend) did not start in time");
+	tu_standin_stop(s);
+	return -ETIMEDOUT;
+}
+
+void
+tu_resend_stop(struct tu_standin *s)
+{
+	tu_standin_stop(s);
+}
+
+json_t *
+tu_resend_control(const struct tu_standin *s, const char *method, const char *action,
+    const char *body)
+{
+	return tu_standin_control(s, method, action, body);
+}
+
+void
+tu_resend_post(const struct tu_standin *s, const char *action, const char *fmt, ...)
+{
+	va_list ap;
+	char *body = NULL;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&body, fmt, ap);
+	va_end(ap);
+	ck_assert_int_ge(n, 0);
+	json_decref(tu_standin_control(s, "POST", action, body));
+	free(body);
+}
+
+void
+tu_resend_reset(const struct tu_standin *s)
+{
+	json_decref(tu_standin_control(s, "POST", "reset", "{}"));
+}
+
+long
+tu_resend_count(const struct tu_standin *s, const char *route, int status)
+{
+	json_t *counts = tu_standin_control(s, "GET", "counts", NULL);
+	json_t *by_status = json_object_get(counts, "countsByStatus"), *codes;
+	const char *key;
+	char code[16];
+	long n = 0;
+
+	snprintf(code, sizeof(code), "%d", status);
+	json_object_foreach(by_status, key, codes) {
+		if (!route || strcmp(route, key) == 0)
+			n += (long)json_integer_value(json_object_get(codes, code));
+	}
+	json_decref(counts);
+	return n;
+}

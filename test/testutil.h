@@ -114,4 +114,34 @@ void tu_standin_reset(const struct tu_standin *s);
 /* A port on 127.0.0.1 that nothing listens on (bound, then closed), or 0. */
 int tu_closed_port(void);
 
+
+/* ---- the Resend API stand-in (test/py/resend_standin.py) ---- */
+
+/*
+ * Runs `$PYTHON (default python3) $MILO_TOP/test/py/resend_standin.py
+ * --port 0 --port-file <dir>/port [extra_args...]` in a new scratch
+ * directory, as tu_standin_start() does for the kube stand-in (same
+ * struct; kubeconfig stays empty; same limits, same failure handling).
+ * It accepts the API key TU_RESEND_KEY unless told otherwise.
+ */
+#define TU_RESEND_KEY "re_standin_key"
+
+int tu_resend_start(struct tu_standin *s, const char *const *extra_args);
+
+/* The same as tu_standin_stop(), tu_standin_control() and tu_standin_post(). */
+void tu_resend_stop(struct tu_standin *s);
+json_t *tu_resend_control(const struct tu_standin *s, const char *method,
+    const char *action, const char *body);
+void tu_resend_post(const struct tu_standin *s, const char *action, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* POST /_standin/reset: objects, calls, faults and config back to the start. */
+void tu_resend_reset(const struct tu_standin *s);
+
+/*
+ * How many API calls the stand-in answered with status for route ("GET
+ * /segments"; NULL: every route), from GET /_standin/counts.
+ */
+long tu_resend_count(const struct tu_standin *s, const char *route, int status);
+
 #endif
