@@ -77,6 +77,20 @@ seen_before(struct provider_events *e, const char *id)
 	return seen;
 }
 
+/* Forgets id again: a delivery we could not use must be accepted when it comes back. */
+static void
+forget(struct provider_events *e, const char *id)
+{
+	pthread_mutex_lock(&e->lock);
+	for (size_t i = 0; i < RECONCILER_SEEN_IDS; i++) {
+		if (e->seen[i] && strcmp(e->seen[i], id) == 0) {
+			free(e->seen[i]);
+			e->seen[i] = NULL;
+		}
+	}
+	pthread_mutex_unlock(&e->lock);
+}
+
 /* "contact.updated" -> "ProviderContactUpdated"; "email.delivered" -> "ProviderEmailDelivered". */
 static void
 event_reason(const char *type, char *out, size_t len)
@@ -143,6 +157,7 @@ provider_events_handle(struct provider_events *e, const char *id, const char *ti
 	if (!type || !json_is_object(data)) {
 		json_decref(doc);
 		*why = "not a Resend event";
+		forget(e, id);
 		return 400;
 	}
 	event_reason(type, reason, sizeof(reason));

@@ -641,6 +641,13 @@ class TestProviderWebhook(Base):
         env.wait_condition("Contact", NS, "ada", "ProviderUnsubscribed", "False")
         time.sleep(0.3)
         self.assertEqual(len(provider_events()), 2)
+        # Signed but not a Resend event: 400, and the id is not remembered, so
+        # the provider's redelivery of a good body under it is recorded.
+        r = send(id="msg_bad_body", body="not an event")
+        self.assertEqual(r["status"], 400, r)
+        r = send(id="msg_bad_body", changes={"unsubscribed": True})
+        self.assertEqual(r["status"], 200, r)
+        wait_for(lambda: len(provider_events()) == 3, 10, "the redelivered Event")
         self.stop_ok(rec)
 
 
