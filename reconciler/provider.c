@@ -45,6 +45,25 @@ fail(int rc, struct resend_result *res, char **why)
 	return rc;
 }
 
+/*
+ * One call whose answer carries nothing we need. A DELETE of what the
+ * provider does not have succeeds: the provider is already as we want it.
+ */
+static int
+simple_call(struct resend *p, const char *method, const char *path, const json_t *body,
+    char **why)
+{
+	struct resend_result res;
+	int rc = resend_call(p, method, path, body, &res);
+
+	if (rc == -EIO && res.status == 404 && strcmp(method, "DELETE") == 0)
+		rc = 0;
+	if (rc)
+		return fail(rc, &res, why);
+	resend_result_free(&res);
+	return 0;
+}
+
 bool
 provider_error_is_permanent(int rc, long status)
 {
@@ -161,36 +180,23 @@ provider_segment_ensure(struct resend *p, const char *want_name, const char *ns,
 int
 provider_segment_rename(struct resend *p, const char *id, const char *want_name, char **why)
 {
-	struct resend_result res;
 	char path[300];
 	json_t *body = json_pack("{s:s}", "name", want_name);
 	int rc;
 
 	snprintf(path, sizeof(path), "/segments/%s", id);
-	rc = body ? resend_call(p, "PATCH", path, body, &res) : -ENOMEM;
+	rc = body ? simple_call(p, "PATCH", path, body, why) : -ENOMEM;
 	json_decref(body);
-	if (rc)
-		return fail(rc, &res, why);
-	resend_result_free(&res);
-	return 0;
+	return rc;
 }
 
 int
 provider_segment_delete(struct resend *p, const char *id, char **why)
 {
-	struct resend_result res;
 	char path[300];
-	int rc;
 
 	snprintf(path, sizeof(path), "/segments/%s", id);
-	rc = resend_call(p, "DELETE", path, NULL, &res);
-	/* Already gone is what we wanted. */
-	if (rc == -EIO && res.status == 404)
-		rc = 0;
-	if (rc)
-		return fail(rc, &res, why);
-	resend_result_free(&res);
-	return 0;
+	return simple_call(p, "DELETE", path, NULL, why);
 }
 
 static json_t *
@@ -295,37 +301,20 @@ provider_contact_ensure(struct resend *p, const char *known_id, const char *emai
 int
 provider_contact_delete(struct resend *p, const char *id, char **why)
 {
-	struct resend_result res;
 	char path[300];
-	int rc;
 
 	snprintf(path, sizeof(path), "/contacts/%s", id);
-	rc = resend_call(p, "DELETE", path, NULL, &res);
-	if (rc == -EIO && res.status == 404)
-		rc = 0;
-	if (rc)
-		return fail(rc, &res, why);
-	resend_result_free(&res);
-	return 0;
+	return simple_call(p, "DELETE", path, NULL, why);
 }
 
 static int
 contact_segment(struct resend *p, const char *method, const char *contact_id,
     const char *segment_id, char **why)
 {
-	struct resend_result res;
 	char path[600];
-	int rc;
 
 	snprintf(path, sizeof(path), "/contacts/%s/segments/%s", contact_id, segment_id);
-	rc = resend_call(p, method, path, NULL, &res);
-	/* Removing what is not there succeeds: the provider is as we want it. */
-	if (rc == -EIO && res.status == 404 && strcmp(method, "DELETE") == 0)
-		rc = 0;
-	if (rc)
-		return fail(rc, &res, why);
-	resend_result_free(&res);
-	return 0;
+	return simple_call(p, method, path, NULL, why);
 }
 
 int
