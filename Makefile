@@ -99,11 +99,12 @@ TEST_ENV = MILO_BUILD=$(CURDIR)/$(BUILD) MILO_TOP=$(CURDIR) \
 test: deps
 	@$(MAKE) --no-print-directory build-tests
 	$(TEST_ENV) $(TEST_BIN)
+	$(BUILD)/log_equiv -n 20000
 	@if [ -d test/py ]; then $(TEST_ENV) $(PYTHON) -m unittest discover -s test/py -p 'test_*.py' -v; fi
 check: test
 
 .PHONY: build-tests
-build-tests: all $(TEST_BIN)
+build-tests: all $(TEST_BIN) $(BUILD)/log_equiv
 
 valgrind: deps
 	@$(MAKE) --no-print-directory build-tests
@@ -164,10 +165,17 @@ fuzz: deps $(FUZZ_DIR)/fuzz_admission
 		-timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
 		-dict=fuzz/admission.dict $(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds
 
-# wrk against the webhook and against nginx on the same core (bench/webhook.sh).
-bench: all
+# wrk against the webhook and against nginx on the same core (bench/webhook.sh),
+# then memory per cached object, admission latency with 10 and 100,000 cached
+# objects, the reconciler's provider calls, and a CPU profile (bench/README.md;
+# about 15 minutes in all).
+bench: all $(BUILD)/cache_bench $(BUILD)/admission_loop $(BUILD)/log_equiv
 	@sh test/deps.sh wrk nginx-light
 	MILO_WEBHOOK_BIN=$(CURDIR)/$(BUILD)/contact-webhook sh bench/webhook.sh
+	$(BENCH_ENV) sh bench/cache.sh
+	$(BENCH_ENV) sh bench/admission_state.sh
+	$(BENCH_ENV) sh bench/reconciler.sh
+	$(BENCH_ENV) sh bench/profile.sh
 
 # --- cache, admission with cluster state, reconciler, profile (bench/README.md) ---
 .PHONY: bench-webhook bench-cache bench-admission-state bench-reconciler bench-profile
@@ -203,7 +211,7 @@ bench-reconciler: all
 	$(BENCH_ENV) sh bench/reconciler.sh
 
 # Where a request's CPU goes: callgrind over admission_handle().
-bench-profile: all $(BUILD)/admission_loop
+bench-profile: all $(BUILD)/admission_loop $(BUILD)/log_equiv
 	$(BENCH_ENV) sh bench/profile.sh
 
 # --- e2e ------------------------------------------------------------------
@@ -214,3 +222,13 @@ bench-profile: all $(BUILD)/admission_loop
 e2e: deps
 	@$(MAKE) --no-print-directory all
 	$(TEST_ENV) $(PYTHON) -m unittest discover -s test/py -p test_e2e.py -v
+
+$(BUILD)/log_equiv: test/log_equiv.c $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ test/log_equiv.c $(LIB_A) $(FINAL_LIBS)
+
+# lib/log.c's jansson-free line is byte for byte the jansson one (and faster);
+# make test runs it too.
+.PHONY: bench-log-equiv
+bench-log-equiv: $(BUILD)/log_equiv
+	$(BUILD)/log_equiv

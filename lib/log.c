@@ -3,13 +3,19 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#define LOG_LINE_FAST_MAX 2048	/* longer lines take the jansson path */
+#define LOG_FIELDS_MAX 32
 
 static _Atomic int threshold = LOG_INFO;
 static _Atomic int out_fd = STDERR_FILENO;
@@ -52,19 +58,46 @@ log_set_fd(int fd)
 	out_fd = fd < 0 ? STDERR_FILENO : fd;
 }
 
-/* RFC 3339 UTC with milliseconds, as zap and klog's JSON format write it. */
+/*
+ * RFC 3339 UTC with milliseconds, as zap and klog's JSON format write it.
+ * The part up to the second is formatted once a second per thread.
+ */
 static void
 format_time(char *out, size_t len)
 {
+	static _Thread_local time_t cached_sec;
+	static _Thread_local char cached[32];
+	static _Thread_local size_t cached_len;	/* 0: nothing cached */
 	struct timespec ts;
 	struct tm tm;
+	int ms, n;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	if (snprintf(out, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-	    tm.tm_min, tm.tm_sec, (int)(ts.tv_nsec / 1000000) % 1000) < 0)
+	if (!cached_len || ts.tv_sec != cached_sec) {
+		gmtime_r(&ts.tv_sec, &tm);
+		n = snprintf(cached, sizeof(cached), "%04d-%02d-%02dT%02d:%02d:%02d",
+		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+		    tm.tm_sec);
+		if (n < 0 || (size_t)n >= sizeof(cached)) {
+			cached_len = 0;
+			out[0] = '\0';
+			return;
+		}
+		cached_len = (size_t)n;
+		cached_sec = ts.tv_sec;
+	}
+	if (cached_len + 6 > len) {
 		out[0] = '\0';
+		return;
+	}
+	ms = (int)(ts.tv_nsec / 1000000) % 1000;
+	memcpy(out, cached, cached_len);
+	out[cached_len] = '.';
+	out[cached_len + 1] = (char)('0' + ms / 100);
+	out[cached_len + 2] = (char)('0' + ms / 10 % 10);
+	out[cached_len + 3] = (char)('0' + ms % 10);
+	out[cached_len + 4] = 'Z';
+	out[cached_len + 5] = '\0';
 }
 
 static void
@@ -82,29 +115,282 @@ write_all(int fd, const char *p, size_t len)
 	}
 }
 
-void
-log_msg(enum log_level level, const char *msg, const char *fields, ...)
+/*
+ * The line without building a jansson object: the format is read the way
+ * json_pack() reads it and the line written the way json_dumps(JSON_COMPACT)
+ * writes it, byte for byte (test/log_equiv.c checks this against the
+ * jansson path below). Only the common formats are done here: keys "s";
+ * values s, s?, s*, i, I, b, f. Anything else (another format character,
+ * a NULL or invalid UTF-8 string, a repeated key, a non-finite number, a
+ * line over LOG_LINE_FAST_MAX) returns false, and the jansson path, which
+ * defines the behaviour, writes the line.
+ */
+struct line_buf {
+	char *p;
+	size_t len, cap;
+	bool full;
+};
+
+static void
+put(struct line_buf *b, const char *s, size_t n)
 {
-	char when[40];
+	if (b->full || n > b->cap - b->len) {
+		b->full = true;
+		return;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+/* The length of the UTF-8 sequence at s (RFC 3629, as jansson checks it), or 0. */
+static size_t
+utf8_seq(const unsigned char *s)
+{
+	unsigned char c = s[0];
+	uint32_t cp;
+	size_t n;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		n = 2;
+		cp = c & 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		n = 3;
+		cp = c & 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 4;
+		cp = c & 0x07;
+	} else {
+		return 0;
+	}
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+/* A JSON string as jansson dumps it; false when s is not valid UTF-8. */
+static bool
+put_string(struct line_buf *b, const char *str, bool emit)
+{
+	const unsigned char *s = (const unsigned char *)str, *run = s;
+
+	if (emit)
+		put(b, "\"", 1);
+	while (*s) {
+		unsigned char c = *s;
+		const char *esc = NULL;
+		char u[8];
+		size_t n;
+
+		if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+			s++;
+			continue;
+		}
+		if (c >= 0x80) {
+			if (!(n = utf8_seq(s)))
+				return false;
+			s += n;
+			continue;
+		}
+		if (emit)
+			put(b, (const char *)run, (size_t)(s - run));
+		switch (c) {
+		case '"': esc = "\\\""; break;
+		case '\\': esc = "\\\\"; break;
+		case '\b': esc = "\\b"; break;
+		case '\f': esc = "\\f"; break;
+		case '\n': esc = "\\n"; break;
+		case '\r': esc = "\\r"; break;
+		case '\t': esc = "\\t"; break;
+		default:
+			snprintf(u, sizeof(u), "\\u%04X", (unsigned int)c);
+			esc = u;
+			break;
+		}
+		if (emit)
+			put(b, esc, strlen(esc));
+		run = ++s;
+	}
+	if (emit) {
+		put(b, (const char *)run, (size_t)(s - run));
+		put(b, "\"", 1);
+	}
+	return true;
+}
+
+/* jansson's jsonp_dtostr() at precision 17 in the C locale; false when not that. */
+static bool
+put_real(struct line_buf *b, double v)
+{
+	char t[40], *e;
+	int n;
+
+	if (!isfinite(v))
+		return false;
+	n = snprintf(t, sizeof(t), "%.17g", v);
+	if (n < 0 || (size_t)n >= sizeof(t) - 3 || strspn(t, "0123456789.e+-") != (size_t)n)
+		return false;
+	if (!strchr(t, '.') && !strchr(t, 'e')) {
+		memcpy(t + n, ".0", 3);
+		n += 2;
+	}
+	/* No '+' and no leading zeros in the exponent: 1e+21 -> 1e21, 1e-07 -> 1e-7. */
+	if ((e = strchr(t, 'e')) != NULL) {
+		char *start = e + 1, *end = start + 1;
+
+		if (*start == '-')
+			start++;
+		while (*end == '0')
+			end++;
+		if (end != start) {
+			memmove(start, end, (size_t)(t + n - end) + 1);
+			n -= (int)(end - start);
+		}
+	}
+	put(b, t, (size_t)n);
+	return true;
+}
+
+/* Skips what json_pack() skips between tokens. */
+static const char *
+skip(const char *f)
+{
+	while (*f == ' ' || *f == '\t' || *f == '\n' || *f == ',' || *f == ':')
+		f++;
+	return f;
+}
+
+static bool
+fast_line(struct line_buf *b, const char *when, const char *level, const char *msg,
+    const char *fields, va_list ap)
+{
+	const char *keys[LOG_FIELDS_MAX];
+	size_t n_keys = 0;
+	const char *f;
+
+	put(b, "{\"time\":", 8);
+	put_string(b, when, true);
+	put(b, ",\"level\":", 9);
+	put_string(b, level, true);
+	put(b, ",\"msg\":", 7);
+	if (!put_string(b, msg, true))
+		return false;
+	if (fields) {
+		f = skip(fields);
+		if (*f++ != '{')
+			return false;
+		for (f = skip(f); *f != '}'; f = skip(f)) {
+			const char *key, *str = NULL;
+			char kind, mod = 0, num[32];
+			int len = 0;
+			double d = 0;
+
+			if (*f != 's' || f[1] == '#' || f[1] == '%' || f[1] == '+' ||
+			    n_keys == LOG_FIELDS_MAX)
+				return false;
+			f = skip(f + 1);
+			kind = *f;
+			if (!kind)
+				return false;
+			f++;
+			if (*f == '?' || *f == '*')
+				mod = *f++;
+			else if (*f == '#' || *f == '%' || *f == '+')
+				return false;
+			if (mod && kind != 's')
+				return false;
+			key = va_arg(ap, const char *);
+			switch (kind) {
+			case 's':
+				str = va_arg(ap, const char *);
+				if (!str && !mod)
+					return false;
+				break;
+			case 'i':
+				len = snprintf(num, sizeof(num), "%d", va_arg(ap, int));
+				break;
+			case 'I':
+				len = snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
+				    va_arg(ap, json_int_t));
+				break;
+			case 'b':
+				len = va_arg(ap, int) ? 4 : 5;
+				memcpy(num, len == 4 ? "true" : "false", (size_t)len);
+				break;
+			case 'f':
+				d = va_arg(ap, double);
+				if (!isfinite(d))
+					return false;
+				break;
+			default:
+				return false;
+			}
+			if (!key)
+				return false;
+			for (size_t i = 0; i < n_keys; i++)
+				if (strcmp(keys[i], key) == 0)
+					return false;	/* repeated: jansson keeps the last value */
+			keys[n_keys++] = key;
+			if (kind == 's' && !str && mod == '*') {
+				/* Left out; the key must still be valid UTF-8. */
+				if (!put_string(b, key, false))
+					return false;
+				continue;
+			}
+			if (strcmp(key, "time") == 0 || strcmp(key, "level") == 0 ||
+			    strcmp(key, "msg") == 0) {
+				/* Already on the line: checked, not written. */
+				if (!put_string(b, key, false) || (str && !put_string(b, str, false)))
+					return false;
+				continue;
+			}
+			put(b, ",", 1);
+			if (!put_string(b, key, true))
+				return false;
+			put(b, ":", 1);
+			if (kind == 's') {
+				if (str && !put_string(b, str, true))
+					return false;
+				if (!str)
+					put(b, "null", 4);
+			} else if (kind == 'f') {
+				put_real(b, d);
+			} else {
+				put(b, num, (size_t)len);
+			}
+		}
+		if (*skip(f + 1))
+			return false;	/* json_pack(): garbage after the format */
+	}
+	put(b, "}\n", 2);
+	return !b->full;
+}
+
+/* The jansson path: the reference behaviour, for every format. */
+static void
+jansson_line(const char *when, enum log_level level, const char *msg, const char *fields,
+    va_list ap)
+{
 	json_t *line, *extra = NULL;
 	char *text;
 	const char *key;
 	json_t *value;
 
-	if (!log_enabled(level))
-		return;
-	format_time(when, sizeof(when));
 	line = json_pack("{s:s, s:s, s:s}", "time", when,
 	    "level", level_names[level], "msg", msg ? msg : "");
 	if (!line)
 		return;
 	if (fields) {
-		va_list ap;
 		json_error_t err;
 
-		va_start(ap, fields);
 		extra = json_vpack_ex(&err, 0, fields, ap);
-		va_end(ap);
 	}
 	if (json_is_object(extra)) {
 		json_object_foreach(extra, key, value) {
@@ -124,4 +410,38 @@ log_msg(enum log_level level, const char *msg, const char *fields, ...)
 		write_all(out_fd, text, n + 1);
 	}
 	free(text);
+}
+
+/* Nonzero: every line takes the jansson path (the reference the fast one must match). */
+static _Atomic int reference_path;
+
+void
+log_set_reference_path(int on)
+{
+	reference_path = on != 0;
+}
+
+void
+log_msg(enum log_level level, const char *msg, const char *fields, ...)
+{
+	char when[40], text[LOG_LINE_FAST_MAX];
+	struct line_buf b = { text, 0, sizeof(text), false };
+	va_list ap;
+	bool done;
+
+	if (!log_enabled(level))
+		return;
+	format_time(when, sizeof(when));
+	if (!reference_path) {
+		va_start(ap, fields);
+		done = fast_line(&b, when, level_names[level], msg ? msg : "", fields, ap);
+		va_end(ap);
+		if (done) {
+			write_all(out_fd, text, b.len);
+			return;
+		}
+	}
+	va_start(ap, fields);
+	jansson_line(when, level, msg, fields, ap);
+	va_end(ap);
 }

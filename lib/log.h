@@ -22,6 +22,14 @@ void log_set_fd(int fd);
  */
 void log_msg(enum log_level level, const char *msg, const char *fields, ...);
 
+/*
+ * Lines are formatted without jansson for the formats log_msg() uses
+ * (strings, numbers, booleans); anything else goes through json_pack and
+ * json_dumps. Nonzero forces the jansson path for every line, so tests can
+ * check that both write the same bytes (test/log_equiv.c, run by make test).
+ */
+void log_set_reference_path(int on);
+
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
