@@ -689,3 +689,74 @@ reconciler_contact_event(struct reconciler *r, const char *ns, const char *name,
 	obj_free(&o);
 	return rc;
 }
+
+struct contact_members {
+	const char *ns, *name;
+	char **keys;		/* "ns/name" of the memberships found */
+	size_t n, cap;
+};
+
+/* Under the cache's read lock: copies out the memberships of one contact. */
+static void
+collect_members(const struct cache_item *it, void *arg)
+{
+	struct contact_members *m = arg;
+	char **grown;
+
+	if (strcmp(it->u.pair.contact_namespace, m->ns) != 0 ||
+	    strcmp(it->u.pair.contact_name, m->name) != 0)
+		return;
+	if (m->n == m->cap) {
+		m->cap = m->cap ? m->cap * 2 : 8;
+		grown = realloc(m->keys, m->cap * sizeof(*grown));
+		if (!grown)
+			return;
+		m->keys = grown;
+	}
+	if (asprintf(&m->keys[m->n], "%s/%s", it->namespace, it->name) >= 0)
+		m->n++;
+}
+
+static bool
+in_segments(const json_t *segment_ids, const char *segment)
+{
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(segment_ids, i, v)
+		if (json_is_string(v) && strcmp(json_string_value(v), segment) == 0)
+			return true;
+	return false;
+}
+
+int
+reconciler_membership_events(struct reconciler *r, const char *ns, const char *name,
+    const json_t *segment_ids, const char *type, const char *reason, const char *note)
+{
+	struct contact_members m = { .ns = ns, .name = name };
+	int recorded = 0;
+
+	if (!json_is_array(segment_ids) || !json_array_size(segment_ids))
+		return 0;
+	cache_foreach(r->cache, KIND_MEMBERSHIP, collect_members, &m);
+	for (size_t i = 0; i < m.n; i++) {
+		char *slash = strchr(m.keys[i], '/');
+		const char *pid, *segment;
+		struct obj o;
+
+		*slash = '\0';
+		if (fetch(r, KIND_MEMBERSHIP, m.keys[i], slash + 1, &o) == 1) {
+			/* A membership's providerID is "<contact id>/<segment id>". */
+			pid = o.res.status.provider_id;
+			segment = pid ? strchr(pid, '/') : NULL;
+			if (segment && in_segments(segment_ids, segment + 1)) {
+				record(r, &o, type, reason, "ProviderEvent", "%s", note);
+				recorded++;
+			}
+		}
+		obj_free(&o);
+		free(m.keys[i]);
+	}
+	free(m.keys);
+	return recorded;
+}

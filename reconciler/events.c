@@ -113,19 +113,23 @@ event_reason(const char *type, char *out, size_t len)
 	out[o] = '\0';
 }
 
-/* Every Contact with this address, in any namespace, gets the Event. */
+/*
+ * The Contact with this address gets the Event, and so do its memberships
+ * in the segments the event names.
+ */
 static int
-record_for_email(struct provider_events *e, const char *email, const char *type,
-    const char *reason, const char *note, int unsubscribed)
+record_for_email(struct provider_events *e, const char *email, const json_t *segment_ids,
+    const char *type, const char *reason, const char *note, int unsubscribed)
 {
 	char *ns = NULL, *name = NULL;
 	int found = 0, rc;
 
 	/* Emails are unique cluster-wide (the webhook sees to it): one match at most. */
 	rc = cache_contact_by_email(e->r->cache, email, NULL, NULL, &ns, &name);
-	if (rc == 1) {
-		if (reconciler_contact_event(e->r, ns, name, type, reason, note, unsubscribed) == 0)
-			found = 1;
+	if (rc == 1 &&
+	    reconciler_contact_event(e->r, ns, name, type, reason, note, unsubscribed) == 0) {
+		found = 1;
+		reconciler_membership_events(e->r, ns, name, segment_ids, type, reason, note);
 	}
 	free(ns);
 	free(name);
@@ -172,7 +176,8 @@ provider_events_handle(struct provider_events *e, const char *id, const char *ti
 	    json_string_value(json_object_get(data, "id")) ? ", provider id " : "",
 	    json_string_value(json_object_get(data, "id")) ?
 	    json_string_value(json_object_get(data, "id")) : "");
-	if (!email || !record_for_email(e, email, unsubscribed == 1 ? "Warning" : "Normal",
+	if (!email || !record_for_email(e, email, json_object_get(data, "segment_ids"),
+	    unsubscribed == 1 ? "Warning" : "Normal",
 	    reason, note, unsubscribed == 1 ? 1 : unsubscribed == 0 ? 0 : -1))
 		log_info("provider event for no known Contact", "{s:s, s:s, s:s?}", "svixId", id,
 		    "type", type, "email", email);

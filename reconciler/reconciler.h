@@ -54,6 +54,14 @@ long reconciler_run(struct reconciler *r, const char *key);
 int reconciler_contact_event(struct reconciler *r, const char *ns, const char *name,
     const char *type, const char *reason, const char *note, int unsubscribed);
 
+/*
+ * Records the Event also on the Contact's memberships whose provider
+ * segment is among segment_ids (the event's data.segment_ids). Returns how
+ * many got it.
+ */
+int reconciler_membership_events(struct reconciler *r, const char *ns, const char *name,
+    const json_t *segment_ids, const char *type, const char *reason, const char *note);
+
 /* provider.c: the Resend side of each kind. Strings returned are malloc'd. */
 
 /* The segment name for a group: "<displayName> [<namespace>/<name>]". */

@@ -650,6 +650,23 @@ class TestProviderWebhook(Base):
         wait_for(lambda: len(provider_events()) == 3, 10, "the redelivered Event")
         self.stop_ok(rec)
 
+    def test_event_reaches_the_memberships_of_its_segments(self):
+        env = self.env()
+        secret = h.new_webhook_secret()
+        rec = env.reconciler(webhook_secret=secret)
+        sid, cid = self.sync_pair(env, NS)
+        # A second group the contact is not in: its membership-less segment is not named.
+        env.group(NS, "g2", "Group Two")
+        env.wait_ready("ContactGroup", NS, "g2")
+        url = "https://127.0.0.1:%d/webhooks/resend" % rec.port
+        r = env.resend.control("events", {
+            "url": url, "secret": secret, "type": "contact.updated", "contact": cid,
+            "caFile": os.path.join(h.cert_dir(), "ca.crt"), "id": "msg_members_1"})
+        self.assertEqual(r["status"], 200, r)
+        env.wait_event(NS, "Contact", "c1", "ProviderContactUpdated")
+        env.wait_event(NS, MEMBERSHIP, "m1", "ProviderContactUpdated")
+        self.stop_ok(rec)
+
 
 if __name__ == "__main__":
     unittest.main()
