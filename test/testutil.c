@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -404,24 +405,29 @@ read_port(const char *path)
 	return (int)port;
 }
 
-int
-tu_standin_start(struct tu_standin *s, const char *const *extra_args)
+/*
+ * Starts `python3 <script> --port 0 --port-file <dir>/port [--kubeconfig-out
+ * <dir>/kubeconfig] [extra_args...]` in a new scratch directory named after
+ * tag, and waits until it listens. Both stand-ins start this way.
+ */
+static int
+start_standin(struct tu_standin *s, const char *tag, const char *rel_script,
+    bool kubeconfig, const char *const *extra_args)
 {
 	const char *python = getenv("PYTHON");
-	char script[4096], port_file[128];
+	char script[4096], port_file[128], what[64];
 	char *argv[STANDIN_MAX_ARGS];
 	size_t n = 0;
 	int status;
 
 	memset(s, 0, sizeof(*s));
-	snprintf(s->dir, sizeof(s->dir), "/tmp/milo-standin-XXXXXX");
+	snprintf(s->dir, sizeof(s->dir), "/tmp/milo-%s-XXXXXX", tag);
 	if (!mkdtemp(s->dir)) {
 		s->dir[0] = '\0';
 		return -errno;
 	}
-	snprintf(script, sizeof(script), "%s", tu_path(STANDIN_SCRIPT));
+	snprintf(script, sizeof(script), "%s", tu_path(rel_script));
 	snprintf(port_file, sizeof(port_file), "%s/port", s->dir);
-	snprintf(s->kubeconfig, sizeof(s->kubeconfig), "%s/kubeconfig", s->dir);
 	snprintf(s->log, sizeof(s->log), "%s/standin.log", s->dir);
 	argv[n++] = (char *)(uintptr_t)(python && python[0] ? python : "python3");
 	argv[n++] = script;
@@ -429,11 +435,15 @@ tu_standin_start(struct tu_standin *s, const char *const *extra_args)
 	argv[n++] = (char *)(uintptr_t)"0";
 	argv[n++] = (char *)(uintptr_t)"--port-file";
 	argv[n++] = port_file;
-	argv[n++] = (char *)(uintptr_t)"--kubeconfig-out";
-	argv[n++] = s->kubeconfig;
+	if (kubeconfig) {
+		snprintf(s->kubeconfig, sizeof(s->kubeconfig), "%s/kubeconfig", s->dir);
+		argv[n++] = (char *)(uintptr_t)"--kubeconfig-out";
+		argv[n++] = s->kubeconfig;
+	}
 	for (size_t i = 0; extra_args && extra_args[i]; i++) {
 		if (n == STANDIN_MAX_ARGS - 1) {
 			remove_dir_files(s->dir);
+			memset(s, 0, sizeof(*s));
 			return -E2BIG;
 		}
 		argv[n++] = (char *)(uintptr_t)extra_args[i];
@@ -445,6 +455,7 @@ tu_standin_start(struct tu_standin *s, const char *const *extra_args)
 	if (s->pid < 0) {
 		s->pid = 0;
 		remove_dir_files(s->dir);
+		memset(s, 0, sizeof(*s));
 		return -errno;
 	}
 	if (s->pid == 0)
@@ -453,7 +464,8 @@ tu_standin_start(struct tu_standin *s, const char *const *extra_args)
 	for (int waited = 0; waited < TU_STANDIN_START_MS; waited += 20) {
 		if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
 			s->pid = 0;
-			dump_log(s->log, "exited before listening");
+			snprintf(what, sizeof(what), "(%s) exited before listening", tag);
+			dump_log(s->log, what);
 			tu_standin_stop(s);
 			return -ECHILD;
 		}
@@ -464,9 +476,16 @@ tu_standin_start(struct tu_standin *s, const char *const *extra_args)
 		}
 		sleep_ms(20);
 	}
-	dump_log(s->log, "did not start in time");
+	snprintf(what, sizeof(what), "(%s) did not start in time", tag);
+	dump_log(s->log, what);
 	tu_standin_stop(s);
 	return -ETIMEDOUT;
+}
+
+int
+tu_standin_start(struct tu_standin *s, const char *const *extra_args)
+{
+	return start_standin(s, "standin", STANDIN_SCRIPT, true, extra_args);
 }
 
 static size_t
@@ -644,65 +663,7 @@ tu_closed_port(void)
 int
 tu_resend_start(struct tu_standin *s, const char *const *extra_args)
 {
-	const char *python = getenv("PYTHON");
-	char script[4096], port_file[128];
-	char *argv[STANDIN_MAX_ARGS];
-	size_t n = 0;
-	int status;
-
-	memset(s, 0, sizeof(*s));
-	snprintf(s->dir, sizeof(s->dir), "/tmp/milo-resend-XXXXXX");
-	if (!mkdtemp(s->dir)) {
-		s->dir[0] = '\0';
-		return -errno;
-	}
-	snprintf(script, sizeof(script), "%s", tu_path(RESEND_SCRIPT));
-	snprintf(port_file, sizeof(port_file), "%s/port", s->dir);
-	snprintf(s->log, sizeof(s->log), "%s/standin.log", s->dir);
-	argv[n++] = (char *)(uintptr_t)(python && python[0] ? python : "python3");
-	argv[n++] = script;
-	argv[n++] = (char *)(uintptr_t)"--port";
-	argv[n++] = (char *)(uintptr_t)"0";
-	argv[n++] = (char *)(uintptr_t)"--port-file";
-	argv[n++] = port_file;
-	for (size_t i = 0; extra_args && extra_args[i]; i++) {
-		if (n == STANDIN_MAX_ARGS - 1) {
-			remove_dir_files(s->dir);
-			memset(s, 0, sizeof(*s));
-			return -E2BIG;
-		}
-		argv[n++] = (char *)(uintptr_t)extra_args[i];
-	}
-	argv[n] = NULL;
-
-	fflush(NULL);
-	s->pid = fork();
-	if (s->pid < 0) {
-		s->pid = 0;
-		remove_dir_files(s->dir);
-		memset(s, 0, sizeof(*s));
-		return -errno;
-	}
-	if (s->pid == 0)
-		exec_standin(argv, s->log);
-
-	for (int waited = 0; waited < TU_STANDIN_START_MS; waited += 20) {
-		if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
-			s->pid = 0;
-			dump_log(s->log, "(resend) exited before listening");
-			tu_standin_stop(s);
-			return -ECHILD;
-		}
-		s->port = read_port(port_file);
-		if (s->port) {
-			snprintf(s->url, sizeof(s->url), "http://127.0.0.1:%d", s->port);
-			return 0;
-		}
-		sleep_ms(20);
-	}
-	dump_log(s->log, "(resend) did not start in time");
-	tu_standin_stop(s);
-	return -ETIMEDOUT;
+	return start_standin(s, "resend", RESEND_SCRIPT, false, extra_args);
 }
 
 void
