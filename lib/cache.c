@@ -601,7 +601,19 @@ cache_new(struct kube_client *client, struct cache **out)
 	if (!c)
 		return -ENOMEM;
 	c->client = client;
-	pthread_rwlock_init(&c->lock, NULL);
+	{
+		/*
+		 * Writers first: glibc's default prefers readers, and a steady
+		 * stream of admission lookups would starve the watch's updates.
+		 */
+		pthread_rwlockattr_t attr;
+
+		pthread_rwlockattr_init(&attr);
+		pthread_rwlockattr_setkind_np(&attr,
+		    PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+		pthread_rwlock_init(&c->lock, &attr);
+		pthread_rwlockattr_destroy(&attr);
+	}
 	pthread_mutex_init(&c->sleep_lock, NULL);
 	pthread_cond_init(&c->wake, NULL);
 	for (int k = 0; k < KIND__COUNT; k++) {
