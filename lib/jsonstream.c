@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "jsonparse.h"
+
 void
 json_stream_init(struct json_stream *s, size_t max_value)
 {
@@ -65,7 +67,7 @@ parse(struct json_stream *s, size_t end, int *err)
 		*err = -E2BIG;
 		return NULL;
 	}
-	v = json_loadb(s->in.ptr + s->start, end - s->start, 0, &jerr);
+	v = jsonparse_load(s->in.ptr + s->start, end - s->start, 0, &jerr);
 	if (!v)
 		*err = -EINVAL;
 	return v;

@@ -14,6 +14,7 @@
 
 #include "buf.h"
 #include "clock.h"
+#include "jsonparse.h"
 #include "jsonstream.h"
 #include "log.h"
 
@@ -326,7 +327,7 @@ read_answer(struct kube_response *out, const struct buf *b)
 	json_t *st;
 
 	if (b->len)
-		out->body = json_loadb(b->ptr, b->len, 0, NULL);
+		out->body = jsonparse_load(b->ptr, b->len, 0, NULL);
 	if (out->status >= 200 && out->status < 300)
 		return;
 	st = out->body;

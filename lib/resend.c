@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "jsonparse.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -367,7 +368,7 @@ send_once(struct resend *r, const char *method, const char *path, const char *bo
 	} else {
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out->status);
 		if (b.len)
-			out->body = json_loadb(b.ptr, b.len, 0, NULL);
+			out->body = jsonparse_load(b.ptr, b.len, 0, NULL);
 		if (out->status < 200 || out->status >= 300) {
 			read_error(out, &b);
 			rc = -EIO;

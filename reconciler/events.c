@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "cache.h"
+#include "jsonparse.h"
 #include "log.h"
 #include "reconciler.h"
 #include "svix.h"
@@ -155,7 +156,7 @@ provider_events_handle(struct provider_events *e, const char *id, const char *ti
 		*why = "already received";
 		return 200;
 	}
-	doc = json_loadb(body, len, 0, NULL);
+	doc = jsonparse_load(body, len, 0, NULL);
 	type = json_string_value(json_object_get(doc, "type"));
 	data = json_object_get(doc, "data");
 	if (!type || !json_is_object(data)) {

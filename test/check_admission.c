@@ -1,5 +1,6 @@
 /* check_admission.c -- the AdmissionReview contract, in process */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -134,6 +135,44 @@ START_TEST(test_v1beta1_echoed)
 }
 END_TEST
 
+/*
+ * An allowed answer is written without jansson when its strings need no
+ * escaping; either way its bytes are what json_dumps() gives.
+ */
+START_TEST(test_allowed_answer_bytes)
+{
+	static const char *const api[] = { "admission.k8s.io/v1", "admission.k8s.io/v1beta1" };
+	/* as JSON text in the request, then as the decoded uid */
+	static const char *const uid_json[] = { "705ab4f5-6393", "q\\\"uote", "tab\\there",
+		"caf\\u00e9", "sl/ash", "del\\u007f", "ctl\\u0001" };
+	static const char *const uid[] = { "705ab4f5-6393", "q\"uote", "tab\there",
+		"caf\xc3\xa9", "sl/ash", "del\x7f", "ctl\x01" };
+
+	for (size_t a = 0; a < 2; a++)
+		for (size_t u = 0; u < sizeof(uid) / sizeof(uid[0]); u++) {
+			struct admission_outcome out;
+			char body[512];
+			json_t *want = json_pack("{s:s, s:s, s:{s:s, s:b}}", "apiVersion", api[a],
+			    "kind", "AdmissionReview", "response", "uid", uid[u], "allowed", 1);
+			char *want_text = json_dumps(want, JSON_COMPACT);
+
+			snprintf(body, sizeof(body), "{\"apiVersion\":\"%s\",\"kind\":"
+			    "\"AdmissionReview\",\"request\":{\"uid\":\"%s\","
+			    "\"operation\":\"DELETE\",\"object\":null}}", api[a], uid_json[u]);
+			handle(KIND_CONTACT, ADMISSION_VALIDATE, body, &out);
+			ck_assert_int_eq(out.http_status, 200);
+			ck_assert_int_eq(out.allowed, 1);
+			ck_assert_int_eq(out.patched, 0);
+			ck_assert_str_eq(out.uid, uid[u]);
+			ck_assert_uint_eq(out.body_len, strlen(want_text));
+			ck_assert_str_eq(out.body, want_text);
+			admission_outcome_free(&out);
+			free(want_text);
+			json_decref(want);
+		}
+}
+END_TEST
+
 START_TEST(test_outcome_fields)
 {
 	json_t *rule = tu_rule_load("contact-email-no-domain.json");
@@ -203,6 +242,7 @@ admission_suite(void)
 	tcase_add_test(core, test_golden_fixture);
 	tcase_add_test(core, test_v1beta1_echoed);
 	tcase_add_test(core, test_outcome_fields);
+	tcase_add_test(core, test_allowed_answer_bytes);
 	tcase_add_test(core, test_object_missing_on_create);
 	tcase_add_loop_test(limits, test_not_a_review, 0,
 	    sizeof(not_reviews) / sizeof(not_reviews[0]));

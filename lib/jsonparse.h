@@ -1,0 +1,30 @@
+/* jsonparse.h -- a fast path for jansson's json_loadb() */
+#ifndef MILO_JSONPARSE_H
+#define MILO_JSONPARSE_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+/*
+ * Parses buf[0..len) into the jansson tree json_loadb(buf, len, flags, err)
+ * would build, in one pass over the bytes: strings are scanned in runs and
+ * copied once, keys are inserted without a second copy. Whenever the input
+ * is anything this parser is not sure about (an error of any kind, a
+ * duplicate key, nesting deeper than 64, an integer over 18 digits, a real
+ * that overflows, flags other than JSON_REJECT_DUPLICATES), it gives up and
+ * calls json_loadb(), so every answer, error text included, is jansson's.
+ *
+ * On success err is left as it was; it is only written on failure.
+ */
+json_t *jsonparse_load(const char *buf, size_t len, size_t flags,
+    json_error_t *err);
+
+/*
+ * The fast path alone: the tree, or NULL when jsonparse_load() would fall
+ * back to json_loadb() (for tests and benchmarks: a tree returned here is
+ * always the one json_loadb would return, key order included).
+ */
+json_t *jsonparse_fast(const char *buf, size_t len);
+
+#endif
