@@ -70,14 +70,8 @@ $(LIB_A): $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-# The webhook loads libcurl with dlopen, only when it talks to the API
-# server (webhook/curl_dl.c): the stateless webhook never maps libcurl's tree.
-WEBHOOK_PKGS := $(filter-out libcurl,$(PKGS))
-WEBHOOK_LIBS = $(shell $(PKG_CONFIG) --libs $(WEBHOOK_PKGS) 2>/dev/null) \
-	-lpthread -lm $(LIBS)
-
 $(BUILD)/contact-webhook: $(WEBHOOK_OBJ) $(LIB_A)
-	$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(WEBHOOK_LIBS)
+	$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
 
 $(BUILD)/contact-reconciler: $(RECONCILER_OBJ) $(LIB_A)
 	$(CC) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)

@@ -284,10 +284,6 @@ connect_cluster(struct webhook *w, const struct webhook_options *o, char *err,
 	}
 	if (rc)
 		return rc;
-	if (webhook_load_curl(err, errlen) != 0) {
-		kube_config_free(&kc);
-		return -ENOSYS;
-	}
 	rc = kube_client_new(&kc, &w->kube, err, errlen);
 	kube_config_free(&kc);
 	if (rc)

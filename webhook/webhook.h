@@ -59,9 +59,6 @@ void webhook_usage(FILE *out);
  */
 int webhook_parse_duration_ms(const char *s, uint64_t *ms);
 
-/* curl_dl.c: loads libcurl (dlopen) for lib/kube.c; 0, or -1 and err */
-int webhook_load_curl(char *err, size_t errlen);
-
 /* server.c */
 struct webhook;
 
