@@ -139,7 +139,8 @@ run: deps
 	$(PYTHON) test/py/dev_cluster.py --webhook-bin $(BUILD)/contact-webhook \
 		--reconciler-bin $(BUILD)/contact-reconciler --webhook-port $(RUN_PORT)
 
-# libFuzzer on the admission decoder, every endpoint, for FUZZ_TIME seconds.
+# libFuzzer on the admission decoder, every endpoint, for FUZZ_TIME seconds;
+# then lib/jsonparse.c against jansson for FUZZ_TIME seconds.
 FUZZ_CC ?= clang
 FUZZ_TIME ?= 60
 FUZZ_DIR := build/fuzz
@@ -156,7 +157,11 @@ $(FUZZ_DIR)/fuzz_admission: fuzz/fuzz_admission.c $(FUZZ_OBJ)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $(filter %.c %.o,$^) \
 		$(FINAL_LIBS)
 
-fuzz: deps $(FUZZ_DIR)/fuzz_admission
+$(FUZZ_DIR)/fuzz_jsonparse: fuzz/fuzz_jsonparse.c $(FUZZ_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $(filter %.c %.o,$^) \
+		$(FINAL_LIBS)
+
+fuzz: deps $(FUZZ_DIR)/fuzz_admission $(FUZZ_DIR)/fuzz_jsonparse
 	@mkdir -p $(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds
 	@cp fuzz/seeds/*.json $(FUZZ_DIR)/seeds/
 	@find test/fixtures -name '*.json' -exec cp {} $(FUZZ_DIR)/seeds/ \;
@@ -164,6 +169,10 @@ fuzz: deps $(FUZZ_DIR)/fuzz_admission
 	$(FUZZ_DIR)/fuzz_admission -max_total_time=$(FUZZ_TIME) -max_len=65536 \
 		-timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
 		-dict=fuzz/admission.dict $(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds
+	@mkdir -p $(FUZZ_DIR)/corpus-jsonparse
+	$(FUZZ_DIR)/fuzz_jsonparse -max_total_time=$(FUZZ_TIME) -max_len=65536 \
+		-timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
+		-dict=fuzz/admission.dict $(FUZZ_DIR)/corpus-jsonparse $(FUZZ_DIR)/seeds
 
 # wrk against the webhook and against nginx on the same core (bench/webhook.sh),
 # then memory per cached object, admission latency with 10 and 100,000 cached
