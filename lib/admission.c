@@ -542,9 +542,11 @@ admission_handle(const struct admission_env *env, enum resource_kind kind,
 	int failed = 0, rc = 0;
 
 	memset(out, 0, sizeof(*out));
-	doc = jsonparse_load(body, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!doc)
+	doc = jsonparse_load_scoped(body, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!doc) {
+		jsonparse_scope_end();	/* a fast parse that gave up used it */
 		return bad_request(out, "the body is not valid JSON");
+	}
 	why = parse_review(doc, &r);
 	if (why) {
 		rc = bad_request(out, why);
@@ -587,5 +589,6 @@ out:
 	json_decref(v.patch);
 	json_decref(v.warnings);
 	json_decref(doc);
+	jsonparse_scope_end();
 	return rc;
 }

@@ -21,6 +21,24 @@ json_t *jsonparse_load(const char *buf, size_t len, size_t flags,
     json_error_t *err);
 
 /*
+ * jsonparse_load(), with the tree's memory taken from this thread's arena
+ * (one bump allocation per value instead of malloc and free). The scope
+ * lasts until jsonparse_scope_end() on the same thread, which must come
+ * after the last json_decref() of the tree and of anything still pointing
+ * into it; values created later and attached to the tree (json_object_set
+ * and friends) come from malloc as usual and are freed as usual. A tree
+ * jansson had to build (the fallback) is ordinary heap memory.
+ */
+json_t *jsonparse_load_scoped(const char *buf, size_t len, size_t flags,
+    json_error_t *err);
+
+/* Reclaims this thread's arena; keeps its first 32 KiB chunk for reuse. */
+void jsonparse_scope_end(void);
+
+/* Bytes this thread's arena holds (for tests and benchmarks). */
+size_t jsonparse_arena_bytes(void);
+
+/*
  * The fast path alone: the tree, or NULL when jsonparse_load() would fall
  * back to json_loadb() (for tests and benchmarks: a tree returned here is
  * always the one json_loadb would return, key order included).

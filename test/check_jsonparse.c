@@ -288,6 +288,74 @@ START_TEST(test_mutations_agree)
 }
 END_TEST
 
+/*
+ * Scoped trees: the same tree from the arena, heap values attached to it
+ * freed as usual, the arena reclaimed at the end of the scope, whatever
+ * the document (valid, refused, too big for one chunk).
+ */
+START_TEST(test_scoped_arena)
+{
+	char *text;
+	size_t len, big_len = 0;
+	json_t *v, *ref;
+	char *a, *b, *big;
+	json_error_t err;
+
+	text = tu_read_file(tu_path("test/fixtures/sample-review.json"), &len);
+	ck_assert_ptr_nonnull(text);
+	ref = json_loadb(text, len, 0, NULL);
+	for (int round = 0; round < 3; round++) {
+		v = jsonparse_load_scoped(text, len, JSON_REJECT_DUPLICATES, &err);
+		ck_assert_ptr_nonnull(v);
+		a = dump(v);
+		b = dump(ref);
+		ck_assert_str_eq(a, b);
+		free(a);	/* json_dumps' memory is the heap's, even in scope */
+		free(b);
+		/* a heap value inside the arena tree, and an arena value kept past a decref */
+		ck_assert_int_eq(json_object_set_new(v, "added", json_string("heap")), 0);
+		ck_assert_int_eq(json_object_del(v, "kind"), 0);
+		json_decref(v);
+		ck_assert_uint_gt(jsonparse_arena_bytes(), 0);
+		jsonparse_scope_end();
+		ck_assert_uint_eq(jsonparse_arena_bytes(), 32 * 1024);
+	}
+	json_decref(ref);
+	free(text);
+
+	/* a document several chunks big: only the first chunk is kept */
+	big = malloc(200000 * 12 + 16);
+	ck_assert_ptr_nonnull(big);
+	big[big_len++] = '[';
+	for (int i = 0; i < 200000; i++)
+		big_len += (size_t)sprintf(big + big_len, "%s\"v%d\"", i ? "," : "", i % 1000);
+	big[big_len++] = ']';
+	v = jsonparse_load_scoped(big, big_len, 0, &err);
+	ck_assert_ptr_nonnull(v);
+	ck_assert_uint_eq(json_array_size(v), 200000);
+	ck_assert_str_eq(json_string_value(json_array_get(v, 199999)), "v999");
+	ck_assert_uint_gt(jsonparse_arena_bytes(), 1024 * 1024);
+	json_decref(v);
+	jsonparse_scope_end();
+	ck_assert_uint_eq(jsonparse_arena_bytes(), 32 * 1024);
+
+	/* given up half way (the last byte): jansson's error, arena reclaimed */
+	big[big_len - 1] = ',';
+	ck_assert_ptr_null(jsonparse_load_scoped(big, big_len, 0, &err));
+	ck_assert_uint_gt(strlen(err.text), 0);
+	jsonparse_scope_end();
+	ck_assert_uint_eq(jsonparse_arena_bytes(), 32 * 1024);
+	free(big);
+
+	/* a repeated key: the fallback's tree is heap memory, valid after the scope */
+	v = jsonparse_load_scoped("{\"a\":1,\"a\":2}", 13, 0, &err);
+	jsonparse_scope_end();
+	ck_assert_ptr_nonnull(v);
+	ck_assert_int_eq(json_integer_value(json_object_get(v, "a")), 2);
+	json_decref(v);
+}
+END_TEST
+
 Suite *
 jsonparse_suite(void)
 {
@@ -301,6 +369,7 @@ jsonparse_suite(void)
 	tcase_add_test(core, test_escaped_strings_long_and_short);
 	tcase_add_test(core, test_every_fixture);
 	tcase_add_test(core, test_mutations_agree);
+	tcase_add_test(core, test_scoped_arena);
 	suite_add_tcase(s, core);
 	return s;
 }
