@@ -22,6 +22,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "tls.h"
+#include "tls_transport.h"
 
 struct httpd {
 	struct MHD_Daemon *daemon;
@@ -38,6 +39,7 @@ struct request {
 	struct buf body;
 	struct timespec start;
 	int status;			/* the status queued, 0 before */
+	bool head;			/* a HEAD request: no body is sent */
 	bool too_large;			/* the body went past the route's cap */
 	size_t discarded;		/* bytes dropped since */
 };
@@ -46,6 +48,7 @@ struct request {
 struct conn_ctx {
 	struct httpd *h;
 	struct tls_cred *cred;		/* what its handshake was given, or NULL */
+	struct tls_transport *io;	/* its TLS session's transport, or NULL */
 };
 
 /* The last message libmicrohttpd logged on this thread: startup errors. */
@@ -126,6 +129,29 @@ retrieve_cert(gnutls_session_t session, const gnutls_datum_t *req_ca_dn,
 	return 0;
 }
 
+/*
+ * libmicrohttpd has made the TLS session (with GnuTLS's own transport on
+ * the socket) but not started the handshake when a connection starts; it
+ * is the session's only user, on one thread, until the connection closes.
+ * The session gets the transport of tls_transport.c: see respond().
+ */
+static void
+attach_transport(struct MHD_Connection *conn, struct conn_ctx *ctx)
+{
+	const union MHD_ConnectionInfo *info;
+	int fd;
+
+	info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (!info)
+		return;
+	fd = info->connect_fd;
+	info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+	if (!info || !info->tls_session)
+		return;
+	/* Out of memory: GnuTLS's transport stays, nothing else changes. */
+	ctx->io = tls_transport_attach((gnutls_session_t)info->tls_session, fd);
+}
+
 static void
 on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
     enum MHD_ConnectionNotificationCode code)
@@ -133,20 +159,50 @@ on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
 	struct httpd *h = cls;
 	struct conn_ctx *ctx;
 
-	(void)conn;
 	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
 		ctx = calloc(1, sizeof(*ctx));
-		if (ctx)
+		if (ctx) {
 			ctx->h = h;
+			attach_transport(conn, ctx);
+		}
 		*socket_context = ctx;	/* NULL fails the handshake */
 	} else {
 		ctx = *socket_context;
 		if (ctx) {
+			/* The session is gone already (MHD_cleanup_connections()). */
+			tls_transport_free(ctx->io);
 			tls_cred_release(ctx->cred);
 			free(ctx);
 		}
 		*socket_context = NULL;
 	}
+}
+
+static struct tls_transport *
+conn_transport(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *info;
+	struct conn_ctx *ctx;
+
+	info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	ctx = info ? info->socket_context : NULL;
+	return ctx ? ctx->io : NULL;
+}
+
+/*
+ * Whether libmicrohttpd 0.9.75 sends this response's body right after its
+ * header: it sends an in-memory body in the same call as the header
+ * (MHD_send_hdr_and_body_(), which over TLS makes it two
+ * gnutls_record_send() calls, the second as soon as the first has gone),
+ * unless the body is empty or the method or status has none. It tells
+ * HEAD by exact comparison ("head" gets a body), as strcmp() does here.
+ * Should this ever be wrong, on_completed() still sends the header.
+ */
+static bool
+body_follows_header(const struct request *r, int status, size_t len)
+{
+	return len > 0 && !r->head && status >= 200 && status != 204 &&
+	    status != 304;
 }
 
 const char *
@@ -218,6 +274,7 @@ respond(struct httpd *h, struct MHD_Connection *conn, struct request *r,
     bool owned, const char *allow)
 {
 	struct MHD_Response *resp;
+	struct tls_transport *io;
 	enum MHD_Result ret;
 
 	resp = MHD_create_response_from_buffer(len, body,
@@ -236,10 +293,24 @@ respond(struct httpd *h, struct MHD_Connection *conn, struct request *r,
 		MHD_destroy_response(resp);
 		return MHD_NO;
 	}
+	/*
+	 * Over TLS the header's record is held back and leaves with the
+	 * body's first record in one sendmsg(), one system call fewer per
+	 * response. (They stay two records: libmicrohttpd hands GnuTLS the
+	 * header and the body in separate gnutls_record_send() calls.) The
+	 * body's send carries both, so a full socket makes it report EAGAIN
+	 * and libmicrohttpd retries it as it would any send: nothing held is
+	 * left waiting for a send that does not come.
+	 */
+	io = body_follows_header(r, status, len) ? conn_transport(conn) : NULL;
+	if (io)
+		tls_transport_hold_next(io);
 	ret = MHD_queue_response(conn, (unsigned int)status, resp);
 	MHD_destroy_response(resp);
 	if (ret == MHD_YES)
 		r->status = status;
+	else if (io)
+		(void)tls_transport_settle(io, false);
 	return ret;
 }
 
@@ -300,6 +371,7 @@ begin_request(struct httpd *h, struct MHD_Connection *conn, const char *url,
 		return MHD_NO;
 	clock_gettime(CLOCK_MONOTONIC, &r->start);
 	buf_init(&r->body, 0);
+	r->head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
 	*req_cls = r;
 	atomic_fetch_add(&h->in_flight, 1);
 
@@ -402,8 +474,16 @@ on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	struct httpd *h = cls;
 	struct request *r = *req_cls;
 
-	(void)conn;
-	(void)toe;
+	/*
+	 * The response has been handed to GnuTLS in full (or abandoned). A
+	 * record still held would mean body_follows_header() was wrong: it
+	 * is sent now rather than left behind.
+	 */
+	if (!tls_transport_settle(conn_transport(conn),
+	    toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) &&
+	    toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+		log_error("TLS record sent late", "{s:s}", "path",
+		    r && r->route ? r->route->path : "(unknown)");
 	if (!r)
 		return;
 	if (r->route && r->route->observe && h->cfg.end)

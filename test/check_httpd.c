@@ -1,9 +1,13 @@
 /* check_httpd.c -- the HTTP server module in-process, over plain HTTP and HTTPS */
+#include <arpa/inet.h>
 #include <check.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <gnutls/gnutls.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -17,10 +21,12 @@
 #include "log.h"
 #include "testutil.h"
 #include "tls.h"
+#include "tls_transport.h"
 
 Suite *httpd_suite(void);
 
 #define ECHO_MAX 4096
+#define LARGE_MAX (256 * 1024)
 
 /* What the handlers and hooks saw, for the tests to check. */
 static atomic_int begun, ended, last_status;
@@ -78,6 +84,34 @@ serve_broken(const struct httpd_request *req, struct httpd_reply *reply,
 	return -EIO;
 }
 
+/* The byte at offset i of a /large answer: no period near a record's size. */
+static char
+pattern(size_t i)
+{
+	return (char)('a' + (i + i / 997) % 26);
+}
+
+/* GET: ?n= bytes of pattern(); POST: the body back. */
+static int
+serve_large(const struct httpd_request *req, struct httpd_reply *reply,
+    void *arg)
+{
+	const char *n = httpd_query(req, "n");
+	size_t len = req->body_len ? req->body_len :
+	    n ? strtoul(n, NULL, 10) : 0;
+
+	(void)arg;
+	reply->status = 200;
+	reply->content_type = "application/octet-stream";
+	reply->body = malloc(len + 1);
+	if (!reply->body)
+		return -ENOMEM;
+	for (size_t i = 0; i < len; i++)
+		reply->body[i] = req->body_len ? req->body[i] : pattern(i);
+	reply->body_len = len;
+	return 0;
+}
+
 static const struct httpd_route routes[] = {
 	{ .path = "/hello", .methods = HTTPD_GET, .handler = serve_hello },
 	{ .path = "/echo", .methods = HTTPD_POST,
@@ -88,6 +122,8 @@ static const struct httpd_route routes[] = {
 	{ .path = "/broken", .methods = HTTPD_GET, .handler = serve_broken },
 	{ .path = "/badstatus", .methods = HTTPD_GET, .handler = serve_broken,
 	  .arg = (void *)1 },
+	{ .path = "/large", .methods = HTTPD_GET | HTTPD_POST,
+	  .max_body = LARGE_MAX, .handler = serve_large },
 };
 
 static void
@@ -631,6 +667,334 @@ START_TEST(test_https)
 }
 END_TEST
 
+/* ---- TLS transport (lib/tls_transport.c) with a raw GnuTLS client ---- */
+
+/* A CA and a serving certificate in dir (a mkdtemp() template), and a store. */
+static struct tls_store *
+tls_setup(char *dir)
+{
+	char cmd[1024], cert[PATH_MAX], key[PATH_MAX], err[512];
+	struct tls_config cfg = { .cert_file = cert, .key_file = key };
+	struct tls_store *tls;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(cmd, sizeof(cmd), "'%s' '%s' >/dev/null",
+	    tu_path("certs/dev-cert.sh"), dir);
+	ck_assert_int_eq(system(cmd), 0);
+	snprintf(cert, sizeof(cert), "%s/tls.crt", dir);
+	snprintf(key, sizeof(key), "%s/tls.key", dir);
+	ck_assert_msg(tls_store_open(&cfg, &tls, err, sizeof(err)) == 0, "%s", err);
+	return tls;
+}
+
+static void
+tls_teardown(struct tls_store *tls, const char *dir)
+{
+	char cmd[1024];
+
+	tls_store_free(tls);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+/*
+ * One TLS connection, blocking, with 30 s socket timeouts so that a
+ * response that never comes fails the test instead of hanging it. The
+ * server's certificate is not verified: these tests are about bytes.
+ */
+struct tclient {
+	int fd;
+	gnutls_session_t s;
+	gnutls_certificate_credentials_t cred;
+	char *in;			/* received, not yet consumed */
+	size_t in_len, in_cap;
+};
+
+static void
+tclient_open(struct tclient *c, uint16_t port, int rcvbuf)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+	struct timeval tv = { 30, 0 };
+	int rc;
+
+	memset(c, 0, sizeof(*c));
+	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(c->fd, 0);
+	if (rcvbuf)
+		ck_assert_int_eq(setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF,
+		    &rcvbuf, sizeof(rcvbuf)), 0);
+	ck_assert_int_eq(setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv,
+	    sizeof(tv)), 0);
+	ck_assert_int_eq(setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv,
+	    sizeof(tv)), 0);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(connect(c->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(gnutls_certificate_allocate_credentials(&c->cred), 0);
+	ck_assert_int_eq(gnutls_init(&c->s, GNUTLS_CLIENT), 0);
+	ck_assert_int_eq(gnutls_set_default_priority(c->s), 0);
+	ck_assert_int_eq(gnutls_credentials_set(c->s, GNUTLS_CRD_CERTIFICATE,
+	    c->cred), 0);
+	gnutls_transport_set_int(c->s, c->fd);
+	do
+		rc = gnutls_handshake(c->s);
+	while (rc < 0 && !gnutls_error_is_fatal(rc));
+	ck_assert_msg(rc == 0, "handshake: %s", gnutls_strerror(rc));
+}
+
+static void
+tclient_close(struct tclient *c)
+{
+	gnutls_deinit(c->s);
+	gnutls_certificate_free_credentials(c->cred);
+	close(c->fd);
+	free(c->in);
+}
+
+/* Sends data as one record (GnuTLS splits it past 16 KiB). */
+static void
+tclient_send(struct tclient *c, const char *data, size_t len)
+{
+	ssize_t n;
+
+	while (len) {
+		n = gnutls_record_send(c->s, data, len);
+		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
+			continue;
+		ck_assert_msg(n > 0, "send: %s", gnutls_strerror((int)n));
+		data += n;
+		len -= (size_t)n;
+	}
+}
+
+static void
+tclient_sendstr(struct tclient *c, const char *s)
+{
+	tclient_send(c, s, strlen(s));
+}
+
+/* Records sent while corked leave in one TCP segment when uncorked. */
+static void
+tclient_cork(struct tclient *c, int on)
+{
+	ck_assert_int_eq(setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &on,
+	    sizeof(on)), 0);
+}
+
+/* Reads more; false at the end of the stream. */
+static bool
+tclient_fill(struct tclient *c)
+{
+	ssize_t n;
+
+	if (c->in_cap - c->in_len < 65536) {
+		c->in_cap = c->in_cap ? 2 * c->in_cap : 262144;
+		c->in = realloc(c->in, c->in_cap);
+		ck_assert_ptr_nonnull(c->in);
+	}
+	do
+		n = gnutls_record_recv(c->s, c->in + c->in_len, 65536);
+	while (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED);
+	ck_assert_msg(n >= 0, "recv: %s", gnutls_strerror((int)n));
+	c->in_len += (size_t)n;
+	return n > 0;
+}
+
+/*
+ * Reads one response: its status, and its body (Content-Length bytes; none
+ * for a HEAD) into body when not NULL. -1 when the stream ends first.
+ */
+static int
+tclient_response(struct tclient *c, bool head, struct buf *body)
+{
+	const char *end, *cl;
+	size_t hdr, len = 0;
+	int status;
+
+	for (;;) {
+		end = c->in_len ? memmem(c->in, c->in_len, "\r\n\r\n", 4) : NULL;
+		if (end)
+			break;
+		if (!tclient_fill(c))
+			return -1;
+	}
+	hdr = (size_t)(end - c->in) + 4;
+	c->in[hdr - 2] = '\0';
+	ck_assert_int_eq(sscanf(c->in, "HTTP/1.1 %d ", &status), 1);
+	cl = strcasestr(c->in, "\r\nContent-Length:");
+	if (cl)
+		len = strtoul(cl + 17, NULL, 10);
+	if (head)
+		len = 0;
+	while (c->in_len < hdr + len) {
+		if (!tclient_fill(c))
+			return -1;
+	}
+	if (body) {
+		buf_reset(body);
+		ck_assert_int_eq(buf_add(body, c->in + hdr, len), 0);
+	}
+	memmove(c->in, c->in + hdr + len, c->in_len - hdr - len);
+	c->in_len -= hdr + len;
+	return status;
+}
+
+static void
+check_pattern(const struct buf *b, size_t n)
+{
+	ck_assert_uint_eq(b->len, n);
+	for (size_t i = 0; i < n; i++) {
+		if (b->ptr[i] != pattern(i))
+			ck_abort_msg("byte %zu of %zu differs", i, n);
+	}
+}
+
+/*
+ * Requests that arrive together, which the transport reads ahead in one
+ * go, are all answered: as separate records in one TCP segment, as one
+ * record, and with bodies larger than the read-ahead buffer. A HEAD (no
+ * body after the header) and an early 404 work on the same connection.
+ */
+START_TEST(test_https_pipelined)
+{
+	char dir[] = "/tmp/milo-check-httpd-XXXXXX", req[512];
+	struct tls_store *tls = tls_setup(dir);
+	struct httpd *h = start("127.0.0.1", tls, 2);
+	unsigned long late = tls_transport_late_sends();
+	size_t big = 3 * TLS_TRANSPORT_READ_AHEAD / 2;
+	char *body = malloc(big);
+	struct tclient c;
+	struct buf b;
+
+	ck_assert_ptr_nonnull(body);
+	for (size_t i = 0; i < big; i++)
+		body[i] = pattern(i);
+	buf_init(&b, 8 << 20);
+	tclient_open(&c, httpd_port(h), 0);
+
+	/* Three requests, three records (the second split in two), one segment. */
+	tclient_cork(&c, 1);
+	tclient_sendstr(&c, "GET /hello?who=one HTTP/1.1\r\nHost: x\r\n\r\n");
+	snprintf(req, sizeof(req), "POST /large HTTP/1.1\r\nHost: x\r\n"
+	    "Content-Length: %zu\r\n\r\n", big);
+	tclient_sendstr(&c, req);
+	tclient_send(&c, body, big);
+	tclient_sendstr(&c, "GET /hello?who=three HTTP/1.1\r\nHost: x\r\n\r\n");
+	tclient_cork(&c, 0);
+	ck_assert_int_eq(tclient_response(&c, false, &b), 200);
+	ck_assert_str_eq(buf_str(&b), "hello one, -");
+	ck_assert_int_eq(tclient_response(&c, false, &b), 200);
+	check_pattern(&b, big);
+	ck_assert_int_eq(tclient_response(&c, false, &b), 200);
+	ck_assert_str_eq(buf_str(&b), "hello three, -");
+
+	/* Two requests in one record; then HEAD, which has no body, and GET. */
+	tclient_sendstr(&c, "GET /hello?who=a HTTP/1.1\r\nHost: x\r\n\r\n"
+	    "GET /hello?who=b HTTP/1.1\r\nHost: x\r\n\r\n");
+	ck_assert_int_eq(tclient_response(&c, false, &b), 200);
+	ck_assert_str_eq(buf_str(&b), "hello a, -");
+	ck_assert_int_eq(tclient_response(&c, false, &b), 200);
+	ck_assert_str_eq(buf_str(&b), "hello b, -");
+	tclient_sendstr(&c, "HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+	ck_assert_int_eq(tclient_response(&c, true, &b), 200);
+	tclient_sendstr(&c, "GET /hello?who=c HTTP/1.1\r\nHost: x\r\n\r\n");
+	ck_assert_int_eq(tclient_response(&c, false, &b), 200);
+	ck_assert_str_eq(buf_str(&b), "hello c, -");
+
+	/* A large answer, then one refused before its body is read. */
+	tclient_sendstr(&c, "GET /large?n=1000000 HTTP/1.1\r\nHost: x\r\n\r\n");
+	ck_assert_int_eq(tclient_response(&c, false, &b), 200);
+	check_pattern(&b, 1000000);
+	tclient_sendstr(&c, "POST /nowhere HTTP/1.1\r\nHost: x\r\n"
+	    "Content-Length: 5\r\n\r\nhello");
+	ck_assert_int_eq(tclient_response(&c, false, &b), 404);
+	tclient_close(&c);
+
+	ck_assert_uint_eq(tls_transport_late_sends(), late);
+	ck_assert_int_eq(httpd_stop(h, 1000), 0);
+	tls_teardown(tls, dir);
+	buf_free(&b);
+	free(body);
+}
+END_TEST
+
+struct pipeline {
+	struct tclient *c;
+	int n;
+};
+
+/*
+ * Whether the i-th request of a pipeline asks for a large answer: large
+ * ones first, which fill the server's socket in the middle of a body
+ * while the reader waits; then small ones, sent while it is still full,
+ * so that it is full again and again when a header and its body go out.
+ */
+static bool
+pipeline_large(int i)
+{
+	return i < 200 && i % 2;
+}
+
+/* Sends n requests without waiting for answers. */
+static void *
+pipeline_main(void *arg)
+{
+	struct pipeline *p = arg;
+	char req[128];
+
+	for (int i = 0; i < p->n; i++) {
+		if (pipeline_large(i))
+			snprintf(req, sizeof(req), "GET /large?n=%d HTTP/1.1\r\n"
+			    "Host: x\r\n\r\n", 100000 + i);
+		else
+			snprintf(req, sizeof(req), "GET /hello?who=%d HTTP/1.1\r\n"
+			    "Host: x\r\n\r\n", i);
+		tclient_sendstr(p->c, req);
+	}
+	return NULL;
+}
+
+/*
+ * A client that reads slowly, through a small receive buffer, while it
+ * keeps sending requests: the server's socket is full again and again, in
+ * the middle of responses and between a header and its body, and every
+ * response still arrives whole and in order.
+ */
+START_TEST(test_https_slow_reader)
+{
+	char dir[] = "/tmp/milo-check-httpd-XXXXXX", want[64];
+	struct tls_store *tls = tls_setup(dir);
+	struct httpd *h = start("127.0.0.1", tls, 1);
+	unsigned long late = tls_transport_late_sends();
+	struct timespec nap = { 0, 200 * 1000L }, wait = { 0, 300 * 1000000L };
+	struct tclient c;
+	struct pipeline p = { &c, 3000 };
+	pthread_t t;
+	struct buf b;
+
+	buf_init(&b, 8 << 20);
+	tclient_open(&c, httpd_port(h), 4096);
+	ck_assert_int_eq(pthread_create(&t, NULL, pipeline_main, &p), 0);
+	nanosleep(&wait, NULL);		/* until the server's socket is full */
+	for (int i = 0; i < p.n; i++) {
+		if (i % 64 == 0)
+			nanosleep(&nap, NULL);
+		ck_assert_int_eq(tclient_response(&c, false, &b), 200);
+		if (pipeline_large(i)) {
+			check_pattern(&b, 100000 + (size_t)i);
+		} else {
+			snprintf(want, sizeof(want), "hello %d, -", i);
+			ck_assert_str_eq(buf_str(&b), want);
+		}
+	}
+	pthread_join(t, NULL);
+	tclient_close(&c);
+	ck_assert_uint_eq(tls_transport_late_sends(), late);
+	ck_assert_int_eq(httpd_stop(h, 1000), 0);
+	tls_teardown(tls, dir);
+	buf_free(&b);
+}
+END_TEST
+
 Suite *
 httpd_suite(void)
 {
@@ -652,6 +1016,8 @@ httpd_suite(void)
 	tcase_add_test(core, test_ipv6);
 	tcase_add_test(core, test_stop_finishes_in_flight);
 	tcase_add_test(core, test_https);
+	tcase_add_test(core, test_https_pipelined);
+	tcase_add_test(core, test_https_slow_reader);
 	tcase_add_test(limits, test_bind_errors);
 	tcase_add_test(limits, test_content_length_too_large);
 	tcase_add_test(limits, test_chunked_too_large);

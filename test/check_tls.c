@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include "metrics.h"
 #include "testutil.h"
 #include "tls.h"
+#include "tls_transport.h"
 
 Suite *tls_suite(void);
 
@@ -349,14 +351,288 @@ START_TEST(test_priorities_parse)
 }
 END_TEST
 
+/* ---- tls_transport.c on a socket pair, a GnuTLS client on the other end ---- */
+
+struct pair {
+	int sfd, cfd;			/* server's end (non-blocking), client's */
+	gnutls_session_t server, client;
+	gnutls_certificate_credentials_t scred, ccred;
+	struct tls_transport *t;
+};
+
+static void
+nonblocking(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	ck_assert_int_ge(fl, 0);
+	ck_assert_int_eq(fcntl(fd, F_SETFL, fl | O_NONBLOCK), 0);
+}
+
+/*
+ * A handshake over an AF_UNIX socket pair, both ends non-blocking and
+ * driven in turn; sndbuf (0: the default) caps what the server's end may
+ * have in flight.
+ */
+static void
+pair_open(struct pair *p, int sndbuf)
+{
+	char cert[PATH_MAX], key[PATH_MAX];
+	int sv[2], rs = 1, rc = 1;
+
+	memset(p, 0, sizeof(*p));
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	p->sfd = sv[0];
+	p->cfd = sv[1];
+	if (sndbuf)
+		ck_assert_int_eq(setsockopt(p->sfd, SOL_SOCKET, SO_SNDBUF,
+		    &sndbuf, sizeof(sndbuf)), 0);
+	nonblocking(p->sfd);
+	nonblocking(p->cfd);
+	ck_assert_int_eq(gnutls_certificate_allocate_credentials(&p->scred), 0);
+	ck_assert_int_eq(gnutls_certificate_set_x509_key_file(p->scred,
+	    path(cert, "a/tls.crt"), path(key, "a/tls.key"),
+	    GNUTLS_X509_FMT_PEM), 0);
+	ck_assert_int_eq(gnutls_init(&p->server, GNUTLS_SERVER), 0);
+	ck_assert_int_eq(gnutls_priority_set_direct(p->server,
+	    TLS_PRIORITIES_12, NULL), 0);
+	ck_assert_int_eq(gnutls_credentials_set(p->server,
+	    GNUTLS_CRD_CERTIFICATE, p->scred), 0);
+	gnutls_handshake_set_timeout(p->server, 0);
+	gnutls_transport_set_int(p->server, p->sfd);
+	p->t = tls_transport_attach(p->server, p->sfd);
+	ck_assert_ptr_nonnull(p->t);
+
+	ck_assert_int_eq(gnutls_certificate_allocate_credentials(&p->ccred), 0);
+	ck_assert_int_eq(gnutls_init(&p->client, GNUTLS_CLIENT), 0);
+	ck_assert_int_eq(gnutls_set_default_priority(p->client), 0);
+	ck_assert_int_eq(gnutls_credentials_set(p->client,
+	    GNUTLS_CRD_CERTIFICATE, p->ccred), 0);
+	gnutls_handshake_set_timeout(p->client, 0);
+	gnutls_transport_set_int(p->client, p->cfd);
+	for (int i = 0; i < 100000 && (rs || rc); i++) {
+		if (rs)
+			rs = gnutls_handshake(p->server);
+		if (rc)
+			rc = gnutls_handshake(p->client);
+		ck_assert_msg(rs >= 0 || !gnutls_error_is_fatal(rs),
+		    "server handshake: %s", gnutls_strerror(rs));
+		ck_assert_msg(rc >= 0 || !gnutls_error_is_fatal(rc),
+		    "client handshake: %s", gnutls_strerror(rc));
+	}
+	ck_assert_int_eq(rs, 0);
+	ck_assert_int_eq(rc, 0);
+}
+
+static void
+pair_close(struct pair *p)
+{
+	gnutls_deinit(p->server);
+	tls_transport_free(p->t);
+	gnutls_deinit(p->client);
+	gnutls_certificate_free_credentials(p->scred);
+	gnutls_certificate_free_credentials(p->ccred);
+	close(p->sfd);
+	close(p->cfd);
+}
+
+/* Whether the kernel holds bytes for fd to read. */
+static bool
+kernel_has_bytes(int fd)
+{
+	char c;
+
+	return recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 1;
+}
+
+/* One record's worth of text, or "" when none is there (EAGAIN). */
+static const char *
+recv_text(gnutls_session_t s, char *out, size_t cap)
+{
+	ssize_t n = gnutls_record_recv(s, out, cap - 1);
+
+	if (n == GNUTLS_E_AGAIN)
+		n = 0;
+	ck_assert_msg(n >= 0, "recv: %s", gnutls_strerror((int)n));
+	out[n] = '\0';
+	return out;
+}
+
+static void
+send_text(gnutls_session_t s, const char *text)
+{
+	ck_assert_int_eq(gnutls_record_send(s, text, strlen(text)),
+	    (ssize_t)strlen(text));
+}
+
+/*
+ * Records that arrive together are read with one recv() and handed out
+ * one by one with the socket empty; "would block" comes only after the
+ * last. A record larger than the read-ahead buffer arrives whole.
+ */
+START_TEST(test_transport_read_ahead)
+{
+	struct pair p;
+	char out[256];
+	size_t big = 2 * TLS_TRANSPORT_READ_AHEAD + 1000, got = 0;
+	char *data = malloc(big), *back = malloc(big);
+	struct timespec t0, t1;
+	ssize_t n;
+
+	ck_assert_ptr_nonnull(data);
+	ck_assert_ptr_nonnull(back);
+	pair_open(&p, 0);
+	send_text(p.client, "one");
+	send_text(p.client, "two");
+	send_text(p.client, "three");
+	ck_assert_str_eq(recv_text(p.server, out, sizeof(out)), "one");
+	ck_assert(!kernel_has_bytes(p.sfd));
+	/* With a deadline GnuTLS asks whether bytes are there: they are. */
+	gnutls_record_set_timeout(p.server, 3000);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ck_assert_str_eq(recv_text(p.server, out, sizeof(out)), "two");
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ck_assert_int_lt(t1.tv_sec - t0.tv_sec, 2);
+	gnutls_record_set_timeout(p.server, 0);
+	ck_assert_str_eq(recv_text(p.server, out, sizeof(out)), "three");
+	ck_assert_str_eq(recv_text(p.server, out, sizeof(out)), "");
+
+	for (size_t i = 0; i < big; i++)
+		data[i] = (char)('a' + (i + i / 997) % 26);
+	ck_assert_int_eq(gnutls_record_send(p.client, data, big), 16384);
+	ck_assert_int_eq(gnutls_record_send(p.client, data + 16384,
+	    big - 16384), 16384);
+	ck_assert_int_eq(gnutls_record_send(p.client, data + 32768,
+	    big - 32768), (ssize_t)(big - 32768));
+	send_text(p.client, "after");
+	while (got < big) {
+		n = gnutls_record_recv(p.server, back + got, big - got);
+		ck_assert_msg(n > 0, "recv: %s", gnutls_strerror((int)n));
+		got += (size_t)n;
+	}
+	ck_assert_mem_eq(back, data, big);
+	ck_assert_str_eq(recv_text(p.server, out, sizeof(out)), "after");
+	ck_assert_str_eq(recv_text(p.server, out, sizeof(out)), "");
+	pair_close(&p);
+	free(data);
+	free(back);
+}
+END_TEST
+
+/* Sends 100-byte records until the socket is full; returns how many went. */
+static int
+fill(struct pair *p, const char *chunk)
+{
+	ssize_t n;
+	int sent = 0;
+
+	while ((n = gnutls_record_send(p->server, chunk, 100)) == 100)
+		sent++;
+	ck_assert_int_eq(n, GNUTLS_E_AGAIN);
+	return sent;
+}
+
+/*
+ * A held record goes out with the next one, after it and never without
+ * it; when the socket is full, the next one's send says so (EAGAIN), and
+ * once there is room both arrive, in order.
+ */
+START_TEST(test_transport_hold)
+{
+	struct pair p;
+	char out[256], chunk[100];
+	int sent, n;
+
+	memset(chunk, 'f', sizeof(chunk));
+	pair_open(&p, 4096);
+	tls_transport_hold_next(p.t);
+	send_text(p.server, "header");
+	ck_assert(!kernel_has_bytes(p.cfd));
+	send_text(p.server, "body");
+	ck_assert_str_eq(recv_text(p.client, out, sizeof(out)), "header");
+	ck_assert_str_eq(recv_text(p.client, out, sizeof(out)), "body");
+	ck_assert(tls_transport_settle(p.t, true));
+
+	/* The same with the socket full when the body is sent. */
+	sent = fill(&p, chunk);
+	ck_assert_int_gt(sent, 0);
+	ck_assert_uint_eq(strlen(recv_text(p.client, out, sizeof(out))), 100);
+	/* The record that did not fit goes; the socket is full again. */
+	ck_assert_int_eq(gnutls_record_send(p.server, chunk, 100), 100);
+	tls_transport_hold_next(p.t);
+	send_text(p.server, "header2");
+	ck_assert_int_eq(gnutls_record_send(p.server, "body2", 5),
+	    GNUTLS_E_AGAIN);
+	/* Read as the room comes, sending again each time, as MHD does. */
+	n = 1;
+	for (int i = 0; i < 100000; i++) {
+		ssize_t r = gnutls_record_send(p.server, "body2", 5);
+
+		if (r == 5)
+			break;
+		ck_assert_int_eq(r, GNUTLS_E_AGAIN);
+		ck_assert_uint_eq(strlen(recv_text(p.client, out,
+		    sizeof(out))), 100);
+		n++;
+	}
+	while (n < sent + 1) {
+		ck_assert_uint_eq(strlen(recv_text(p.client, out,
+		    sizeof(out))), 100);
+		n++;
+	}
+	ck_assert_str_eq(recv_text(p.client, out, sizeof(out)), "header2");
+	ck_assert_str_eq(recv_text(p.client, out, sizeof(out)), "body2");
+	ck_assert_str_eq(recv_text(p.client, out, sizeof(out)), "");
+	ck_assert(tls_transport_settle(p.t, true));
+	pair_close(&p);
+}
+END_TEST
+
+/*
+ * A hold that no record followed is sent when the exchange is settled
+ * (and counted); one settled without sending is dropped.
+ */
+START_TEST(test_transport_settle)
+{
+	struct pair p;
+	char out[256];
+	unsigned long late = tls_transport_late_sends();
+
+	pair_open(&p, 0);
+	ck_assert(tls_transport_settle(p.t, true));
+	tls_transport_hold_next(p.t);
+	ck_assert(tls_transport_settle(p.t, true));	/* cancelled, unused */
+	send_text(p.server, "alone");
+	ck_assert_str_eq(recv_text(p.client, out, sizeof(out)), "alone");
+	tls_transport_hold_next(p.t);
+	send_text(p.server, "late");
+	ck_assert(!kernel_has_bytes(p.cfd));
+	ck_assert(!tls_transport_settle(p.t, true));
+	ck_assert_uint_eq(tls_transport_late_sends(), late + 1);
+	ck_assert_str_eq(recv_text(p.client, out, sizeof(out)), "late");
+	tls_transport_hold_next(p.t);
+	send_text(p.server, "dropped");
+	ck_assert(!tls_transport_settle(p.t, false));
+	ck_assert(!kernel_has_bytes(p.cfd));
+	ck_assert_uint_eq(tls_transport_late_sends(), late + 1);
+	pair_close(&p);
+}
+END_TEST
+
 Suite *
 tls_suite(void)
 {
 	Suite *s = suite_create("tls");
 	TCase *core = tcase_create("core");
 	TCase *limits = tcase_create("limits");
+	TCase *transport = tcase_create("transport");
 
 	tcase_add_unchecked_fixture(core, setup, teardown);
+	tcase_add_unchecked_fixture(transport, setup, teardown);
+	tcase_set_timeout(transport, 60);
+	tcase_add_test(transport, test_transport_read_ahead);
+	tcase_add_test(transport, test_transport_hold);
+	tcase_add_test(transport, test_transport_settle);
 	tcase_add_unchecked_fixture(limits, setup, teardown);
 	tcase_add_checked_fixture(core, quiet, loud);
 	tcase_add_checked_fixture(limits, quiet, loud);
@@ -374,5 +650,6 @@ tls_suite(void)
 	tcase_add_test(limits, test_file_too_large);
 	suite_add_tcase(s, core);
 	suite_add_tcase(s, limits);
+	suite_add_tcase(s, transport);
 	return s;
 }
