@@ -495,18 +495,56 @@ on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	atomic_fetch_sub(&h->in_flight, 1);
 }
 
+/*
+ * The CPU quota of the cgroup at dir, rounded up: cgroup v2's cpu.max
+ * ("<quota> <period>" or "max <period>"), else v1's cpu/cpu.cfs_quota_us
+ * over cpu/cpu.cfs_period_us. 0 when there is none or it cannot be read.
+ */
 static unsigned int
-cpu_count(void)
+cgroup_cpus(const char *dir)
+{
+	char path[512], text[64];
+	long long quota = -1, period = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/cpu.max", dir);
+	if ((f = fopen(path, "re"))) {
+		if (fgets(text, sizeof(text), f) &&
+		    sscanf(text, "%lld %lld", &quota, &period) != 2)
+			quota = -1;	/* "max 100000": no quota */
+		fclose(f);
+	} else {
+		snprintf(path, sizeof(path), "%s/cpu/cpu.cfs_quota_us", dir);
+		if ((f = fopen(path, "re"))) {
+			if (fscanf(f, "%lld", &quota) != 1)
+				quota = -1;
+			fclose(f);
+		}
+		snprintf(path, sizeof(path), "%s/cpu/cpu.cfs_period_us", dir);
+		if ((f = fopen(path, "re"))) {
+			if (fscanf(f, "%lld", &period) != 1)
+				period = 0;
+			fclose(f);
+		}
+	}
+	if (quota <= 0 || period <= 0)
+		return 0;
+	return (unsigned int)((quota + period - 1) / period);
+}
+
+unsigned int
+httpd_default_threads(const char *cgroup_dir)
 {
 	cpu_set_t set;
-	int n;
+	unsigned int n = HTTPD_DEFAULT_THREADS, quota;
 
-	if (sched_getaffinity(0, sizeof(set), &set) != 0)
-		return 1;
-	n = CPU_COUNT(&set);
-	if (n < 1)
-		return 1;
-	return n > HTTPD_MAX_THREADS ? HTTPD_MAX_THREADS : (unsigned int)n;
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0 &&
+	    (unsigned int)CPU_COUNT(&set) < n)
+		n = (unsigned int)CPU_COUNT(&set);
+	quota = cgroup_cpus(cgroup_dir ? cgroup_dir : "/sys/fs/cgroup");
+	if (quota && quota < n)
+		n = quota;
+	return n;
 }
 
 /* Fills addr from an IP literal; sets the MHD address-family flags. */
@@ -601,7 +639,7 @@ httpd_start(const struct httpd_config *cfg, struct httpd **out, char *err,
 		flags |= MHD_USE_TLS;
 	last_mhd_msg[0] = '\0';
 	h->daemon = start_daemon(h, flags, &ss,
-	    cfg->threads ? cfg->threads : cpu_count());
+	    cfg->threads ? cfg->threads : httpd_default_threads(NULL));
 	if (!h->daemon) {
 		snprintf(err, errlen, "cannot serve on %s port %u: %s", addr,
 		    (unsigned int)cfg->port,

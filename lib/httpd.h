@@ -32,6 +32,7 @@ struct MHD_Connection;
 #define HTTPD_DISCARD_MAX (1024 * 1024)
 #define HTTPD_STOP_TIMEOUT_MS 30000	/* longest wait for in-flight requests on stop */
 #define HTTPD_MAX_THREADS 64
+#define HTTPD_DEFAULT_THREADS 4	/* at most, when not configured */
 #define HTTPD_METRICS_MAX (4 * 1024 * 1024)	/* a /metrics answer */
 
 #define HTTPD_GET (1u << 0)		/* HEAD is allowed wherever GET is */
@@ -81,7 +82,7 @@ struct httpd_config {
 	const char *bind_address;	/* IPv4 or IPv6 literal; "::" is dual stack */
 	uint16_t port;			/* 0: any free port (see httpd_port()) */
 	struct tls_store *tls;		/* NULL: plain HTTP (tests) */
-	unsigned int threads;		/* 0: one per CPU this process may use */
+	unsigned int threads;		/* 0: httpd_default_threads(NULL) */
 	unsigned int conn_limit;	/* 0: HTTPD_CONN_LIMIT */
 	unsigned int per_ip_limit;	/* 0: HTTPD_PER_IP_LIMIT */
 	unsigned int timeout_s;		/* 0: HTTPD_TIMEOUT_S */
@@ -99,6 +100,16 @@ struct httpd_config {
 };
 
 struct httpd;
+
+/*
+ * Worker threads when none are configured: one per CPU this process may
+ * run on (its affinity mask), no more than its cgroup's CPU quota rounded
+ * up (cgroup_dir: NULL for /sys/fs/cgroup; v2 cpu.max or v1 cfs files)
+ * and no more than HTTPD_DEFAULT_THREADS. A webhook answers tens of
+ * thousands of reviews per second per thread; more threads on a big node
+ * would only cost memory.
+ */
+unsigned int httpd_default_threads(const char *cgroup_dir);
 
 /*
  * Starts serving on internal threads (epoll, a thread pool). Returns 0,

@@ -9,10 +9,12 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -281,6 +283,61 @@ loud(void)
 		close(null_fd);
 	null_fd = -1;
 }
+
+static void
+write_text(const char *dir, const char *name, const char *text)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* Default threads: affinity, then the cgroup's CPU quota, then the cap. */
+START_TEST(test_default_threads)
+{
+	char dir[] = "/tmp/milo-cgroup-XXXXXX", sub[64], cmd[128];
+	cpu_set_t set;
+	unsigned int cpus, cap;
+
+	ck_assert_int_eq(sched_getaffinity(0, sizeof(set), &set), 0);
+	cpus = (unsigned int)CPU_COUNT(&set);
+	cap = cpus < HTTPD_DEFAULT_THREADS ? cpus : HTTPD_DEFAULT_THREADS;
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	/* no cgroup files at all */
+	ck_assert_uint_eq(httpd_default_threads(dir), cap);
+	/* cgroup v2 */
+	write_text(dir, "cpu.max", "max 100000\n");
+	ck_assert_uint_eq(httpd_default_threads(dir), cap);
+	write_text(dir, "cpu.max", "50000 100000\n");
+	ck_assert_uint_eq(httpd_default_threads(dir), 1);
+	write_text(dir, "cpu.max", "100001 100000\n");
+	ck_assert_uint_eq(httpd_default_threads(dir), cap < 2 ? cap : 2);
+	write_text(dir, "cpu.max", "6400000 100000\n");
+	ck_assert_uint_eq(httpd_default_threads(dir), cap);
+	write_text(dir, "cpu.max", "garbage\n");
+	ck_assert_uint_eq(httpd_default_threads(dir), cap);
+	/* cgroup v1 (no cpu.max) */
+	snprintf(cmd, sizeof(cmd), "rm -f %s/cpu.max", dir);
+	ck_assert_int_eq(system(cmd), 0);
+	snprintf(sub, sizeof(sub), "%s/cpu", dir);
+	ck_assert_int_eq(mkdir(sub, 0700), 0);
+	write_text(sub, "cpu.cfs_quota_us", "-1\n");
+	write_text(sub, "cpu.cfs_period_us", "100000\n");
+	ck_assert_uint_eq(httpd_default_threads(dir), cap);
+	write_text(sub, "cpu.cfs_quota_us", "20000\n");
+	ck_assert_uint_eq(httpd_default_threads(dir), 1);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	ck_assert_int_eq(system(cmd), 0);
+	/* this machine's own cgroup: something sensible */
+	ck_assert_uint_ge(httpd_default_threads(NULL), 1);
+	ck_assert_uint_le(httpd_default_threads(NULL), HTTPD_DEFAULT_THREADS);
+}
+END_TEST
 
 START_TEST(test_routes)
 {
@@ -1008,6 +1065,7 @@ httpd_suite(void)
 	tcase_set_timeout(core, 120);
 	tcase_set_timeout(limits, 120);
 	tcase_add_test(core, test_routes);
+	tcase_add_test(core, test_default_threads);
 	tcase_add_test(core, test_method_not_allowed);
 	tcase_add_test(core, test_body_round_trip);
 	tcase_add_test(core, test_unsupported_media_type);

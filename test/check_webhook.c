@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <gnutls/gnutls.h>
@@ -1400,6 +1401,9 @@ START_TEST(test_bad_flags)
 		{ "--secure-port=abc", NULL },
 		{ "--secure-port=0", NULL },
 		{ "--secure-port=70000", NULL },
+		{ "--threads=0", NULL },
+		{ "--threads=65", NULL },
+		{ "--threads=two", NULL },
 		{ "--secure", "9443", NULL },
 		{ "--bind-address=localhost", NULL },
 		{ "--tls-min-version=VersionTLS11", NULL },
@@ -1473,7 +1477,8 @@ START_TEST(test_help_and_version)
 	static const char *const flags[] = { "--secure-port", "--bind-address",
 	    "--cert-dir", "--tls-cert-file", "--tls-private-key-file",
 	    "--tls-min-version", "--client-ca-file", "--shutdown-delay",
-	    "--log-level", "--help", "--version", "MILO_CERT_POLL_INTERVAL" };
+	    "--log-level", "--threads", "--help", "--version",
+	    "MILO_CERT_POLL_INTERVAL" };
 	char *out;
 	int status = run((const char *const[]){ "--help", NULL }, &out);
 
@@ -1485,6 +1490,39 @@ START_TEST(test_help_and_version)
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	ck_assert(strncmp(out, "contact-webhook ", 16) == 0);
 	free(out);
+}
+END_TEST
+
+static int
+task_count(pid_t pid)
+{
+	char path[64];
+	struct dirent *e;
+	DIR *d;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* --threads N serves on N threads: two more than with --threads 1. */
+START_TEST(test_threads_flag)
+{
+	struct server one = { 0 }, three = { 0 };
+
+	certs_make(&one);
+	certs_make(&three);
+	server_start(&one, NULL, (const char *const[]){ "--threads=1", NULL });
+	server_start(&three, NULL, (const char *const[]){ "--threads=3", NULL });
+	ck_assert_int_gt(task_count(one.pid), 1);
+	ck_assert_int_eq(task_count(three.pid) - task_count(one.pid), 2);
+	server_cleanup(&one);
+	server_cleanup(&three);
 }
 END_TEST
 
@@ -2001,6 +2039,7 @@ webhook_suite(void)
 	tcase_add_test(lifecycle, test_unreadable_certificate);
 	tcase_add_test(lifecycle, test_help_and_version);
 	tcase_add_test(lifecycle, test_ipv6_and_explicit_files);
+	tcase_add_test(lifecycle, test_threads_flag);
 
 	TCase *all[] = { core, limits, tls13, rotation, sighup, client_ca,
 	    lifecycle };

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "httpd.h"
 #include "log.h"
 #include "webhook.h"
 
@@ -49,6 +50,9 @@ webhook_usage(FILE *out)
 "  --verify-subjects bool        check that a Contact's User, Organization or\n"
 "                                Project exists (default true); false for\n"
 "                                clusters without Milo's IAM types\n"
+"  --threads int                 threads serving HTTPS, 1-64 (default: one per\n"
+"                                CPU the process may use, capped by its\n"
+"                                cgroup's CPU limit and at 4)\n"
 "  -h, --help                    print this help and exit\n"
 "      --version                 print the version and exit\n"
 "\n"
@@ -154,15 +158,27 @@ webhook_parse_duration_ms(const char *s, uint64_t *ms)
 	return 0;
 }
 
+/* A decimal integer in [min, max], nothing around it. */
 static int
-parse_port(const char *s, uint16_t *port)
+parse_range(const char *s, long min, long max, long *out)
 {
 	char *end;
 	long v;
 
 	errno = 0;
 	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < 1 || v > 65535)
+	if (errno || end == s || *end || v < min || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int
+parse_port(const char *s, uint16_t *port)
+{
+	long v;
+
+	if (parse_range(s, 1, 65535, &v) != 0)
 		return -EINVAL;
 	*port = (uint16_t)v;
 	return 0;
@@ -180,8 +196,8 @@ is_ip(const char *s)
 enum flag_id {
 	F_SECURE_PORT, F_BIND_ADDRESS, F_CERT_DIR, F_TLS_CERT_FILE,
 	F_TLS_KEY_FILE, F_TLS_MIN_VERSION, F_CLIENT_CA_FILE,
-	F_SHUTDOWN_DELAY, F_LOG_LEVEL, F_KUBECONFIG, F_VERIFY_SUBJECTS, F_HELP,
-	F_VERSION,
+	F_SHUTDOWN_DELAY, F_LOG_LEVEL, F_KUBECONFIG, F_VERIFY_SUBJECTS, F_THREADS,
+	F_HELP, F_VERSION,
 };
 
 /* arg: takes a value; boolean: takes an optional =true/=false. */
@@ -202,6 +218,7 @@ static const struct {
 	{ "log-level", F_LOG_LEVEL, true, false },
 	{ "kubeconfig", F_KUBECONFIG, true, false },
 	{ "verify-subjects", F_VERIFY_SUBJECTS, false, true },
+	{ "threads", F_THREADS, true, false },
 	{ "help", F_HELP, false, false },
 	{ "version", F_VERSION, false, false },
 };
@@ -269,6 +286,17 @@ apply(struct webhook_options *o, struct raw_flags *raw, enum flag_id id,
 		}
 		snprintf(err, errlen, "--%s: %s is not true or false", name, v);
 		return WEBHOOK_FLAGS_BAD;
+	case F_THREADS: {
+		long n;
+
+		if (parse_range(v, 1, HTTPD_MAX_THREADS, &n) == 0) {
+			o->threads = (unsigned int)n;
+			return WEBHOOK_FLAGS_RUN;
+		}
+		snprintf(err, errlen, "--%s: %s is not a thread count (1-%d)",
+		    name, v, HTTPD_MAX_THREADS);
+		return WEBHOOK_FLAGS_BAD;
+	}
 	case F_HELP:
 		webhook_usage(stdout);
 		return WEBHOOK_FLAGS_DONE;

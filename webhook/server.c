@@ -349,6 +349,7 @@ webhook_start(const struct webhook_options *o, struct webhook **out,
 	hc = (struct httpd_config){
 		.bind_address = o->bind_address,
 		.port = o->port,
+		.threads = o->threads,
 		.tls = w->tls,
 		.routes = w->routes,
 		.n_routes = N_ROUTES,

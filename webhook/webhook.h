@@ -40,6 +40,7 @@ struct webhook_options {
 	const char *log_level;
 	const char *kubeconfig;		/* NULL: $KUBECONFIG, else in-cluster */
 	bool verify_subjects;
+	unsigned int threads;		/* 0: httpd_default_threads() */
 };
 
 enum webhook_flags_result {
