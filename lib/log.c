@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -16,6 +17,7 @@
 
 #define LOG_LINE_FAST_MAX 2048	/* longer lines take the jansson path */
 #define LOG_FIELDS_MAX 32
+#define LOG_BUFFER_SIZE (64 * 1024)
 
 static _Atomic int threshold = LOG_INFO;
 static _Atomic int out_fd = STDERR_FILENO;
@@ -52,9 +54,137 @@ log_enabled(enum log_level level)
 	return (int)level >= threshold;
 }
 
+static void write_all(int fd, const char *p, size_t len);
+
+/*
+ * Buffered output (log_set_flush_interval). Lines are appended under one
+ * mutex, so they stay whole and in order; the buffer is written when the
+ * next line would not fit, before any warn or error line, by the flusher
+ * thread at most interval_ms after the first line into an empty buffer,
+ * by log_flush() and at exit.
+ */
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	char *buf;		/* LOG_BUFFER_SIZE bytes once buffering started */
+	size_t len;
+	unsigned int interval_ms;
+	bool flusher;		/* the thread runs */
+} lb = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static _Atomic bool buffered;
+
+static void
+flush_locked(void)
+{
+	if (lb.len) {
+		write_all(out_fd, lb.buf, lb.len);
+		lb.len = 0;
+	}
+}
+
+void
+log_flush(void)
+{
+	pthread_mutex_lock(&lb.mu);
+	flush_locked();
+	pthread_mutex_unlock(&lb.mu);
+}
+
+static void *
+flusher(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&lb.mu);
+	for (;;) {
+		struct timespec at;
+
+		while (!lb.len)
+			pthread_cond_wait(&lb.cv, &lb.mu);
+		clock_gettime(CLOCK_MONOTONIC, &at);
+		at.tv_sec += lb.interval_ms / 1000;
+		at.tv_nsec += (long)(lb.interval_ms % 1000) * 1000000L;
+		if (at.tv_nsec >= 1000000000L) {
+			at.tv_sec++;
+			at.tv_nsec -= 1000000000L;
+		}
+		/* woken early (a flush, a spurious wake-up): flush anyway */
+		pthread_cond_timedwait(&lb.cv, &lb.mu, &at);
+		flush_locked();
+	}
+	return NULL;
+}
+
+static int
+start_flusher(void)
+{
+	pthread_condattr_t ca;
+	pthread_attr_t ta;
+	pthread_t t;
+	int rc;
+
+	if (!(lb.buf = malloc(LOG_BUFFER_SIZE)))
+		return -ENOMEM;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&lb.cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_attr_init(&ta);
+	pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&t, &ta, flusher, NULL);
+	pthread_attr_destroy(&ta);
+	if (rc) {
+		free(lb.buf);
+		lb.buf = NULL;
+		return -rc;
+	}
+	lb.flusher = true;
+	atexit(log_flush);
+	return 0;
+}
+
+int
+log_set_flush_interval(unsigned int ms)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&lb.mu);
+	flush_locked();
+	if (ms && !lb.flusher)
+		rc = start_flusher();
+	if (rc == 0)
+		lb.interval_ms = ms;
+	buffered = rc == 0 && ms > 0;
+	pthread_mutex_unlock(&lb.mu);
+	return rc;
+}
+
+/* One whole line out, now or through the buffer. */
+static void
+emit(enum log_level level, const char *p, size_t n)
+{
+	if (!buffered) {
+		write_all(out_fd, p, n);
+		return;
+	}
+	pthread_mutex_lock(&lb.mu);
+	if (level >= LOG_WARN || n > LOG_BUFFER_SIZE - lb.len)
+		flush_locked();
+	if (level >= LOG_WARN || n > LOG_BUFFER_SIZE) {
+		write_all(out_fd, p, n);
+	} else {
+		if (!lb.len)
+			pthread_cond_signal(&lb.cv);
+		memcpy(lb.buf + lb.len, p, n);
+		lb.len += n;
+	}
+	pthread_mutex_unlock(&lb.mu);
+}
+
 void
 log_set_fd(int fd)
 {
+	log_flush();
 	out_fd = fd < 0 ? STDERR_FILENO : fd;
 }
 
@@ -407,7 +537,7 @@ jansson_line(const char *when, enum log_level level, const char *msg, const char
 		size_t n = strlen(text);
 
 		text[n] = '\n';	/* json_dumps leaves room: overwrite NUL, write n+1 */
-		write_all(out_fd, text, n + 1);
+		emit(level, text, n + 1);
 	}
 	free(text);
 }
@@ -437,7 +567,7 @@ log_msg(enum log_level level, const char *msg, const char *fields, ...)
 		done = fast_line(&b, when, level_names[level], msg ? msg : "", fields, ap);
 		va_end(ap);
 		if (done) {
-			write_all(out_fd, text, b.len);
+			emit(level, text, b.len);
 			return;
 		}
 	}

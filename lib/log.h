@@ -10,12 +10,28 @@ void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 int log_enabled(enum log_level level);
 
-/* Redirects output (tests); fd -1 restores stderr. */
+/* Redirects output (tests); fd -1 restores stderr. Flushes first. */
 void log_set_fd(int fd);
 
 /*
+ * Buffers debug and info lines and writes them together, at most ms
+ * milliseconds after the first of them (and whenever 64 KiB are waiting):
+ * one write(2) for many lines instead of one each, klog's
+ * --log-flush-frequency. Warn and error lines flush the buffer and go out
+ * at once; lines stay whole and in order. 0 (the default) writes every
+ * line as it comes. The first nonzero call starts a flusher thread and
+ * registers log_flush() with atexit(); a process that forks after it
+ * should log_flush() first. Returns 0 or a negative errno (then unbuffered).
+ */
+int log_set_flush_interval(unsigned int ms);
+
+/* Writes whatever is buffered now. */
+void log_flush(void);
+
+/*
  * Writes {"time":…,"level":…,"msg":msg, …fields} as one line with one
- * write(2), so lines from several threads never interleave. fields is a
+ * write(2) (or into the buffer, see below), so lines from several threads
+ * never interleave. fields is a
  * jansson json_pack() format for an object ("{s:s, s:i}") followed by its
  * arguments, or NULL for none. A format error is logged as the message
  * alone rather than lost.

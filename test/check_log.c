@@ -1,9 +1,12 @@
 /* check_log.c -- JSON-line logging */
 #include <check.h>
 #include <jansson.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -105,18 +108,163 @@ START_TEST(test_hostile_values)
 }
 END_TEST
 
+/* Buffered output (log_set_flush_interval) ------------------------------ */
+
+static size_t
+count_lines(void)
+{
+	json_t *all = lines();
+	size_t n = json_array_size(all);
+
+	json_decref(all);
+	return n;
+}
+
+/* Lines wait for a flush, keep their order, and warn lines go at once. */
+START_TEST(test_buffered_order)
+{
+	json_t *all;
+
+	ck_assert_int_eq(log_set_flush_interval(60000), 0);
+	log_info("one", NULL);
+	log_info("two", "{s:i}", "n", 2);
+	ck_assert_uint_eq(count_lines(), 0);
+	log_flush();
+	ck_assert_uint_eq(count_lines(), 2);
+	log_info("three", NULL);
+	log_warn("four", NULL);	/* flushes "three" first */
+	log_debug("hidden", NULL);
+	all = lines();
+	ck_assert_uint_eq(json_array_size(all), 4);
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(all, 0), "msg")), "one");
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(all, 2), "msg")), "three");
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(all, 3), "msg")), "four");
+	json_decref(all);
+	ck_assert_int_eq(log_set_flush_interval(0), 0);	/* flushes, then unbuffered */
+	log_info("five", NULL);
+	ck_assert_uint_eq(count_lines(), 5);
+}
+END_TEST
+
+/* The flusher thread writes a lone line within the interval. */
+START_TEST(test_buffered_interval)
+{
+	int i;
+
+	ck_assert_int_eq(log_set_flush_interval(50), 0);
+	log_info("soon", NULL);
+	for (i = 0; i < 200 && count_lines() == 0; i++)
+		usleep(10 * 1000);
+	ck_assert_uint_eq(count_lines(), 1);
+	log_info("again", NULL);	/* the flusher waits for the next one too */
+	for (i = 0; i < 200 && count_lines() == 1; i++)
+		usleep(10 * 1000);
+	ck_assert_uint_eq(count_lines(), 2);
+	ck_assert_int_eq(log_set_flush_interval(0), 0);
+}
+END_TEST
+
+/* A full buffer is written by the line that does not fit; nothing is cut. */
+START_TEST(test_buffered_full)
+{
+	json_t *all;
+	size_t n = 2000, i;
+	char pad[100];
+
+	memset(pad, 'x', sizeof(pad) - 1);
+	pad[sizeof(pad) - 1] = '\0';
+	ck_assert_int_eq(log_set_flush_interval(60000), 0);
+	for (i = 0; i < n; i++)	/* ~180 bytes a line, ~360 KiB in all */
+		log_info("line", "{s:I, s:s}", "seq", (json_int_t)i, "pad", pad);
+	ck_assert_uint_gt(count_lines(), 0);
+	ck_assert_uint_lt(count_lines(), n);
+	log_flush();
+	all = lines();
+	ck_assert_uint_eq(json_array_size(all), n);
+	for (i = 0; i < n; i++)
+		ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(all, i),
+		    "seq")), (json_int_t)i);
+	json_decref(all);
+	ck_assert_int_eq(log_set_flush_interval(0), 0);
+}
+END_TEST
+
+static void *
+log_many(void *arg)
+{
+	for (json_int_t i = 0; i < 2000; i++)
+		log_info("thread", "{s:I, s:I}", "t", (json_int_t)(intptr_t)arg, "seq", i);
+	return NULL;
+}
+
+/* Lines from several threads stay whole, and each thread's in order. */
+START_TEST(test_buffered_threads)
+{
+	pthread_t t[4];
+	json_int_t next[4] = { 0 };
+	json_t *all, *line;
+	size_t i;
+
+	ck_assert_int_eq(log_set_flush_interval(5), 0);
+	for (i = 0; i < 4; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, log_many, (void *)(intptr_t)i), 0);
+	for (i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	log_flush();
+	all = lines();	/* asserts every line is whole JSON */
+	ck_assert_uint_eq(json_array_size(all), 8000);
+	json_array_foreach(all, i, line) {
+		json_int_t k = json_integer_value(json_object_get(line, "t"));
+
+		ck_assert_int_eq(json_integer_value(json_object_get(line, "seq")), next[k]++);
+	}
+	json_decref(all);
+	ck_assert_int_eq(log_set_flush_interval(0), 0);
+}
+END_TEST
+
+/* What is buffered at exit() is written. */
+START_TEST(test_buffered_exit)
+{
+	pid_t pid;
+	int status;
+
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		if (log_set_flush_interval(60000) != 0)
+			_exit(3);
+		log_info("last words", NULL);
+		exit(0);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert_uint_eq(count_lines(), 1);
+}
+END_TEST
+
 Suite *
 log_suite(void)
 {
 	Suite *s = suite_create("log");
 	TCase *core = tcase_create("core");
 	TCase *limits = tcase_create("limits");
+	TCase *buffered = tcase_create("buffered");
 
 	tcase_add_checked_fixture(core, capture, release);
 	tcase_add_checked_fixture(limits, capture, release);
 	tcase_add_test(core, test_line_shape);
 	tcase_add_test(core, test_levels);
 	tcase_add_test(limits, test_hostile_values);
+	tcase_add_checked_fixture(buffered, capture, release);
+	tcase_set_timeout(buffered, 60);
+	tcase_add_test(buffered, test_buffered_order);
+	tcase_add_test(buffered, test_buffered_interval);
+	tcase_add_test(buffered, test_buffered_full);
+	tcase_add_test(buffered, test_buffered_threads);
+	tcase_add_test(buffered, test_buffered_exit);
+	suite_add_tcase(s, buffered);
 	suite_add_tcase(s, core);
 	suite_add_tcase(s, limits);
 	return s;

@@ -42,6 +42,11 @@ webhook_usage(FILE *out)
 "                                in flight and exiting, e.g. 5s, 500ms\n"
 "                                (default " WEBHOOK_DEFAULT_SHUTDOWN_DELAY ")\n"
 "  --log-level level             debug, info, warn or error (default info)\n"
+"  --log-flush-frequency duration\n"
+"                                longest time a debug or info line waits to\n"
+"                                be written together with others; warn and\n"
+"                                error lines go out at once; 0 writes every\n"
+"                                line as it comes (default " WEBHOOK_DEFAULT_LOG_FLUSH ")\n"
 "  --kubeconfig file             kubeconfig for the cluster-state rules\n"
 "                                (duplicates, references, subjects); default\n"
 "                                $KUBECONFIG, else the in-cluster service\n"
@@ -196,8 +201,8 @@ is_ip(const char *s)
 enum flag_id {
 	F_SECURE_PORT, F_BIND_ADDRESS, F_CERT_DIR, F_TLS_CERT_FILE,
 	F_TLS_KEY_FILE, F_TLS_MIN_VERSION, F_CLIENT_CA_FILE,
-	F_SHUTDOWN_DELAY, F_LOG_LEVEL, F_KUBECONFIG, F_VERIFY_SUBJECTS, F_THREADS,
-	F_HELP, F_VERSION,
+	F_SHUTDOWN_DELAY, F_LOG_LEVEL, F_LOG_FLUSH, F_KUBECONFIG, F_VERIFY_SUBJECTS,
+	F_THREADS, F_HELP, F_VERSION,
 };
 
 /* arg: takes a value; boolean: takes an optional =true/=false. */
@@ -216,6 +221,7 @@ static const struct {
 	{ "client-ca-file", F_CLIENT_CA_FILE, true, false },
 	{ "shutdown-delay", F_SHUTDOWN_DELAY, true, false },
 	{ "log-level", F_LOG_LEVEL, true, false },
+	{ "log-flush-frequency", F_LOG_FLUSH, true, false },
 	{ "kubeconfig", F_KUBECONFIG, true, false },
 	{ "verify-subjects", F_VERIFY_SUBJECTS, false, true },
 	{ "threads", F_THREADS, true, false },
@@ -227,6 +233,7 @@ struct raw_flags {
 	const char *cert_file;
 	const char *key_file;
 	const char *shutdown_delay;
+	const char *log_flush;
 };
 
 /* Applies one flag; err gets the reason when the value is bad. */
@@ -276,6 +283,9 @@ apply(struct webhook_options *o, struct raw_flags *raw, enum flag_id id,
 		snprintf(err, errlen, "--%s: %s is not debug, info, warn or error",
 		    name, v);
 		return WEBHOOK_FLAGS_BAD;
+	case F_LOG_FLUSH:
+		raw->log_flush = v;
+		return WEBHOOK_FLAGS_RUN;
 	case F_KUBECONFIG:
 		o->kubeconfig = v;
 		return WEBHOOK_FLAGS_RUN;
@@ -321,6 +331,12 @@ finish(struct webhook_options *o, const struct raw_flags *raw, char *err,
 		    "such as 10s or 500ms", raw->shutdown_delay);
 		return WEBHOOK_FLAGS_BAD;
 	}
+	if (webhook_parse_duration_ms(raw->log_flush, &o->log_flush_ms) != 0 ||
+	    o->log_flush_ms > UINT32_MAX) {
+		snprintf(err, errlen, "--log-flush-frequency: %s is not a duration "
+		    "such as 100ms or 0", raw->log_flush);
+		return WEBHOOK_FLAGS_BAD;
+	}
 	if (poll && webhook_parse_duration_ms(poll, &o->cert_poll_ms) != 0) {
 		snprintf(err, errlen, "%s: %s is not a duration such as 5s",
 		    WEBHOOK_CERT_POLL_ENV, poll);
@@ -363,6 +379,7 @@ set_defaults(struct webhook_options *o, struct raw_flags *raw)
 	o->verify_subjects = true;
 	memset(raw, 0, sizeof(*raw));
 	raw->shutdown_delay = WEBHOOK_DEFAULT_SHUTDOWN_DELAY;
+	raw->log_flush = WEBHOOK_DEFAULT_LOG_FLUSH;
 }
 
 /*

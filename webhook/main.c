@@ -91,6 +91,10 @@ main(int argc, char **argv)
 	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* after the mask: the flusher thread must not take the signals */
+	if (log_set_flush_interval((unsigned int)o.log_flush_ms) != 0)
+		fprintf(stderr, "%s: cannot buffer the log; writing every line "
+		    "at once\n", WEBHOOK_PROGRAM);
 
 	if (webhook_start(&o, &w, err, sizeof(err)) != 0) {
 		fprintf(stderr, "%s: %s\n", WEBHOOK_PROGRAM, err);

@@ -24,6 +24,7 @@
 #define WEBHOOK_DEFAULT_BIND "0.0.0.0"
 #define WEBHOOK_DEFAULT_CERT_DIR "/tmp/k8s-webhook-server/serving-certs"
 #define WEBHOOK_DEFAULT_SHUTDOWN_DELAY "10s"
+#define WEBHOOK_DEFAULT_LOG_FLUSH "100ms"
 #define WEBHOOK_CERT_POLL_ENV "MILO_CERT_POLL_INTERVAL"
 
 /* flags.c */
@@ -36,6 +37,7 @@ struct webhook_options {
 	const char *client_ca_file;	/* NULL: no client certificates */
 	enum tls_min_version tls_min_version;
 	uint64_t shutdown_delay_ms;
+	uint64_t log_flush_ms;		/* 0: every log line written at once */
 	uint64_t cert_poll_ms;		/* 0: no polling, SIGHUP only */
 	const char *log_level;
 	const char *kubeconfig;		/* NULL: $KUBECONFIG, else in-cluster */
