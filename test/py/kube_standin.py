@@ -3126,6 +3126,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         finally:
             self.server.track(self.connection, False)
 
+    _rec = None     # this request's log entry, once logged
+
     def log_message(self, fmt, *args):
         vlog("%s %s", self.address_string(), fmt % args)
 
@@ -3191,8 +3193,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._headers_buffer.append(b"\r\n")
         if self.command != "HEAD":
             self._headers_buffer.append(payload)
+        self._answered(code)    # before the bytes leave: the client may read the log next
         self.flush_headers()
+
+    def _answered(self, code):
+        """Records the answer's code in this request's log entry, if any."""
         self._code = code
+        if self._rec is not None:
+            self._rec["code"] = code
 
     def _send_json(self, code, obj, headers=()):
         self._send(code, (dumps(obj) + "\n").encode(), headers=headers)
@@ -3203,6 +3211,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _dispatch(self, method):
         self._code = 0
+        self._rec = None
         split = urllib.parse.urlsplit(self.path)
         path = split.path
         query = {k: v[-1] for k, v in
@@ -3226,7 +3235,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             rec["body"] = body[:REQUEST_LOG_BODY_MAX].decode("utf-8", "replace")
             if len(body) > REQUEST_LOG_BODY_MAX:
                 rec["bodyTruncated"] = True
-        self.state.log_request(rec)
+        self._rec = self.state.log_request(rec)
         warnings = []
         try:
             delay = self.state.latency_for(path)
@@ -3647,8 +3656,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache, private")
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Audit-Id", str(uuid.uuid4()))
+        self._answered(200)
         self.end_headers()
-        self._code = 200
         if gone:
             self._write_chunks([expired(gone)], mode, size, delay)
             self._end_chunks()

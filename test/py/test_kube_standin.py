@@ -892,6 +892,21 @@ class ControlTests(StandInCase):
         self.assertEqual(self.c.get("/version")[0], 200)
         self.assertGreaterEqual(time.monotonic() - t0, 0.3)
 
+    def test_request_log_has_the_code_once_answered(self):
+        # The code was filled in after the answer was sent: a client that
+        # read the log right after its answer could see code 0 (check_kube's
+        # token rotation test did, under ASan).
+        # The log is read on another connection (another server thread).
+        other = Client(self.s.port)
+        try:
+            for _ in range(300):
+                code, log = self.c.control("requests", method="GET")
+                self.assertEqual(other.get(NOTIF + "/contacts?limit=1")[0], 200)
+                code, later = self.c.get("/_standin/requests?since=%d" % log["next"])
+                self.assertEqual([r.get("code") for r in later["items"]], [200])
+        finally:
+            other.close()
+
     def test_request_log_and_reset(self):
         self.c.get(NOTIF + "/contacts?limit=5", headers={"User-Agent": "milo-test"})
         code, log = self.c.control("requests", method="GET")
