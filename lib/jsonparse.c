@@ -485,6 +485,9 @@ free_chunks(void *head)
 {
 	struct chunk *c = head;
 
+	/* runs on the exiting thread: later frees must not walk these */
+	arena.head = NULL;
+
 	while (c) {
 		struct chunk *next = c->next;
 

@@ -1,6 +1,7 @@
 /* check_jsonparse.c -- the fast parser builds exactly jansson's tree, or gives up */
 #include <check.h>
 #include <dirent.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -356,6 +357,36 @@ START_TEST(test_scoped_arena)
 }
 END_TEST
 
+static void *
+scoped_in_thread(void *arg)
+{
+	static const char doc[] = "{\"a\":[1,2,{\"b\":\"c\"}]}";
+	json_error_t err;
+	json_t *v = jsonparse_load_scoped(doc, sizeof(doc) - 1, 0, &err);
+	int ok = v && json_array_size(json_object_get(v, "a")) == 3;
+
+	json_decref(v);
+	jsonparse_scope_end();
+	/* exits with its arena (and one left in use): the key's destructor frees both */
+	v = jsonparse_load_scoped("[\"left\"]", 8, 0, &err);
+	(void)arg;
+	return (void *)(intptr_t)(ok && v);
+}
+
+/* Threads that used the arena leave nothing behind (valgrind, ASan leak check). */
+START_TEST(test_arena_freed_at_thread_exit)
+{
+	for (int i = 0; i < 4; i++) {
+		pthread_t t;
+		void *ok;
+
+		ck_assert_int_eq(pthread_create(&t, NULL, scoped_in_thread, NULL), 0);
+		ck_assert_int_eq(pthread_join(t, &ok), 0);
+		ck_assert(ok != NULL);
+	}
+}
+END_TEST
+
 Suite *
 jsonparse_suite(void)
 {
@@ -370,6 +401,7 @@ jsonparse_suite(void)
 	tcase_add_test(core, test_every_fixture);
 	tcase_add_test(core, test_mutations_agree);
 	tcase_add_test(core, test_scoped_arena);
+	tcase_add_test(core, test_arena_freed_at_thread_exit);
 	suite_add_tcase(s, core);
 	return s;
 }
