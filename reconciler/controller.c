@@ -14,6 +14,7 @@
 #include "reconciler.h"
 
 #define WAIT_FOR_DEPENDENCY_MS 5000	/* a membership waiting for its contact or group */
+#define WAIT_FOR_DEPENDENTS_MS 1000	/* a contact or group waiting for its memberships */
 
 /* One object being reconciled: its latest JSON and what we decoded of it. */
 struct obj {
@@ -354,6 +355,81 @@ is_settled(const struct obj *o)
 
 /* ---- kinds ---- */
 
+/* The memberships (or removals) naming one Contact, or one ContactGroup. */
+struct dependents {
+	const char *ns, *name;
+	bool by_group;		/* match the group reference, not the contact's */
+	char **keys;		/* "ns/name" of those found */
+	size_t n, cap;
+};
+
+/* Under the cache's read lock: copies out the keys of the matching objects. */
+static void
+collect_dependents(const struct cache_item *it, void *arg)
+{
+	struct dependents *d = arg;
+	const char *ns = d->by_group ? it->u.pair.group_namespace : it->u.pair.contact_namespace;
+	const char *name = d->by_group ? it->u.pair.group_name : it->u.pair.contact_name;
+	char **grown;
+
+	if (strcmp(ns, d->ns) != 0 || strcmp(name, d->name) != 0)
+		return;
+	if (d->n == d->cap) {
+		d->cap = d->cap ? d->cap * 2 : 8;
+		grown = realloc(d->keys, d->cap * sizeof(*grown));
+		if (!grown)
+			return;
+		d->keys = grown;
+	}
+	if (asprintf(&d->keys[d->n], "%s/%s", it->namespace, it->name) >= 0)
+		d->n++;
+}
+
+static void
+dependents_free(struct dependents *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		free(d->keys[i]);
+	free(d->keys);
+}
+
+/*
+ * Before a Contact or ContactGroup lets go of its provider object: deletes
+ * the memberships and removals that name it (Milo's controllers do the
+ * same), so each membership's own finalizer takes the contact out of the
+ * segment while both provider ids are still known. *left: how many still
+ * exist; the caller waits for 0. Returns 0 or a negative errno.
+ */
+static int
+delete_dependents(struct reconciler *r, const struct obj *o, bool by_group, size_t *left)
+{
+	static const enum resource_kind kinds[] = { KIND_MEMBERSHIP, KIND_REMOVAL };
+	int rc = 0;
+
+	*left = 0;
+	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		struct dependents d = { .ns = o->ns, .name = o->name, .by_group = by_group };
+
+		cache_foreach(r->cache, kinds[k], collect_dependents, &d);
+		for (size_t i = 0; i < d.n && rc == 0; i++) {
+			char *slash = strchr(d.keys[i], '/'), path[600];
+			struct kube_response resp;
+
+			*slash = '\0';
+			kube_path(path, sizeof(path), RESOURCE_GROUP, RESOURCE_VERSION, d.keys[i],
+			    kind_info(kinds[k])->plural, slash + 1, NULL);
+			if (kube_delete(r->kube, path, &resp) == 0)
+				(*left)++;	/* gone once its finalizer is done */
+			else if (!kube_is_not_found(&resp))
+				rc = -EIO;
+			kube_response_free(&resp);
+		}
+		dependents_free(&d);
+	}
+	return rc;
+}
+
+
 static long
 reconcile_group(struct reconciler *r, struct obj *o)
 {
@@ -363,8 +439,14 @@ reconcile_group(struct reconciler *r, struct obj *o)
 	int rc;
 
 	if (o->res.meta.deletion_timestamp) {
+		size_t left;
+
 		if (!has_finalizer(o))
 			return 0;
+		if (delete_dependents(r, o, true, &left) != 0)
+			return -EIO;
+		if (left)
+			return WAIT_FOR_DEPENDENTS_MS;
 		if (id && (rc = provider_segment_delete(r->resend, id, &why)) != 0) {
 			long next = provider_failed(r, o, rc, "DeleteSegment", why);
 
@@ -423,8 +505,14 @@ reconcile_contact(struct reconciler *r, struct obj *o)
 	int rc;
 
 	if (o->res.meta.deletion_timestamp) {
+		size_t left;
+
 		if (!has_finalizer(o))
 			return 0;
+		if (delete_dependents(r, o, false, &left) != 0)
+			return -EIO;
+		if (left)
+			return WAIT_FOR_DEPENDENTS_MS;
 		if (id && (rc = provider_contact_delete(r->resend, id, &why)) != 0) {
 			long next = provider_failed(r, o, rc, "DeleteContact", why);
 
@@ -690,33 +778,6 @@ reconciler_contact_event(struct reconciler *r, const char *ns, const char *name,
 	return rc;
 }
 
-struct contact_members {
-	const char *ns, *name;
-	char **keys;		/* "ns/name" of the memberships found */
-	size_t n, cap;
-};
-
-/* Under the cache's read lock: copies out the memberships of one contact. */
-static void
-collect_members(const struct cache_item *it, void *arg)
-{
-	struct contact_members *m = arg;
-	char **grown;
-
-	if (strcmp(it->u.pair.contact_namespace, m->ns) != 0 ||
-	    strcmp(it->u.pair.contact_name, m->name) != 0)
-		return;
-	if (m->n == m->cap) {
-		m->cap = m->cap ? m->cap * 2 : 8;
-		grown = realloc(m->keys, m->cap * sizeof(*grown));
-		if (!grown)
-			return;
-		m->keys = grown;
-	}
-	if (asprintf(&m->keys[m->n], "%s/%s", it->namespace, it->name) >= 0)
-		m->n++;
-}
-
 static bool
 in_segments(const json_t *segment_ids, const char *segment)
 {
@@ -733,12 +794,12 @@ int
 reconciler_membership_events(struct reconciler *r, const char *ns, const char *name,
     const json_t *segment_ids, const char *type, const char *reason, const char *note)
 {
-	struct contact_members m = { .ns = ns, .name = name };
+	struct dependents m = { .ns = ns, .name = name };
 	int recorded = 0;
 
 	if (!json_is_array(segment_ids) || !json_array_size(segment_ids))
 		return 0;
-	cache_foreach(r->cache, KIND_MEMBERSHIP, collect_members, &m);
+	cache_foreach(r->cache, KIND_MEMBERSHIP, collect_dependents, &m);
 	for (size_t i = 0; i < m.n; i++) {
 		char *slash = strchr(m.keys[i], '/');
 		const char *pid, *segment;
@@ -755,8 +816,7 @@ reconciler_membership_events(struct reconciler *r, const char *ns, const char *n
 			}
 		}
 		obj_free(&o);
-		free(m.keys[i]);
 	}
-	free(m.keys);
+	dependents_free(&m);
 	return recorded;
 }

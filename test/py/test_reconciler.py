@@ -230,6 +230,60 @@ class TestMembership(Base):
         self.assertIsNotNone(self.pcontact(env, cid))
         self.stop_ok(rec)
 
+    def test_deleting_the_contact_deletes_its_memberships_first(self):
+        # Before this, the Contact went away and its memberships stayed
+        # Ready=True, naming a provider contact that no longer existed.
+        env = self.env()
+        rec = env.reconciler()
+        sid, cid = self.sync_pair(env, NS)
+        env.group(NS, "g2", "Group Two")
+        sid2 = env.wait_ready("ContactGroup", NS, "g2")["status"]["providerID"]
+        env.membership(NS, "m2", "c1", "g2")
+        env.wait_ready(MEMBERSHIP, NS, "m2")
+        env.group(NS, "g3", "Group Three")
+        env.wait_ready("ContactGroup", NS, "g3")
+        env.removal(NS, "leave3", "c1", "g3")
+        env.wait_condition(REMOVAL, NS, "leave3", "Ready", "True", "Removed")
+        # another contact's membership of the same group stays
+        env.contact(NS, "c2", "c2@example.com")
+        cid2 = env.wait_ready("Contact", NS, "c2")["status"]["providerID"]
+        env.membership(NS, "other", "c2", "g1")
+        env.wait_ready(MEMBERSHIP, NS, "other")
+
+        before = env.calls()["counts"].get("DELETE /contacts/{contact}/segments/{segment}", 0)
+        env.delete("Contact", NS, "c1")
+        env.wait_gone("Contact", NS, "c1", timeout=30)
+        for name in ("m1", "m2"):
+            self.assertIsNone(env.get(MEMBERSHIP, NS, name))
+        self.assertIsNone(env.get(REMOVAL, NS, "leave3"))
+        self.assertEqual(self.segment(env, sid)["contacts"], [cid2])
+        self.assertEqual(self.segment(env, sid2)["contacts"], [])
+        self.assertIsNone(self.pcontact(env, cid))
+        self.assertEqual(env.calls()["counts"].get(
+            "DELETE /contacts/{contact}/segments/{segment}") - before, 2)
+        env.wait_ready(MEMBERSHIP, NS, "other")
+        env.wait_event(NS, MEMBERSHIP, "m2", "RemovedFromSegment")
+        env.wait_event(NS, "Contact", "c1", "ContactDeleted")
+        self.stop_ok(rec)
+
+    def test_deleting_the_group_deletes_its_memberships_first(self):
+        env = self.env()
+        rec = env.reconciler()
+        sid, cid = self.sync_pair(env, NS)
+        env.contact(NS, "c2", "c2@example.com")
+        env.wait_ready("Contact", NS, "c2")
+        env.membership(NS, "m2", "c2", "g1")
+        env.wait_ready(MEMBERSHIP, NS, "m2")
+
+        env.delete("ContactGroup", NS, "g1")
+        env.wait_gone("ContactGroup", NS, "g1", timeout=30)
+        for name in ("m1", "m2"):
+            self.assertIsNone(env.get(MEMBERSHIP, NS, name))
+        self.assertIsNone(self.segment(env, sid))
+        self.assertEqual(self.pcontact(env, cid)["segments"], [])
+        self.assertIsNotNone(env.get("Contact", NS, "c2"))
+        self.stop_ok(rec)
+
     def test_waits_for_its_contact_and_group(self):
         env = self.env()
         rec = env.reconciler()
