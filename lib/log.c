@@ -68,6 +68,7 @@ static struct {
 	pthread_cond_t cv;
 	char *buf;		/* LOG_BUFFER_SIZE bytes once buffering started */
 	size_t len;
+	struct timespec first;	/* when the oldest waiting line came in */
 	unsigned int interval_ms;
 	bool flusher;		/* the thread runs */
 } lb = { .mu = PTHREAD_MUTEX_INITIALIZER };
@@ -99,18 +100,23 @@ flusher(void *arg)
 	for (;;) {
 		struct timespec at;
 
+		struct timespec now;
+
 		while (!lb.len)
 			pthread_cond_wait(&lb.cv, &lb.mu);
-		clock_gettime(CLOCK_MONOTONIC, &at);
+		at = lb.first;
 		at.tv_sec += lb.interval_ms / 1000;
 		at.tv_nsec += (long)(lb.interval_ms % 1000) * 1000000L;
 		if (at.tv_nsec >= 1000000000L) {
 			at.tv_sec++;
 			at.tv_nsec -= 1000000000L;
 		}
-		/* woken early (a flush, a spurious wake-up): flush anyway */
-		pthread_cond_timedwait(&lb.cv, &lb.mu, &at);
-		flush_locked();
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec > at.tv_sec ||
+		    (now.tv_sec == at.tv_sec && now.tv_nsec >= at.tv_nsec))
+			flush_locked();
+		else	/* woken early (the buffer filled and restarted): wait on */
+			pthread_cond_timedwait(&lb.cv, &lb.mu, &at);
 	}
 	return NULL;
 }
@@ -173,8 +179,10 @@ emit(enum log_level level, const char *p, size_t n)
 	if (level >= LOG_WARN || n > LOG_BUFFER_SIZE) {
 		write_all(out_fd, p, n);
 	} else {
-		if (!lb.len)
+		if (!lb.len) {
+			clock_gettime(CLOCK_MONOTONIC, &lb.first);
 			pthread_cond_signal(&lb.cv);
+		}
 		memcpy(lb.buf + lb.len, p, n);
 		lb.len += n;
 	}

@@ -25,6 +25,7 @@
 
 #include "base64.h"
 #include "buf.h"
+#include "subjects.h"
 #include "testutil.h"
 
 Suite *webhook_suite(void);
@@ -1824,12 +1825,14 @@ START_TEST(test_subject_lookups_cached)
 	json_t *log;
 	size_t i, gets = 0;
 	json_t *item;
+	time_t t0, elapsed;
 
 	tu_standin_reset(&kube);
 	tu_standin_post(&kube, "config", "{\"admission\": false}");
 	kube_create(user);
 	json_decref(user);
 	json_decref(tu_standin_control(&kube, "DELETE", "requests", NULL));
+	t0 = time(NULL);
 	for (int n = 0; n < 20; n++) {
 		char name[32], email[64];
 		json_t *reply;
@@ -1845,7 +1848,14 @@ START_TEST(test_subject_lookups_cached)
 	json_array_foreach(json_object_get(log, "items"), i, item)
 		if (strstr(json_string_value(json_object_get(item, "path")), "/users/u-burst"))
 			gets++;
-	ck_assert_uint_eq(gets, 1);
+	/*
+	 * One GET per SUBJECTS_POSITIVE_TTL_S: under valgrind on a busy
+	 * machine, 20 TLS handshakes in this process can take longer.
+	 */
+	elapsed = time(NULL) - t0;
+	ck_assert_uint_ge(gets, 1);
+	ck_assert_msg(gets <= 1 + (size_t)(elapsed / SUBJECTS_POSITIVE_TTL_S),
+	    "%zu GETs of the User in %lld s", gets, (long long)elapsed);
 	json_decref(log);
 }
 END_TEST
