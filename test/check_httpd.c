@@ -284,19 +284,6 @@ loud(void)
 	null_fd = -1;
 }
 
-static void
-write_text(const char *dir, const char *name, const char *text)
-{
-	char path[512];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(text, f);
-	fclose(f);
-}
-
 /* Default threads: affinity, then the cgroup's CPU quota, then the cap. */
 START_TEST(test_default_threads)
 {
@@ -311,25 +298,25 @@ START_TEST(test_default_threads)
 	/* no cgroup files at all */
 	ck_assert_uint_eq(httpd_default_threads(dir), cap);
 	/* cgroup v2 */
-	write_text(dir, "cpu.max", "max 100000\n");
+	tu_write_file(dir, "cpu.max", "max 100000\n");
 	ck_assert_uint_eq(httpd_default_threads(dir), cap);
-	write_text(dir, "cpu.max", "50000 100000\n");
+	tu_write_file(dir, "cpu.max", "50000 100000\n");
 	ck_assert_uint_eq(httpd_default_threads(dir), 1);
-	write_text(dir, "cpu.max", "100001 100000\n");
+	tu_write_file(dir, "cpu.max", "100001 100000\n");
 	ck_assert_uint_eq(httpd_default_threads(dir), cap < 2 ? cap : 2);
-	write_text(dir, "cpu.max", "6400000 100000\n");
+	tu_write_file(dir, "cpu.max", "6400000 100000\n");
 	ck_assert_uint_eq(httpd_default_threads(dir), cap);
-	write_text(dir, "cpu.max", "garbage\n");
+	tu_write_file(dir, "cpu.max", "garbage\n");
 	ck_assert_uint_eq(httpd_default_threads(dir), cap);
 	/* cgroup v1 (no cpu.max) */
 	snprintf(cmd, sizeof(cmd), "rm -f %s/cpu.max", dir);
 	ck_assert_int_eq(system(cmd), 0);
 	snprintf(sub, sizeof(sub), "%s/cpu", dir);
 	ck_assert_int_eq(mkdir(sub, 0700), 0);
-	write_text(sub, "cpu.cfs_quota_us", "-1\n");
-	write_text(sub, "cpu.cfs_period_us", "100000\n");
+	tu_write_file(sub, "cpu.cfs_quota_us", "-1\n");
+	tu_write_file(sub, "cpu.cfs_period_us", "100000\n");
 	ck_assert_uint_eq(httpd_default_threads(dir), cap);
-	write_text(sub, "cpu.cfs_quota_us", "20000\n");
+	tu_write_file(sub, "cpu.cfs_quota_us", "20000\n");
 	ck_assert_uint_eq(httpd_default_threads(dir), 1);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	ck_assert_int_eq(system(cmd), 0);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "kubeconfig.h"
+#include "testutil.h"
 
 Suite *kubeconfig_suite(void);
 
@@ -36,15 +37,7 @@ remove_dir(void)
 static const char *
 write_file(const char *name, const char *text)
 {
-	static char path[256];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(text, f);
-	fclose(f);
-	return path;
+	return tu_write_file(dir, name, text);
 }
 
 /* "-----BEGIN CERTIFICATE-----\n" in base64, standing in for PEM data. */

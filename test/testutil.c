@@ -34,6 +34,20 @@ tu_path(const char *rel)
 	return path;
 }
 
+const char *
+tu_write_file(const char *dir, const char *name, const char *text)
+{
+	static char path[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_ge(fputs(text, f), 0);
+	ck_assert_int_eq(fclose(f), 0);
+	return path;
+}
+
 char *
 tu_read_file(const char *path, size_t *len)
 {

@@ -12,6 +12,9 @@ const char *tu_path(const char *rel);
 /* Reads a whole file; NULL on error. free() the result. */
 char *tu_read_file(const char *path, size_t *len);
 
+/* Writes text to dir/name; fails the test on error. Returns the path (static). */
+const char *tu_write_file(const char *dir, const char *name, const char *text);
+
 /* Loads JSON from a path relative to the top; fails the test on error. */
 json_t *tu_load_json(const char *rel);
 
