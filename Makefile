@@ -165,7 +165,7 @@ fuzz: deps $(FUZZ_DIR)/fuzz_admission $(FUZZ_DIR)/fuzz_jsonparse
 	@mkdir -p $(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds
 	@cp fuzz/seeds/*.json $(FUZZ_DIR)/seeds/
 	@find test/fixtures -name '*.json' -exec cp {} $(FUZZ_DIR)/seeds/ \;
-	@cp ../shared/fixtures/kubernetes/*.json $(FUZZ_DIR)/seeds/ 2>/dev/null || true
+	@cp test/fixtures/kubernetes/*.json $(FUZZ_DIR)/seeds/
 	$(FUZZ_DIR)/fuzz_admission -max_total_time=$(FUZZ_TIME) -max_len=65536 \
 		-timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
 		-dict=fuzz/admission.dict $(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds

@@ -90,7 +90,7 @@ response_of(const struct admission_outcome *out)
 /* The kubernetes/api golden fixture: placeholders make it a denial, well formed. */
 START_TEST(test_golden_fixture)
 {
-	char *body = tu_read_file(tu_path("../shared/fixtures/kubernetes/admission.k8s.io.v1.AdmissionReview.json"), NULL);
+	char *body = tu_read_file(tu_path("test/fixtures/kubernetes/admission.k8s.io.v1.AdmissionReview.json"), NULL);
 	struct admission_outcome out;
 	json_t *doc, *resp;
 

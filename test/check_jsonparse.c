@@ -211,7 +211,6 @@ START_TEST(test_every_fixture)
 	size_t files = 0, fast = 0;
 
 	compare_dir(tu_path("test/fixtures"), &files, &fast);
-	compare_dir(tu_path("../shared/fixtures"), &files, &fast);
 	ck_assert_uint_gt(files, 50);
 	/* the fixtures are ordinary JSON: the fast path takes nearly all */
 	ck_assert_msg(fast * 10 >= files * 9, "fast path took %zu of %zu", fast, files);

@@ -34,7 +34,7 @@ Suite *webhook_suite(void);
 #define MUTATE_MEMBERSHIP \
 	"/mutate-notification-miloapis-com-v1alpha1-contactgroupmembership"
 #define SAMPLE_UID "705ab4f5-6393-11e8-b7cc-42010a800002"
-#define GOLDEN "../shared/fixtures/kubernetes/admission.k8s.io.v1.AdmissionReview.json"
+#define GOLDEN "test/fixtures/kubernetes/admission.k8s.io.v1.AdmissionReview.json"
 #define WAIT_S 60	/* bound on every wait for the server; never reached when healthy */
 
 static const char *const endpoints[] = {
