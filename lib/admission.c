@@ -199,7 +199,7 @@ validate_state(const struct admission_env *env, const struct review *r,
 	};
 	struct admission_notes notes = { 0 };
 
-	if (env->cache && !cache_synced(env->cache)) {
+	if (env && env->cache && !cache_synced(env->cache)) {
 		deny(v, field_status_new(503, "ServiceUnavailable", "the webhook has not "
 		    "loaded the cluster state yet; try again in a moment"));
 		return;
@@ -207,6 +207,12 @@ validate_state(const struct admission_env *env, const struct review *r,
 	admission_state_validate(env, &user, obj, old, errs, &notes);
 	if (notes.oom) {
 		v->oom = 1;
+	} else if (notes.forbidden) {
+		/* errors.NewForbidden, as Milo's webhook answers: no field errors beside it. */
+		deny(v, field_status_forbidden(RESOURCE_GROUP, kind_info(obj->kind)->plural,
+		    object_name(r, obj), notes.forbidden));
+		field_list_free(errs);
+		field_list_init(errs);
 	} else if (notes.unreachable) {
 		/* Fail closed: what could not be verified is not admitted. */
 		deny(v, field_status_new(503, "ServiceUnavailable", notes.unreachable));
@@ -248,7 +254,7 @@ validate(const struct admission_env *env, const struct review *r,
 	}
 	if (errs.len == 0)
 		validate_object(&obj, have_old ? &old : NULL, &errs);
-	if (errs.len == 0 && env)
+	if (errs.len == 0)
 		validate_state(env, r, &obj, have_old ? &old : NULL, &errs, v);
 	if (errs.oom)
 		v->oom = 1;

@@ -11,14 +11,24 @@
 #include "cache.h"
 #include "kube.h"
 #include "subjects.h"
+#include "validate.h"
 
 #define WARNING_MAX_BYTES 1024	/* kube-apiserver keeps 256 runes; we stay near that */
+
+/*
+ * Milo's API server sets these userInfo.extra keys on requests made through
+ * a user's personal control plane (/apis/iam.miloapis.com/v1alpha1/users/
+ * {user}/control-plane/...); iamv1alpha1.ParentNameExtraKey upstream.
+ */
+#define EXTRA_PARENT_NAME "iam.miloapis.com/parent-name"
+#define EXTRA_PARENT_TYPE "iam.miloapis.com/parent-type"
 
 void
 admission_notes_free(struct admission_notes *n)
 {
 	json_decref(n->warnings);
 	free(n->unreachable);
+	free(n->forbidden);
 	memset(n, 0, sizeof(*n));
 }
 
@@ -72,7 +82,18 @@ enum ref_state { REF_MISSING, REF_PRESENT, REF_DELETING, REF_UNKNOWN };
 struct ref_info {
 	enum ref_state state;
 	enum visibility visibility;	/* groups */
+	enum subject_kind subject;	/* contacts */
+	char subject_name[VALIDATE_SUBDOMAIN_MAX + 1]; /* "" when none or too long */
 };
+
+/* A contact's subject into info; a name too long to be valid is left empty. */
+static void
+set_subject(struct ref_info *info, enum subject_kind kind, const char *name)
+{
+	info->subject = kind;
+	if (name && strlen(name) < sizeof(info->subject_name))
+		memcpy(info->subject_name, name, strlen(name) + 1);
+}
 
 /*
  * Finds kind ns/name: in the cache first, then with a live GET, so that an
@@ -82,7 +103,7 @@ static struct ref_info
 lookup(const struct admission_env *env, enum resource_kind kind, const char *ns,
     const char *name, struct admission_notes *notes)
 {
-	struct ref_info info = { REF_UNKNOWN, VISIBILITY_UNSET };
+	struct ref_info info = { .state = REF_UNKNOWN, .visibility = VISIBILITY_UNSET };
 	struct kube_response resp;
 	struct cache_found f;
 	char path[600];
@@ -93,6 +114,7 @@ lookup(const struct admission_env *env, enum resource_kind kind, const char *ns,
 		if (rc == 1) {
 			info.state = f.deleting ? REF_DELETING : REF_PRESENT;
 			info.visibility = f.visibility;
+			set_subject(&info, f.subject, f.subject_name);
 			cache_found_free(&f);
 			return info;
 		}
@@ -117,6 +139,8 @@ lookup(const struct admission_env *env, enum resource_kind kind, const char *ns,
 		info.state = it && it->deleting ? REF_DELETING : REF_PRESENT;
 		if (it && kind == KIND_CONTACT_GROUP)
 			info.visibility = it->u.group.visibility;
+		if (it && kind == KIND_CONTACT)
+			set_subject(&info, it->u.contact.subject, it->u.contact.subject_name);
 		free(it);
 	} else if (rc == -EIO && kube_is_not_found(&resp)) {
 		info.state = REF_MISSING;
@@ -130,21 +154,65 @@ lookup(const struct admission_env *env, enum resource_kind kind, const char *ns,
 }
 
 /* A reference must name an object that exists and is not being deleted. */
-static struct ref_info
-check_ref(const struct admission_env *env, enum resource_kind kind,
-    const struct object_ref *ref, const char *path, struct field_list *errs,
-    struct admission_notes *notes)
+static void
+check_ref(enum resource_kind kind, const struct object_ref *ref,
+    const struct ref_info *info, const char *path, struct field_list *errs)
 {
-	struct ref_info info = lookup(env, kind, ref->namespace, ref->name, notes);
 	char p[64];
 
 	snprintf(p, sizeof(p), "%s.name", path);
-	if (info.state == REF_MISSING)
+	if (info->state == REF_MISSING)
 		field_not_found(errs, p, ref->name);
-	else if (info.state == REF_DELETING)
+	else if (info->state == REF_DELETING)
 		field_invalid(errs, p, ref->name, "the %s is being deleted",
 		    kind_info(kind)->kind);
-	return info;
+}
+
+/* True when extra[key] (an array of strings) holds value. */
+static bool
+extra_has(const json_t *extra, const char *key, const char *value)
+{
+	const json_t *values = json_object_get(extra, key), *v;
+	size_t i;
+
+	json_array_foreach(values, i, v)
+		if (json_is_string(v) && strcmp(json_string_value(v), value) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * A request through a user's control plane: parent-name is set, and
+ * parent-type, when it names a type at all, names User. A parent-type we
+ * cannot read does not switch the rule off.
+ */
+static bool
+user_context(const struct admission_user *user)
+{
+	const json_t *type;
+
+	if (!json_is_object(user->extra) ||
+	    !json_object_get(user->extra, EXTRA_PARENT_NAME))
+		return false;
+	type = json_object_get(user->extra, EXTRA_PARENT_TYPE);
+	if (!json_is_array(type) || json_array_size(type) == 0)
+		return true;
+	return extra_has(user->extra, EXTRA_PARENT_TYPE, "User");
+}
+
+/*
+ * Under a user's control plane a user subscribes and opts out only
+ * themselves: the Contact's subject must be a userRef naming the request's
+ * uid (Milo's ValidateContactOwnership). A missing Contact or one of an
+ * organization or project gets the same answer, so the reply never says
+ * whether somebody else's Contact exists.
+ */
+static bool
+owned_by(const struct ref_info *contact, const struct admission_user *user)
+{
+	return (contact->state == REF_PRESENT || contact->state == REF_DELETING) &&
+	    contact->subject == SUBJECT_USER && contact->subject_name[0] &&
+	    user->uid && strcmp(contact->subject_name, user->uid) == 0;
 }
 
 /*
@@ -317,12 +385,25 @@ pair_rules(const struct admission_env *env, const struct admission_user *user,
 	const char *ns = obj->meta.namespace ? obj->meta.namespace : "";
 	bool removal = obj->kind == KIND_REMOVAL;
 	char *other_ns = NULL, *other = NULL, who[256];
-	struct ref_info group;
+	struct ref_info contact, group;
 
+	contact = lookup(env, KIND_CONTACT, c->namespace, c->name, notes);
+	if (user_context(user) && !owned_by(&contact, user)) {
+		/*
+		 * Nothing else is checked: any other answer could tell what
+		 * exists. A Contact that could not be read fails closed (503).
+		 */
+		if (contact.state != REF_UNKNOWN && !(notes->forbidden = strdup(removal ?
+		    "you do not have permission to create membership removal for this contact" :
+		    "you do not have permission to create membership for this contact")))
+			notes->oom = 1;
+		return;
+	}
 	check_access(env, user, ns, KIND_CONTACT, c, "spec.contactRef", errs, notes);
 	check_access(env, user, ns, KIND_CONTACT_GROUP, g, "spec.contactGroupRef", errs, notes);
-	check_ref(env, KIND_CONTACT, c, "spec.contactRef", errs, notes);
-	group = check_ref(env, KIND_CONTACT_GROUP, g, "spec.contactGroupRef", errs, notes);
+	check_ref(KIND_CONTACT, c, &contact, "spec.contactRef", errs);
+	group = lookup(env, KIND_CONTACT_GROUP, g->namespace, g->name, notes);
+	check_ref(KIND_CONTACT_GROUP, g, &group, "spec.contactGroupRef", errs);
 	if (removal && group.state == REF_PRESENT && group.visibility == VISIBILITY_PRIVATE)
 		field_forbidden(errs, "spec.contactGroupRef", "ContactGroup \"%s\" is private; "
 		    "contacts can opt out of public groups only", g->name);
@@ -359,8 +440,14 @@ admission_state_validate(const struct admission_env *env,
     const struct admission_user *user, const struct resource *obj,
     const struct resource *old, struct field_list *errs, struct admission_notes *notes)
 {
-	if (!env)
+	if (!env) {
+		/* Ownership cannot be judged without the Contact: fail closed. */
+		if (!old && (obj->kind == KIND_MEMBERSHIP || obj->kind == KIND_REMOVAL) &&
+		    user_context(user))
+			unreachable(notes, "cannot verify that the Contact belongs to the "
+			    "requesting user: the webhook runs without cluster state");
 		return;
+	}
 	switch (obj->kind) {
 	case KIND_CONTACT:
 		contact_rules(env, obj, old, errs, notes);

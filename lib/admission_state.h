@@ -20,6 +20,7 @@ struct admission_user {
 struct admission_notes {
 	json_t *warnings;	/* array of strings, owned; may stay NULL */
 	char *unreachable;	/* set when something could not be verified (fail closed) */
+	char *forbidden;	/* set when the user may not do this at all: why (403) */
 	int oom;
 };
 

@@ -447,6 +447,7 @@ void
 cache_found_free(struct cache_found *f)
 {
 	free(f->uid);
+	free(f->subject_name);
 	memset(f, 0, sizeof(*f));
 }
 
@@ -466,8 +467,16 @@ cache_get(struct cache *c, enum resource_kind kind, const char *namespace,
 			found->visibility = it->u.group.visibility;
 		found->uid = strdup(it->uid);
 		rc = found->uid ? 1 : -ENOMEM;
+		if (rc == 1 && kind == KIND_CONTACT && it->u.contact.subject != SUBJECT_NONE) {
+			found->subject = it->u.contact.subject;
+			found->subject_name = strdup(it->u.contact.subject_name);
+			if (!found->subject_name)
+				rc = -ENOMEM;
+		}
 	}
 	pthread_rwlock_unlock(&c->lock);
+	if (rc < 0)
+		cache_found_free(found);
 	return rc;
 }
 

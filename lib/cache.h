@@ -97,6 +97,8 @@ int cache_replace(struct cache *c, enum resource_kind kind, struct cache_item **
 struct cache_found {
 	bool deleting;
 	enum visibility visibility;	/* groups */
+	enum subject_kind subject;	/* contacts */
+	char *subject_name;		/* contacts with a subject: malloc'd, else NULL */
 	char *uid;			/* malloc'd */
 };
 int cache_get(struct cache *c, enum resource_kind kind, const char *namespace,

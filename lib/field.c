@@ -358,6 +358,36 @@ fail:
 }
 
 json_t *
+field_status_forbidden(const char *group, const char *resource, const char *name,
+    const char *why)
+{
+	struct buf msg;
+	json_t *status = NULL, *details;
+
+	buf_init(&msg, FIELD_TEXT_MAX);
+	if (buf_printf(&msg, "%s.%s ", resource, group) != 0)
+		goto out;
+	/* apimachinery leaves the name out when there is none (omitempty too). */
+	if (name && name[0] && (quote_go(&msg, name, strlen(name)) != 0 ||
+	    buf_addstr(&msg, " ") != 0))
+		goto out;
+	if (buf_printf(&msg, "is forbidden: %s", why) != 0)
+		goto out;
+	details = name && name[0] ?
+	    json_pack("{s:s, s:s, s:s}", "name", name, "group", group, "kind", resource) :
+	    json_pack("{s:s, s:s}", "group", group, "kind", resource);
+	if (!details)
+		goto out;
+	status = json_pack("{s:s, s:{}, s:s, s:s, s:s, s:o, s:i}",
+	    "kind", "Status", "metadata", "status", "Failure",
+	    "message", buf_str(&msg), "reason", "Forbidden", "details", details,
+	    "code", 403);
+out:
+	buf_free(&msg);
+	return status;
+}
+
+json_t *
 field_status_invalid(const char *group, const char *kind, const char *name,
     const struct field_list *l)
 {

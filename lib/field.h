@@ -94,6 +94,16 @@ json_t *field_status_invalid(const char *group, const char *kind,
     const char *name, const struct field_list *l);
 
 /*
+ * errors.NewForbidden: a metav1.Status with code 403, reason Forbidden,
+ * the message "<resource>.<group> \"<name>\" is forbidden: <why>" (without
+ * the quoted name when name is empty) and details {name, group, kind:
+ * <resource>}; resource is the plural, as a GroupResource names it. New
+ * reference; NULL on ENOMEM.
+ */
+json_t *field_status_forbidden(const char *group, const char *resource,
+    const char *name, const char *why);
+
+/*
  * A plain failure Status (BadRequest 400, Forbidden 403, InternalError
  * 500, ...). New reference; NULL on ENOMEM.
  */

@@ -36,7 +36,8 @@ void tu_merge_patch(json_t *target, const json_t *patch);
 
 /*
  * Builds the AdmissionReview v1 a kube-apiserver would send for a rule
- * fixture, with the given uid. New reference.
+ * fixture, with the given uid; the requester is alice (uid u-1) unless the
+ * fixture gives its own "userInfo". New reference.
  */
 json_t *tu_rule_review(const json_t *rule, const char *uid);
 

@@ -587,6 +587,82 @@ class Memberships(Story):
         self.assertEqual(self.apply(f), "contactgroupmembership.%s/m created\n" % GROUP)
 
 
+# -- Milo's user control plane ---------------------------------------------------------
+
+class UserControlPlane(Story):
+    """Requests through /apis/iam.miloapis.com/v1alpha1/users/{user}/control-plane
+    reach admission with userInfo.extra["iam.miloapis.com/parent-name"]: a user
+    there subscribes and opts out only their own Contact (userRef.name == uid)."""
+
+    def as_user(self, uid, username="someone@users.example"):
+        """A kubeconfig that impersonates uid with the control plane's extra."""
+        with open(self.c.kubeconfig) as f:
+            text = f.read()
+        text += ("    as: %s\n    as-uid: %s\n    as-user-extra:\n"
+                 "      iam.miloapis.com/parent-name:\n      - %s\n"
+                 "      iam.miloapis.com/parent-type:\n      - User\n"
+                 "      iam.miloapis.com/parent-api-group:\n      - iam.miloapis.com\n"
+                 % (json.dumps(username), json.dumps(uid), json.dumps(uid)))
+        return self.write("kubeconfig-%s" % uid, text)
+
+    def kubectl_as(self, kubeconfig, *args):
+        return self.kubectl("--kubeconfig", kubeconfig, *args)
+
+    def test_only_own_contact(self):
+        self.need_state()
+        f = self.write("setup.yaml", "---\n".join([
+            contact("ann", self.ns, "ann@ucp.example", user_ref(USER_A)),
+            contact("bob", self.ns, "bob@ucp.example", user_ref(USER_B)),
+            contact("org", self.ns, "org@ucp.example", org_ref()),
+            group("news", self.ns, "News", "public")]))
+        self.apply(f)
+        ann = self.as_user(USER_A, username="ann@users.example")
+        # kube-apiserver prefixes a webhook's denial with the webhook's name;
+        # kubectl prints a Forbidden Status as it came.
+        forbidden = ('Error from server (Forbidden): error when creating "%s": admission '
+                     'webhook "v%s.notification.miloapis.com" denied the request: '
+                     '%ss.notification.miloapis.com "%s" is forbidden: you do not have '
+                     'permission to create %s for this contact')
+        # Ann subscribes and opts out herself.
+        own = self.write("own.yaml", membership("ann-news", self.ns, "ann", "news"))
+        p = self.kubectl_as(ann, "create", "--validate=false", "-f", own)
+        self.assertEqual((p.returncode, p.stdout, p.stderr),
+                         (0, "contactgroupmembership.%s/ann-news created\n" % GROUP, ""))
+        # Somebody else's Contact, an organization's, and one that does not
+        # exist all get the same 403: the answer does not tell which exists.
+        for name, target in (("ann-bob", "bob"), ("ann-org", "org"), ("ann-ghost", "ghost")):
+            f = self.write(name + ".yaml", membership(name, self.ns, target, "news"))
+            self.denied(["--kubeconfig", ann, "create", "--validate=false", "-f", f],
+                        forbidden % (f, "contactgroupmembership", "contactgroupmembership", name,
+                                    "membership"))
+            self.denied(["--kubeconfig", ann, "create", "--validate=false", "--dry-run=server",
+                         "-f", f],
+                        forbidden % (f, "contactgroupmembership", "contactgroupmembership", name,
+                                    "membership"))
+            self.assertIsNone(self.get("contactgroupmembership", name, self.ns))
+        # The username is not the uid: naming Bob's username does not help.
+        bob_by_name = self.as_user(USER_A, username=USER_B)
+        f = self.write("bob.yaml", membership("x-bob", self.ns, "bob", "news"))
+        self.denied(["--kubeconfig", bob_by_name, "create", "--validate=false", "-f", f],
+                    forbidden % (f, "contactgroupmembership", "contactgroupmembership", "x-bob",
+                                "membership"))
+        # Opt-outs: Bob's is refused to Ann, her own is accepted.
+        self.apply(self.write("bob-m.yaml", membership("bob-news", self.ns, "bob", "news")))
+        f = self.write("r-bob.yaml", removal("bob-out", self.ns, "bob", "news"))
+        self.denied(["--kubeconfig", ann, "create", "--validate=false", "-f", f],
+                    forbidden % (f, "contactgroupmembershipremoval", "contactgroupmembershipremoval",
+                                 "bob-out", "membership removal"))
+        f = self.write("r-ann.yaml", removal("ann-out", self.ns, "ann", "news"))
+        p = self.kubectl_as(ann, "create", "--validate=false", "-f", f)
+        self.assertEqual((p.returncode, p.stderr), (0, ""))
+        # Without the control plane's extra the ordinary rules apply.
+        f = self.write("admin.yaml", membership("admin-bob", self.ns, "bob", "news"))
+        self.denied(["create", "--validate=false", "-f", f],
+                    'The ContactGroupMembership "admin-bob" is invalid: spec.contactRef.name: '
+                    'Duplicate value: "bob": ContactGroupMembership "bob-news" already adds '
+                    'this Contact to ContactGroup "news"')
+
+
 # -- dry runs and deletes --------------------------------------------------------------
 
 class DryRunAndDelete(Story):
