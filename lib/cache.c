@@ -33,7 +33,9 @@ struct cache {
 	pthread_rwlock_t lock;		/* guards the maps and counts */
 	struct hmap by_name[KIND__COUNT];
 	struct hmap by_email, by_subject, by_display;
-	struct hmap by_pair[2];		/* memberships, removals */
+	struct hmap by_pair[2];		/* memberships, removals: by (contact, group) */
+	struct hmap by_contact[2];	/* memberships, removals: by their Contact */
+	struct hmap by_group[2];	/* memberships, removals: by their ContactGroup */
 	size_t counts[KIND__COUNT];
 	atomic_bool synced[KIND__COUNT];
 
@@ -195,6 +197,51 @@ out:
 	return it;
 }
 
+/* The string members of a record of its kind; returns how many. */
+static size_t
+item_strings(struct cache_item *it, const char **fields[8])
+{
+	size_t n = 0;
+
+	fields[n++] = &it->namespace;
+	fields[n++] = &it->name;
+	fields[n++] = &it->uid;
+	if (it->kind == KIND_CONTACT) {
+		fields[n++] = &it->u.contact.email_folded;
+		fields[n++] = &it->u.contact.subject_namespace;
+		fields[n++] = &it->u.contact.subject_name;
+	} else if (it->kind == KIND_CONTACT_GROUP) {
+		fields[n++] = &it->u.group.display_name;
+	} else {
+		fields[n++] = &it->u.pair.contact_namespace;
+		fields[n++] = &it->u.pair.contact_name;
+		fields[n++] = &it->u.pair.group_namespace;
+		fields[n++] = &it->u.pair.group_name;
+	}
+	return n;
+}
+
+struct cache_item *
+cache_item_dup(const struct cache_item *it)
+{
+	struct cache_item tmp = *it, *copy;
+	const char **fields[8];
+	size_t n = item_strings(&tmp, fields), size = sizeof(*it);
+	char *p;
+
+	for (size_t i = 0; i < n; i++)
+		size += slen(*fields[i]);
+	copy = malloc(size);
+	if (!copy)
+		return NULL;
+	*copy = *it;
+	p = (char *)(copy + 1);
+	n = item_strings(copy, fields);
+	for (size_t i = 0; i < n; i++)
+		*fields[i] = put(&p, *fields[i], false);
+	return copy;
+}
+
 /* ---- index keys ---- */
 
 static uint64_t
@@ -241,47 +288,62 @@ pair_slot(enum resource_kind kind)
 	return kind == KIND_REMOVAL;
 }
 
+#define CACHE_INDEXES_MAX 4	/* the most indexes one record is in */
+
+/* The index entries of one record: which map, under which hash. */
+static size_t
+index_entries(struct cache *c, const struct cache_item *it,
+    struct hmap *maps[CACHE_INDEXES_MAX], uint64_t hashes[CACHE_INDEXES_MAX])
+{
+	size_t n = 0;
+
+	maps[n] = &c->by_name[it->kind];
+	hashes[n++] = name_hash(it->namespace, it->name);
+	switch (it->kind) {
+	case KIND_CONTACT:
+		maps[n] = &c->by_email;
+		hashes[n++] = email_hash(it->u.contact.email_folded);
+		if (it->u.contact.subject != SUBJECT_NONE) {
+			maps[n] = &c->by_subject;
+			hashes[n++] = subject_hash(it->namespace, it->u.contact.subject,
+			    it->u.contact.subject_namespace, it->u.contact.subject_name);
+		}
+		break;
+	case KIND_CONTACT_GROUP:
+		maps[n] = &c->by_display;
+		hashes[n++] = display_hash(it->namespace, it->u.group.display_name,
+		    it->u.group.visibility);
+		break;
+	default:
+		maps[n] = &c->by_pair[pair_slot(it->kind)];
+		hashes[n++] = pair_hash(it->u.pair.contact_namespace, it->u.pair.contact_name,
+		    it->u.pair.group_namespace, it->u.pair.group_name);
+		maps[n] = &c->by_contact[pair_slot(it->kind)];
+		hashes[n++] = name_hash(it->u.pair.contact_namespace, it->u.pair.contact_name);
+		maps[n] = &c->by_group[pair_slot(it->kind)];
+		hashes[n++] = name_hash(it->u.pair.group_namespace, it->u.pair.group_name);
+		break;
+	}
+	return n;
+}
+
 /* Adds or drops it in every index it belongs to. Called with the write lock. */
 static int
 index_item(struct cache *c, struct cache_item *it, bool add)
 {
-	struct hmap *maps[2] = { &c->by_name[it->kind], NULL };
-	uint64_t hashes[2] = { name_hash(it->namespace, it->name), 0 };
-	int rc = 0;
+	struct hmap *maps[CACHE_INDEXES_MAX];
+	uint64_t hashes[CACHE_INDEXES_MAX];
+	size_t n = index_entries(c, it, maps, hashes);
 
-	if (it->kind == KIND_CONTACT) {
-		maps[1] = &c->by_email;
-		hashes[1] = email_hash(it->u.contact.email_folded);
-	} else if (it->kind == KIND_CONTACT_GROUP) {
-		maps[1] = &c->by_display;
-		hashes[1] = display_hash(it->namespace, it->u.group.display_name,
-		    it->u.group.visibility);
-	} else {
-		maps[1] = &c->by_pair[pair_slot(it->kind)];
-		hashes[1] = pair_hash(it->u.pair.contact_namespace, it->u.pair.contact_name,
-		    it->u.pair.group_namespace, it->u.pair.group_name);
-	}
-	for (int i = 0; i < 2; i++) {
+	for (size_t i = 0; i < n; i++) {
 		if (add && hmap_insert(maps[i], hashes[i], it) != 0) {
 			/* Undo the part already done so the indexes stay consistent. */
-			for (int j = 0; j < i; j++)
+			for (size_t j = 0; j < i; j++)
 				hmap_remove(maps[j], hashes[j], it);
 			return -ENOMEM;
 		}
 		if (!add)
 			hmap_remove(maps[i], hashes[i], it);
-	}
-	if (it->kind == KIND_CONTACT && it->u.contact.subject != SUBJECT_NONE) {
-		uint64_t h = subject_hash(it->namespace, it->u.contact.subject,
-		    it->u.contact.subject_namespace, it->u.contact.subject_name);
-
-		if (add && (rc = hmap_insert(&c->by_subject, h, it)) != 0) {
-			hmap_remove(maps[0], hashes[0], it);
-			hmap_remove(maps[1], hashes[1], it);
-			return rc;
-		}
-		if (!add)
-			hmap_remove(&c->by_subject, h, it);
 	}
 	c->counts[it->kind] += add ? 1 : (size_t)-1;
 	return 0;
@@ -430,6 +492,15 @@ cache_synced(struct cache *c)
 		if (!atomic_load(&c->synced[k]))
 			return false;
 	return true;
+}
+
+const char *
+cache_unsynced(struct cache *c)
+{
+	for (int k = 0; k < KIND__COUNT; k++)
+		if (!atomic_load(&c->synced[k]))
+			return kind_info((enum resource_kind)k)->plural;
+	return NULL;
 }
 
 size_t
@@ -599,6 +670,66 @@ cache_pair(struct cache *c, enum resource_kind kind, const char *contact_namespa
 	return rc;
 }
 
+static bool
+same_pair(const struct cache_item *it, const char *cns, const char *cname,
+    const char *gns, const char *gname)
+{
+	return strcmp(it->u.pair.contact_namespace, cns) == 0 &&
+	    strcmp(it->u.pair.contact_name, cname) == 0 &&
+	    strcmp(it->u.pair.group_namespace, gns) == 0 &&
+	    strcmp(it->u.pair.group_name, gname) == 0;
+}
+
+size_t
+cache_pair_foreach(struct cache *c, enum resource_kind kind, const char *contact_namespace,
+    const char *contact_name, const char *group_namespace, const char *group_name,
+    void (*fn)(const struct cache_item *it, void *arg), void *arg)
+{
+	uint64_t h = pair_hash(contact_namespace, contact_name, group_namespace, group_name);
+	const struct hmap *m = &c->by_pair[pair_slot(kind)];
+	size_t n = 0;
+
+	pthread_rwlock_rdlock(&c->lock);
+	for (struct hmap_node *p = hmap_first(m, h); p; p = hmap_next(p, h)) {
+		if (same_pair(p->value, contact_namespace, contact_name, group_namespace,
+		    group_name)) {
+			n++;
+			if (fn)
+				fn(p->value, arg);
+		}
+	}
+	pthread_rwlock_unlock(&c->lock);
+	return n;
+}
+
+size_t
+cache_refs_foreach(struct cache *c, enum resource_kind kind, enum cache_ref by,
+    const char *namespace, const char *name,
+    void (*fn)(const struct cache_item *it, void *arg), void *arg)
+{
+	uint64_t h = name_hash(namespace, name);
+	const struct hmap *m = by == CACHE_BY_GROUP ? &c->by_group[pair_slot(kind)] :
+	    &c->by_contact[pair_slot(kind)];
+	size_t n = 0;
+
+	pthread_rwlock_rdlock(&c->lock);
+	for (struct hmap_node *p = hmap_first(m, h); p; p = hmap_next(p, h)) {
+		const struct cache_item *it = p->value;
+		const char *ns = by == CACHE_BY_GROUP ? it->u.pair.group_namespace :
+		    it->u.pair.contact_namespace;
+		const char *nm = by == CACHE_BY_GROUP ? it->u.pair.group_name :
+		    it->u.pair.contact_name;
+
+		if (strcmp(ns, namespace) == 0 && strcmp(nm, name) == 0) {
+			n++;
+			if (fn)
+				fn(it, arg);
+		}
+	}
+	pthread_rwlock_unlock(&c->lock);
+	return n;
+}
+
 /* ---- lifecycle ---- */
 
 int
@@ -635,8 +766,11 @@ cache_new(struct kube_client *client, struct cache **out)
 	hmap_init(&c->by_email);
 	hmap_init(&c->by_subject);
 	hmap_init(&c->by_display);
-	hmap_init(&c->by_pair[0]);
-	hmap_init(&c->by_pair[1]);
+	for (int i = 0; i < 2; i++) {
+		hmap_init(&c->by_pair[i]);
+		hmap_init(&c->by_contact[i]);
+		hmap_init(&c->by_group[i]);
+	}
 	*out = c;
 	return 0;
 }
@@ -870,8 +1004,11 @@ cache_free(struct cache *c)
 	hmap_free(&c->by_email);
 	hmap_free(&c->by_subject);
 	hmap_free(&c->by_display);
-	hmap_free(&c->by_pair[0]);
-	hmap_free(&c->by_pair[1]);
+	for (int i = 0; i < 2; i++) {
+		hmap_free(&c->by_pair[i]);
+		hmap_free(&c->by_contact[i]);
+		hmap_free(&c->by_group[i]);
+	}
 	pthread_rwlock_destroy(&c->lock);
 	pthread_mutex_destroy(&c->sleep_lock);
 	pthread_cond_destroy(&c->wake);

@@ -63,6 +63,8 @@ void cache_foreach(struct cache *c, enum resource_kind kind,
 
 /* Builds the compact record of an API object (malloc'd, one block); NULL if it does not decode. */
 struct cache_item *cache_item_from_json(enum resource_kind kind, const json_t *obj);
+/* A copy of a record, one block to free(); NULL on ENOMEM. */
+struct cache_item *cache_item_dup(const struct cache_item *it);
 
 /*
  * A cache over client (borrowed; must outlive the cache). Lists and
@@ -75,6 +77,8 @@ void cache_free(struct cache *c);	/* stops first */
 
 /* True once the first list of every kind has been stored. */
 bool cache_synced(struct cache *c);
+/* The plural of the first kind whose first list is not stored yet; NULL once synced. */
+const char *cache_unsynced(struct cache *c);
 size_t cache_count(struct cache *c, enum resource_kind kind);
 
 /* Store operations (the informers use them; tests may too). Return 0 or -ENOMEM. */
@@ -122,5 +126,21 @@ int cache_pair(struct cache *c, enum resource_kind kind, const char *contact_nam
     const char *contact_name, const char *group_namespace, const char *group_name,
     const char *self_namespace, const char *self_name, char **other_namespace,
     char **other_name);
+
+/*
+ * Calls fn (when not NULL) for every membership (kind KIND_MEMBERSHIP) or
+ * removal (KIND_REMOVAL) of exactly this pair, under the read lock: fn must
+ * not call into the cache. Returns how many there are.
+ */
+size_t cache_pair_foreach(struct cache *c, enum resource_kind kind,
+    const char *contact_namespace, const char *contact_name,
+    const char *group_namespace, const char *group_name,
+    void (*fn)(const struct cache_item *it, void *arg), void *arg);
+
+/* The same for every membership or removal naming one Contact or one ContactGroup. */
+enum cache_ref { CACHE_BY_CONTACT, CACHE_BY_GROUP };
+size_t cache_refs_foreach(struct cache *c, enum resource_kind kind, enum cache_ref by,
+    const char *namespace, const char *name,
+    void (*fn)(const struct cache_item *it, void *arg), void *arg);
 
 #endif

@@ -12,8 +12,13 @@
 #include "log.h"
 #include "metrics.h"
 #include "reconciler.h"
+#include "workqueue.h"
 
-#define WAIT_FOR_DEPENDENCY_MS 5000	/* a membership waiting for its contact or group */
+/*
+ * A membership waiting for its contact or group is woken when they sync
+ * (enqueue_refs); this is only the safety net.
+ */
+#define WAIT_FOR_DEPENDENCY_MS 30000
 #define WAIT_FOR_DEPENDENTS_MS 1000	/* a contact or group waiting for its memberships */
 
 /* One object being reconciled: its latest JSON and what we decoded of it. */
@@ -23,13 +28,27 @@ struct obj {
 	char path[600];
 	json_t *json;		/* the latest version we have (owned) */
 	struct resource res;
+	json_t *status_extra;	/* status fields set beside the conditions (owned), or NULL */
 };
 
 static void
 obj_free(struct obj *o)
 {
 	json_decref(o->json);
+	json_decref(o->status_extra);
 	resource_free(&o->res);
+}
+
+/* Sets status.<key> on the next status write. Takes value. */
+static void
+obj_status_set(struct obj *o, const char *key, json_t *value)
+{
+	if (!o->status_extra)
+		o->status_extra = json_object();
+	if (o->status_extra)
+		json_object_set_new(o->status_extra, key, value);
+	else
+		json_decref(value);
 }
 
 /* Replaces the JSON and decoded form with a newer version of the object. */
@@ -239,6 +258,8 @@ write_status(struct reconciler *r, struct obj *o, const char *provider_id,
 	json_object_set_new(status, "observedGeneration", json_integer(gen));
 	if (provider_id)
 		json_object_set_new(status, "providerID", json_string(provider_id));
+	if (o->status_extra)
+		json_object_update(status, o->status_extra);
 	if (json_equal(status, json_object_get(o->json, "status"))) {
 		json_decref(body);
 		return 0;	/* nothing new to say */
@@ -355,42 +376,113 @@ is_settled(const struct obj *o)
 
 /* ---- kinds ---- */
 
-/* The memberships (or removals) naming one Contact, or one ContactGroup. */
-struct dependents {
-	const char *ns, *name;
-	bool by_group;		/* match the group reference, not the contact's */
-	char **keys;		/* "ns/name" of those found */
+/* Keys ("ns/name") of cached memberships or removals, copied out under the cache's lock. */
+struct keys {
+	char **v;
 	size_t n, cap;
+	bool skip_deleting;	/* leave out objects already being deleted */
+	int oom;
 };
 
-/* Under the cache's read lock: copies out the keys of the matching objects. */
 static void
-collect_dependents(const struct cache_item *it, void *arg)
+collect_key(const struct cache_item *it, void *arg)
 {
-	struct dependents *d = arg;
-	const char *ns = d->by_group ? it->u.pair.group_namespace : it->u.pair.contact_namespace;
-	const char *name = d->by_group ? it->u.pair.group_name : it->u.pair.contact_name;
+	struct keys *k = arg;
 	char **grown;
 
-	if (strcmp(ns, d->ns) != 0 || strcmp(name, d->name) != 0)
+	if (k->skip_deleting && it->deleting)
 		return;
-	if (d->n == d->cap) {
-		d->cap = d->cap ? d->cap * 2 : 8;
-		grown = realloc(d->keys, d->cap * sizeof(*grown));
-		if (!grown)
+	if (k->n == k->cap) {
+		size_t cap = k->cap ? k->cap * 2 : 8;
+
+		grown = realloc(k->v, cap * sizeof(*grown));
+		if (!grown) {
+			k->oom = 1;
 			return;
-		d->keys = grown;
+		}
+		k->v = grown;
+		k->cap = cap;
 	}
-	if (asprintf(&d->keys[d->n], "%s/%s", it->namespace, it->name) >= 0)
-		d->n++;
+	if (asprintf(&k->v[k->n], "%s/%s", it->namespace, it->name) >= 0)
+		k->n++;
+	else
+		k->oom = 1;
 }
 
 static void
-dependents_free(struct dependents *d)
+keys_free(struct keys *k)
 {
-	for (size_t i = 0; i < d->n; i++)
-		free(d->keys[i]);
-	free(d->keys);
+	for (size_t i = 0; i < k->n; i++)
+		free(k->v[i]);
+	free(k->v);
+	memset(k, 0, sizeof(*k));
+}
+
+/* Splits a collected "ns/name" in place. */
+static const char *
+key_split(char *key)
+{
+	char *slash = strchr(key, '/');
+
+	*slash = '\0';
+	return slash + 1;
+}
+
+/* Queues kind ns/name for a reconcile (another kind's change affects it). */
+static void
+enqueue(struct reconciler *r, enum resource_kind kind, const char *ns, const char *name)
+{
+	char key[600];
+
+	if (r->queue && reconciler_key(key, sizeof(key), kind, ns, name) == 0)
+		workqueue_add(r->queue, key);
+}
+
+/*
+ * Queues the memberships and removals that name one Contact or one
+ * ContactGroup (found through the cache's indexes, not a scan): they wait
+ * on its provider id, its deletion or its visibility.
+ */
+static void
+enqueue_refs(struct reconciler *r, enum cache_ref by, const char *ns, const char *name)
+{
+	static const enum resource_kind kinds[] = { KIND_MEMBERSHIP, KIND_REMOVAL };
+
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		struct keys k = { 0 };
+
+		cache_refs_foreach(r->cache, kinds[i], by, ns, name, collect_key, &k);
+		for (size_t j = 0; j < k.n; j++) {
+			const char *n = key_split(k.v[j]);
+
+			enqueue(r, kinds[i], k.v[j], n);
+		}
+		keys_free(&k);
+	}
+}
+
+/* DELETE kind ns/name. 1: deleted (or being deleted), 0: already gone, < 0: error. */
+static int
+delete_object(struct reconciler *r, enum resource_kind kind, const char *ns,
+    const char *name)
+{
+	struct kube_response resp;
+	char path[600];
+	int rc;
+
+	if (kube_path(path, sizeof(path), RESOURCE_GROUP, RESOURCE_VERSION, ns,
+	    kind_info(kind)->plural, name, NULL) != 0)
+		return -ENAMETOOLONG;
+	rc = kube_delete(r->kube, path, &resp);
+	if (rc == 0)
+		rc = 1;
+	else if (kube_is_not_found(&resp))
+		rc = 0;
+	else
+		log_warn("reconcile: cannot delete", "{s:s, s:s}", "path", path, "error",
+		    resp.message ? resp.message : "");
+	kube_response_free(&resp);
+	return rc;
 }
 
 /*
@@ -401,34 +493,31 @@ dependents_free(struct dependents *d)
  * exist; the caller waits for 0. Returns 0 or a negative errno.
  */
 static int
-delete_dependents(struct reconciler *r, const struct obj *o, bool by_group, size_t *left)
+delete_dependents(struct reconciler *r, const struct obj *o, enum cache_ref by, size_t *left)
 {
 	static const enum resource_kind kinds[] = { KIND_MEMBERSHIP, KIND_REMOVAL };
 	int rc = 0;
 
 	*left = 0;
-	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
-		struct dependents d = { .ns = o->ns, .name = o->name, .by_group = by_group };
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		struct keys k = { 0 };
 
-		cache_foreach(r->cache, kinds[k], collect_dependents, &d);
-		for (size_t i = 0; i < d.n && rc == 0; i++) {
-			char *slash = strchr(d.keys[i], '/'), path[600];
-			struct kube_response resp;
+		cache_refs_foreach(r->cache, kinds[i], by, o->ns, o->name, collect_key, &k);
+		if (k.oom)
+			rc = -ENOMEM;
+		for (size_t j = 0; j < k.n && rc == 0; j++) {
+			const char *n = key_split(k.v[j]);
+			int d = delete_object(r, kinds[i], k.v[j], n);
 
-			*slash = '\0';
-			kube_path(path, sizeof(path), RESOURCE_GROUP, RESOURCE_VERSION, d.keys[i],
-			    kind_info(kinds[k])->plural, slash + 1, NULL);
-			if (kube_delete(r->kube, path, &resp) == 0)
+			if (d > 0)
 				(*left)++;	/* gone once its finalizer is done */
-			else if (!kube_is_not_found(&resp))
+			else if (d < 0)
 				rc = -EIO;
-			kube_response_free(&resp);
 		}
-		dependents_free(&d);
+		keys_free(&k);
 	}
 	return rc;
 }
-
 
 static long
 reconcile_group(struct reconciler *r, struct obj *o)
@@ -443,7 +532,7 @@ reconcile_group(struct reconciler *r, struct obj *o)
 
 		if (!has_finalizer(o))
 			return 0;
-		if (delete_dependents(r, o, true, &left) != 0)
+		if (delete_dependents(r, o, CACHE_BY_GROUP, &left) != 0)
 			return -EIO;
 		if (left)
 			return WAIT_FOR_DEPENDENTS_MS;
@@ -492,6 +581,8 @@ reconcile_group(struct reconciler *r, struct obj *o)
 	rc = report(r, o, new_id, true, created ? "SegmentCreated" : "Synced",
 	    "the provider segment matches this group");
 	free(new_id);
+	/* Memberships wait on the segment id; removals on the visibility. */
+	enqueue_refs(r, CACHE_BY_GROUP, o->ns, o->name);
 	return status_of(rc);
 }
 
@@ -509,7 +600,7 @@ reconcile_contact(struct reconciler *r, struct obj *o)
 
 		if (!has_finalizer(o))
 			return 0;
-		if (delete_dependents(r, o, false, &left) != 0)
+		if (delete_dependents(r, o, CACHE_BY_CONTACT, &left) != 0)
 			return -EIO;
 		if (left)
 			return WAIT_FOR_DEPENDENTS_MS;
@@ -543,13 +634,17 @@ reconcile_contact(struct reconciler *r, struct obj *o)
 	rc = report(r, o, new_id, true, created ? "ContactCreated" : "Synced",
 	    "the provider contact matches this Contact");
 	free(new_id);
+	/* Memberships wait on the contact id (and a provider may key members by email). */
+	enqueue_refs(r, CACHE_BY_CONTACT, o->ns, o->name);
 	return status_of(rc);
 }
 
-/* The provider ids of a membership's contact and group; NULL while unknown. */
+/* What a membership or removal needs to know of its contact and group. */
 struct pair_ids {
-	char *contact_id, *segment_id;
+	char *contact_id, *segment_id;	/* provider ids; NULL while unknown */
+	char *username;			/* the Contact's userRef name, or NULL */
 	bool group_private, group_found, contact_found;
+	bool contact_deleting, group_deleting;
 };
 
 static void
@@ -557,34 +652,58 @@ pair_ids_free(struct pair_ids *p)
 {
 	free(p->contact_id);
 	free(p->segment_id);
+	free(p->username);
 }
 
+static const char *
+ref_ns(const struct object_ref *ref, const struct obj *o)
+{
+	return ref->namespace && ref->namespace[0] ? ref->namespace : o->ns;
+}
+
+/*
+ * Reads the Contact and ContactGroup a membership or removal names (live,
+ * so the provider ids are current) and sets status.username from the
+ * Contact's subject, as Milo's controllers do for its field selectors.
+ */
 static int
-pair_ids(struct reconciler *r, const struct obj *o, struct pair_ids *p)
+pair_ids(struct reconciler *r, struct obj *o, struct pair_ids *p)
 {
 	const struct object_ref *cref = o->res.spec.membership.contact_ref;
 	const struct object_ref *gref = o->res.spec.membership.group_ref;
+	const struct subject *subj;
 	struct obj c, g;
 	int rc;
 
 	memset(p, 0, sizeof(*p));
 	if (!cref || !gref || !cref->name || !gref->name)
 		return 0;
-	rc = fetch(r, KIND_CONTACT, cref->namespace ? cref->namespace : o->ns, cref->name, &c);
-	if (rc < 0)
+	rc = fetch(r, KIND_CONTACT, ref_ns(cref, o), cref->name, &c);
+	if (rc < 0) {
+		obj_free(&c);
 		return rc;
+	}
 	if (rc == 1) {
 		p->contact_found = true;
+		p->contact_deleting = c.res.meta.deletion_timestamp != NULL;
 		if (c.res.status.provider_id)
 			p->contact_id = strdup(c.res.status.provider_id);
+		subj = c.res.spec.contact.subject;
+		if (subj && subj->user_ref && subj->user_ref->name)
+			p->username = strdup(subj->user_ref->name);
 	}
 	obj_free(&c);
-	rc = fetch(r, KIND_CONTACT_GROUP, gref->namespace ? gref->namespace : o->ns,
-	    gref->name, &g);
-	if (rc < 0)
+	/* Organization and project subjects have no user: the field is empty. */
+	if (p->contact_found)
+		obj_status_set(o, "username", json_string(p->username ? p->username : ""));
+	rc = fetch(r, KIND_CONTACT_GROUP, ref_ns(gref, o), gref->name, &g);
+	if (rc < 0) {
+		obj_free(&g);
 		return rc;
+	}
 	if (rc == 1) {
 		p->group_found = true;
+		p->group_deleting = g.res.meta.deletion_timestamp != NULL;
 		p->group_private = g.res.spec.group.visibility == VISIBILITY_PRIVATE;
 		if (g.res.status.provider_id)
 			p->segment_id = strdup(g.res.status.provider_id);
@@ -593,10 +712,70 @@ pair_ids(struct reconciler *r, const struct obj *o, struct pair_ids *p)
 	return 0;
 }
 
+/*
+ * The removals of a membership's pair, from the synced cache. An opt-out
+ * from a public group is a standing rule: while one exists the contact is
+ * never added, whatever arrived first.
+ */
+static size_t
+pair_removals(struct reconciler *r, const struct obj *o, struct keys *k)
+{
+	const struct object_ref *c = o->res.spec.membership.contact_ref;
+	const struct object_ref *g = o->res.spec.membership.group_ref;
+
+	if (!c || !g || !c->name || !g->name)
+		return 0;
+	cache_pair_foreach(r->cache, KIND_REMOVAL, ref_ns(c, o), c->name, ref_ns(g, o),
+	    g->name, collect_key, k);
+	return k->n;
+}
+
+static long
+membership_delete(struct reconciler *r, struct obj *o, const struct pair_ids *p)
+{
+	char *why = NULL;
+	long next;
+	int rc;
+
+	/* A contact or group already gone took the membership with it. */
+	if (p->contact_id && p->segment_id &&
+	    (rc = provider_membership_remove(r->resend, p->contact_id, p->segment_id,
+	    &why)) != 0) {
+		next = provider_failed(r, o, rc, "RemoveFromSegment", why);
+		free(why);
+		return next ? next : -EIO;
+	}
+	if (p->contact_id && p->segment_id)
+		record(r, o, "Normal", "RemovedFromSegment", "RemoveFromSegment",
+		    "removed provider contact %s from segment %s", p->contact_id, p->segment_id);
+	return status_of(set_finalizer(r, o, false));
+}
+
+/* Why a membership cannot be added yet, or NULL when it can. */
+static const char *
+membership_blocked(const struct pair_ids *p)
+{
+	if (!p->contact_found)
+		return "the Contact does not exist";
+	if (!p->group_found)
+		return "the ContactGroup does not exist";
+	if (p->contact_deleting)
+		return "the Contact is being deleted";
+	if (p->group_deleting)
+		return "the ContactGroup is being deleted";
+	if (!p->contact_id)
+		return "the Contact has no provider contact yet";
+	if (!p->segment_id)
+		return "the ContactGroup has no provider segment yet";
+	return NULL;
+}
+
 static long
 reconcile_membership(struct reconciler *r, struct obj *o)
 {
+	struct keys removals = { 0 };
 	struct pair_ids p;
+	const char *blocked;
 	char *why = NULL, pid[600];
 	long next = 0;
 	int rc;
@@ -605,30 +784,28 @@ reconcile_membership(struct reconciler *r, struct obj *o)
 		return 0;
 	if (!o->res.meta.deletion_timestamp && !has_finalizer(o) && set_finalizer(r, o, true) != 0)
 		return -EAGAIN;
-	if (!o->res.meta.deletion_timestamp && is_settled(o))
+	if (!o->res.meta.deletion_timestamp && is_settled(o) && !pair_removals(r, o, &removals)) {
+		keys_free(&removals);
 		return 0;
-	if (pair_ids(r, o, &p) != 0)
+	}
+	if (pair_ids(r, o, &p) != 0) {
+		keys_free(&removals);
 		return -EIO;
+	}
 	if (o->res.meta.deletion_timestamp) {
-		/* A contact or group already gone took the membership with it. */
-		if (p.contact_id && p.segment_id &&
-		    (rc = provider_membership_remove(r->resend, p.contact_id, p.segment_id, &why)) != 0) {
-			next = provider_failed(r, o, rc, "RemoveFromSegment", why);
-			next = next ? next : -EIO;
-		} else {
-			if (p.contact_id && p.segment_id)
-				record(r, o, "Normal", "RemovedFromSegment", "RemoveFromSegment",
-				    "removed provider contact %s from segment %s", p.contact_id,
-				    p.segment_id);
-			next = status_of(set_finalizer(r, o, false));
-		}
-	} else if (!p.contact_id || !p.segment_id) {
-		const char *what = !p.contact_found ? "the Contact does not exist" :
-		    !p.group_found ? "the ContactGroup does not exist" :
-		    !p.contact_id ? "the Contact has no provider contact yet" :
-		    "the ContactGroup has no provider segment yet";
+		next = membership_delete(r, o, &p);
+	} else if (!p.group_private && (removals.n || pair_removals(r, o, &removals))) {
+		/* The removal's reconcile deletes this membership and counts it. */
+		for (size_t i = 0; i < removals.n; i++) {
+			const char *rname = key_split(removals.v[i]);
 
-		report(r, o, NULL, false, "Waiting", what);
+			enqueue(r, KIND_REMOVAL, removals.v[i], rname);
+		}
+		report(r, o, NULL, false, "OptedOut", "the contact opted out of this group "
+		    "(a ContactGroupMembershipRemoval exists); it is not added and this "
+		    "membership will be deleted");
+	} else if ((blocked = membership_blocked(&p)) != NULL) {
+		report(r, o, NULL, false, "Waiting", blocked);
 		next = WAIT_FOR_DEPENDENCY_MS;
 	} else if ((rc = provider_membership_add(r->resend, p.contact_id, p.segment_id, &why)) != 0) {
 		next = provider_failed(r, o, rc, "AddToSegment", why);
@@ -640,55 +817,75 @@ reconcile_membership(struct reconciler *r, struct obj *o)
 		    "the contact is in the provider segment"));
 	}
 	free(why);
+	keys_free(&removals);
 	pair_ids_free(&p);
 	return next;
 }
 
-/* Deletes every membership of the pair; their finalizers clean the provider. */
+/*
+ * Deletes every membership of the removal's pair that is not already
+ * going; their finalizers take the contact out of the segment. *deleted:
+ * how many this call deleted. Returns 0 or a negative errno.
+ */
 static int
 delete_memberships(struct reconciler *r, const struct obj *o, int *deleted)
 {
 	const struct object_ref *c = o->res.spec.membership.contact_ref;
 	const struct object_ref *g = o->res.spec.membership.group_ref;
-	char *mns = NULL, *mname = NULL, path[600];
-	int guard = 0;
+	struct keys k = { .skip_deleting = true };
+	int rc = 0;
 
 	*deleted = 0;
-	while (guard++ < 100 && cache_pair(r->cache, KIND_MEMBERSHIP,
-	    c->namespace ? c->namespace : o->ns, c->name, g->namespace ? g->namespace : o->ns,
-	    g->name, NULL, NULL, &mns, &mname) == 1) {
-		struct kube_response resp;
-		int rc;
+	cache_pair_foreach(r->cache, KIND_MEMBERSHIP, ref_ns(c, o), c->name, ref_ns(g, o),
+	    g->name, collect_key, &k);
+	if (k.oom)
+		rc = -ENOMEM;
+	for (size_t i = 0; i < k.n && rc == 0; i++) {
+		const char *name = key_split(k.v[i]);
+		int d = delete_object(r, KIND_MEMBERSHIP, k.v[i], name);
 
-		kube_path(path, sizeof(path), RESOURCE_GROUP, RESOURCE_VERSION, mns,
-		    kind_info(KIND_MEMBERSHIP)->plural, mname, NULL);
-		rc = kube_delete(r->kube, path, &resp);
-		if (rc == 0 || kube_is_not_found(&resp)) {
+		if (d > 0)
 			(*deleted)++;
-			/* Drop it here too, so the loop moves on before the watch says so. */
-			cache_delete(r->cache, KIND_MEMBERSHIP, mns, mname);
-		}
-		kube_response_free(&resp);
-		free(mns);
-		free(mname);
-		mns = mname = NULL;
-		if (rc && rc != -EIO)
-			return rc;
+		else if (d < 0)
+			rc = -EIO;
 	}
-	return 0;
+	keys_free(&k);
+	return rc;
 }
 
+/* status.membershipsRemoved so far: what this removal deleted over its life. */
+static json_int_t
+removed_so_far(const struct obj *o)
+{
+	return json_integer_value(json_object_get(json_object_get(o->json, "status"),
+	    "membershipsRemoved"));
+}
+
+/*
+ * An opt-out. From a public group it is a standing rule: every reconcile
+ * deletes the memberships of the pair that exist now (the membership
+ * controller enqueues the removal when one appears), and the contact is
+ * taken out of the segment. From a private group it is refused.
+ */
 static long
 reconcile_removal(struct reconciler *r, struct obj *o)
 {
+	const struct object_ref *cref = o->res.spec.membership.contact_ref;
+	const struct object_ref *gref = o->res.spec.membership.group_ref;
 	struct pair_ids p;
 	char *why = NULL;
 	int deleted = 0, rc;
+	json_int_t total;
+	bool settled;
 	long next = 0;
 
-	if (o->res.meta.deletion_timestamp || is_settled(o) || !o->res.has_spec ||
-	    !o->res.spec.membership.contact_ref || !o->res.spec.membership.group_ref)
+	if (o->res.meta.deletion_timestamp || !o->res.has_spec || !cref || !gref ||
+	    !cref->name || !gref->name)
 		return 0;
+	settled = is_settled(o);
+	if (settled && !cache_pair_foreach(r->cache, KIND_MEMBERSHIP, ref_ns(cref, o),
+	    cref->name, ref_ns(gref, o), gref->name, NULL, NULL))
+		return 0;	/* nothing to take out: no call at all */
 	if (pair_ids(r, o, &p) != 0)
 		return -EIO;
 	if (!p.group_found) {
@@ -696,19 +893,24 @@ reconcile_removal(struct reconciler *r, struct obj *o)
 		next = WAIT_FOR_DEPENDENCY_MS;
 	} else if (p.group_private) {
 		/* Only possible when the webhook was bypassed: refuse, change nothing. */
+		if (!settled)
+			record(r, o, "Warning", "Rejected", "RejectRemoval",
+			    "opt-out from private ContactGroup %s refused", gref->name);
 		report(r, o, NULL, false, "Rejected",
 		    "the ContactGroup is private; contacts can opt out of public groups only");
-		record(r, o, "Warning", "Rejected", "RejectRemoval",
-		    "opt-out from private ContactGroup %s refused", o->res.spec.membership.group_ref->name);
 	} else if ((rc = delete_memberships(r, o, &deleted)) != 0) {
 		next = -EIO;
-	} else if (p.contact_id && p.segment_id &&
+	} else if ((deleted || !settled) && p.contact_id && p.segment_id &&
 	    (rc = provider_membership_remove(r->resend, p.contact_id, p.segment_id, &why)) != 0) {
 		next = provider_failed(r, o, rc, "RemoveFromSegment", why);
 	} else {
-		record(r, o, "Normal", "Removed", "RemoveFromSegment",
-		    "the contact opted out: %d membership(s) deleted, provider segment cleared",
-		    deleted);
+		total = removed_so_far(o) + deleted;
+		obj_status_set(o, "membershipsRemoved", json_integer(total));
+		if (deleted || !settled)
+			record(r, o, "Normal", "Removed", "RemoveFromSegment",
+			    "the contact opted out: %d membership(s) deleted now, %lld in all; "
+			    "the contact is out of the provider segment", deleted,
+			    (long long)total);
 		next = status_of(report(r, o, NULL, true, "Removed",
 		    "the contact is out of the group and will not be added again"));
 	}
@@ -794,19 +996,18 @@ int
 reconciler_membership_events(struct reconciler *r, const char *ns, const char *name,
     const json_t *segment_ids, const char *type, const char *reason, const char *note)
 {
-	struct dependents m = { .ns = ns, .name = name };
+	struct keys m = { 0 };
 	int recorded = 0;
 
 	if (!json_is_array(segment_ids) || !json_array_size(segment_ids))
 		return 0;
-	cache_foreach(r->cache, KIND_MEMBERSHIP, collect_dependents, &m);
+	cache_refs_foreach(r->cache, KIND_MEMBERSHIP, CACHE_BY_CONTACT, ns, name, collect_key,
+	    &m);
 	for (size_t i = 0; i < m.n; i++) {
-		char *slash = strchr(m.keys[i], '/');
-		const char *pid, *segment;
+		const char *mname = key_split(m.v[i]), *pid, *segment;
 		struct obj o;
 
-		*slash = '\0';
-		if (fetch(r, KIND_MEMBERSHIP, m.keys[i], slash + 1, &o) == 1) {
+		if (fetch(r, KIND_MEMBERSHIP, m.v[i], mname, &o) == 1) {
 			/* A membership's providerID is "<contact id>/<segment id>". */
 			pid = o.res.status.provider_id;
 			segment = pid ? strchr(pid, '/') : NULL;
@@ -817,6 +1018,6 @@ reconciler_membership_events(struct reconciler *r, const char *ns, const char *n
 		}
 		obj_free(&o);
 	}
-	dependents_free(&m);
+	keys_free(&m);
 	return recorded;
 }

@@ -314,11 +314,56 @@ enqueue_unsettled(const struct cache_item *it, void *arg)
 	on_change(it->kind, it->namespace, it->name, it->settled, arg);
 }
 
+/* Settled removals, copied out so their pairs can be looked up after the scan. */
+struct settled_removals {
+	struct cache_item **v;
+	size_t n, cap;
+};
+
+static void
+collect_settled_removal(const struct cache_item *it, void *arg)
+{
+	struct settled_removals *s = arg;
+	struct cache_item **grown;
+
+	if (!it->settled)
+		return;
+	if (s->n == s->cap) {
+		s->cap = s->cap ? s->cap * 2 : 64;
+		grown = realloc(s->v, s->cap * sizeof(*grown));
+		if (!grown)
+			return;
+		s->v = grown;
+	}
+	if ((s->v[s->n] = cache_item_dup(it)) != NULL)
+		s->n++;
+}
+
+/*
+ * Every unsettled object is queued. A removal is a standing rule, so a
+ * settled one is queued too when a membership of its pair exists (one
+ * index lookup each): an opt-out always wins, whatever came first.
+ */
 static void
 resync(struct app *a)
 {
+	struct settled_removals s = { 0 };
+
 	for (int k = 0; k < KIND__COUNT; k++)
 		cache_foreach(a->cache, (enum resource_kind)k, enqueue_unsettled, a);
+	cache_foreach(a->cache, KIND_REMOVAL, collect_settled_removal, &s);
+	for (size_t i = 0; i < s.n; i++) {
+		const struct cache_item *it = s.v[i];
+		char key[400];
+
+		if (cache_pair_foreach(a->cache, KIND_MEMBERSHIP, it->u.pair.contact_namespace,
+		    it->u.pair.contact_name, it->u.pair.group_namespace, it->u.pair.group_name,
+		    NULL, NULL) && reconciler_key(key, sizeof(key), KIND_REMOVAL, it->namespace,
+		    it->name) == 0)
+			workqueue_add(a->queue, key);
+		free(s.v[i]);
+	}
+	free(s.v);
 }
 
 static void
@@ -366,9 +411,14 @@ worker(void *arg)
 		const char *result;
 		char kind[64];
 
-		/* Only the leader writes; the others keep their cache warm and wait. */
-		if (!leading(a)) {
-			nap(a, 500);
+		/*
+		 * Only the leader writes; the others keep their cache warm and
+		 * wait. Nothing is reconciled before every kind has listed
+		 * (controller-runtime's WaitForCacheSync): a removal judged
+		 * before the memberships arrived would miss them.
+		 */
+		if (!leading(a) || !cache_synced(a->cache)) {
+			nap(a, 100);
 			continue;
 		}
 		key = workqueue_get(a->queue, 1000);
@@ -402,6 +452,17 @@ resyncer(void *arg)
 {
 	struct app *a = arg;
 
+	/* Once every kind has listed, a full pass sees all of them at once. */
+	while (!cache_synced(a->cache))
+		if (nap(a, 100))
+			return NULL;
+	log_info("caches synced", "{s:i, s:i, s:i, s:i}",
+	    "contacts", (int)cache_count(a->cache, KIND_CONTACT),
+	    "contactgroups", (int)cache_count(a->cache, KIND_CONTACT_GROUP),
+	    "contactgroupmemberships", (int)cache_count(a->cache, KIND_MEMBERSHIP),
+	    "contactgroupmembershipremovals", (int)cache_count(a->cache, KIND_REMOVAL));
+	if (leading(a))
+		resync(a);
 	while (!nap(a, (long)a->o.resync_ms))
 		if (leading(a))
 			resync(a);
@@ -426,8 +487,13 @@ serve_readyz(const struct httpd_request *req, struct httpd_reply *reply, void *a
 	(void)req;
 	if (atomic_load(&a->draining))
 		return httpd_reply_text(reply, 500, "not ready: shutting down");
-	if (!cache_synced(a->cache))
-		return httpd_reply_text(reply, 500, "not ready: caches not synced");
+	if (cache_unsynced(a->cache)) {
+		char why[128];
+
+		snprintf(why, sizeof(why), "not ready: waiting for the %s cache to sync",
+		    cache_unsynced(a->cache));
+		return httpd_reply_text(reply, 500, why);
+	}
 	return httpd_reply_text(reply, 200, "ok");
 }
 

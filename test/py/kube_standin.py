@@ -86,8 +86,13 @@ All bodies and answers are JSON. Keys are camelCase.
         "pathPrefix": "/apis/...", "method": "GET", "retryAfter": s,
         "drop": true (close the connection without answering)};
         {"clear": true} removes all rules. Watches are subject to it too.
-  POST /_standin/latency            {"seconds": 0.2, "pathPrefix": "/apis/.."}
-        delay matching API requests; {"seconds": 0} clears.
+  POST /_standin/latency            {"seconds": 0.2, "pathPrefix": "/apis/..",
+        "request": "list" | "watch" | "other" (omit: all)} delay matching API
+        requests (list: a GET without watch, e.g. an informer's initial list);
+        {"seconds": 0} with the same pathPrefix and request clears.
+  POST /_standin/watch-delay        {"seconds": 3, "pathPrefix": "/apis/.."}
+        deliver the events of matching watches late (each batch waits);
+        {"seconds": 0} clears.
   POST /_standin/cut-watches        {"mode": "abort" (reset, no final chunk) |
         "clean" (final chunk) | "expire" (ERROR 410 Expired event, then end)}
         -> {"cut": n}
@@ -1365,6 +1370,7 @@ class State:
         self.snapshots = collections.OrderedDict()
         self.faults = []
         self.latency = []
+        self.watch_delay = []
         self.request_log = []
         self.request_seq = 0
         self.admission_log = []
@@ -1409,6 +1415,7 @@ class State:
                 "watches": len(self.watchers),
                 "faults": copy.deepcopy(self.faults),
                 "latency": copy.deepcopy(self.latency),
+                "watchDelay": copy.deepcopy(self.watch_delay),
                 "config": copy.deepcopy(self.cfg),
             }
 
@@ -1443,14 +1450,43 @@ class State:
     def set_latency(self, rule):
         secs = float(rule.get("seconds", 0))
         prefix = rule.get("pathPrefix", "")
+        request = rule.get("request")
+        if request not in (None, "list", "watch", "other"):
+            raise err_bad_request("request must be list, watch or other")
         with self.lock:
-            self.latency = [r for r in self.latency if r["pathPrefix"] != prefix]
+            self.latency = [r for r in self.latency
+                            if (r["pathPrefix"], r.get("request")) != (prefix, request)]
             if secs > 0:
-                self.latency.append({"seconds": secs, "pathPrefix": prefix})
+                r = {"seconds": secs, "pathPrefix": prefix}
+                if request:
+                    r["request"] = request
+                self.latency.append(r)
 
-    def latency_for(self, path):
+    def latency_for(self, path, method="GET", query=None):
+        """The delay of a request: list = GET without watch, watch, other."""
+        q = query or {}
+        if method == "GET" and q.get("watch") in ("1", "true", "True"):
+            request = "watch"
+        elif method == "GET":
+            request = "list"
+        else:
+            request = "other"
         with self.lock:
             return max([r["seconds"] for r in self.latency
+                        if path.startswith(r["pathPrefix"]) and
+                        r.get("request") in (None, request)] or [0])
+
+    def set_watch_delay(self, rule):
+        secs = float(rule.get("seconds", 0))
+        prefix = rule.get("pathPrefix", "")
+        with self.lock:
+            self.watch_delay = [r for r in self.watch_delay if r["pathPrefix"] != prefix]
+            if secs > 0:
+                self.watch_delay.append({"seconds": secs, "pathPrefix": prefix})
+
+    def watch_delay_for(self, path):
+        with self.lock:
+            return max([r["seconds"] for r in self.watch_delay
                         if path.startswith(r["pathPrefix"])] or [0])
 
     def cut_watches(self, mode="abort"):
@@ -1496,6 +1532,7 @@ class State:
             self.snapshots.clear()
             self.faults = []
             self.latency = []
+            self.watch_delay = []
             self.request_log = []
             self.admission_log = []
             for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
@@ -3026,6 +3063,9 @@ def control_dispatch(state, method, action, body, query):
     if action == "latency":
         state.set_latency(body)
         return 200, {"latency": state.state_summary()["latency"]}
+    if action == "watch-delay":
+        state.set_watch_delay(body)
+        return 200, {"watchDelay": state.state_summary()["watchDelay"]}
     if action == "cut-watches":
         return 200, {"cut": state.cut_watches(body.get("mode", "abort"))}
     if action == "compact":
@@ -3238,7 +3278,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._rec = self.state.log_request(rec)
         warnings = []
         try:
-            delay = self.state.latency_for(path)
+            delay = self.state.latency_for(path, method, query)
             if delay > 0:
                 time.sleep(delay)
             fault = self.state.take_fault(method, path)
@@ -3674,6 +3714,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             while True:
                 kind, payload = st.watch_wait(w, deadline, next_bm)
                 if kind == "events":
+                    late = st.watch_delay_for(self.path.split("?", 1)[0])
+                    if late > 0:
+                        time.sleep(late)
                     self._write_chunks([line(t, o, ev) for t, o, ev in payload], mode, size,
                                        delay)
                 elif kind == "bookmark":
