@@ -34,8 +34,8 @@ struct cache {
 	struct hmap by_name[KIND__COUNT];
 	struct hmap by_email, by_subject, by_display;
 	struct hmap by_pair[2];		/* memberships, removals: by (contact, group) */
-	struct hmap by_contact[2];	/* memberships, removals: by their Contact */
-	struct hmap by_group[2];	/* memberships, removals: by their ContactGroup */
+	struct hmap by_contact[2];	/* memberships, removals: refsets by their Contact */
+	struct hmap by_group[2];	/* memberships, removals: refsets by their ContactGroup */
 	size_t counts[KIND__COUNT];
 	atomic_bool synced[KIND__COUNT];
 
@@ -288,9 +288,75 @@ pair_slot(enum resource_kind kind)
 	return kind == KIND_REMOVAL;
 }
 
-#define CACHE_INDEXES_MAX 4	/* the most indexes one record is in */
+#define CACHE_INDEXES_MAX 3	/* the most hash indexes one record is in */
 
-/* The index entries of one record: which map, under which hash. */
+/*
+ * A key many records share (every membership of one group): the records
+ * in a map of their own, keyed by their names, so adding and dropping one
+ * costs the same for a group of ten or of a hundred thousand.
+ */
+struct refset {
+	char *namespace, *name;		/* the key: a Contact or ContactGroup */
+	struct hmap members;		/* records, by name_hash of their own name */
+};
+
+static struct refset *
+refset_find(const struct hmap *idx, uint64_t h, const char *ns, const char *name)
+{
+	for (struct hmap_node *p = hmap_first(idx, h); p; p = hmap_next(p, h)) {
+		struct refset *set = p->value;
+
+		if (strcmp(set->namespace, ns) == 0 && strcmp(set->name, name) == 0)
+			return set;
+	}
+	return NULL;
+}
+
+static void
+refset_free(struct refset *set)
+{
+	hmap_free(&set->members);
+	free(set->namespace);
+	free(set->name);
+	free(set);
+}
+
+/* Adds or drops it under the key ns/name of idx. 0 or -ENOMEM (nothing changed). */
+static int
+refs_index(struct hmap *idx, const char *ns, const char *name, struct cache_item *it,
+    bool add)
+{
+	uint64_t h = name_hash(ns, name), own = name_hash(it->namespace, it->name);
+	struct refset *set = refset_find(idx, h, ns, name);
+
+	if (!add) {
+		if (set && hmap_remove(&set->members, own, it) == 0 && !set->members.count) {
+			hmap_remove(idx, h, set);
+			refset_free(set);
+		}
+		return 0;
+	}
+	if (!set) {
+		set = calloc(1, sizeof(*set));
+		if (!set || !(set->namespace = strdup(ns)) || !(set->name = strdup(name)) ||
+		    hmap_insert(idx, h, set) != 0) {
+			if (set)
+				refset_free(set);
+			return -ENOMEM;
+		}
+		hmap_init(&set->members);
+	}
+	if (hmap_insert(&set->members, own, it) != 0) {
+		if (!set->members.count) {
+			hmap_remove(idx, h, set);
+			refset_free(set);
+		}
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* The hash index entries of one record: which map, under which hash. */
 static size_t
 index_entries(struct cache *c, const struct cache_item *it,
     struct hmap *maps[CACHE_INDEXES_MAX], uint64_t hashes[CACHE_INDEXES_MAX])
@@ -318,13 +384,36 @@ index_entries(struct cache *c, const struct cache_item *it,
 		maps[n] = &c->by_pair[pair_slot(it->kind)];
 		hashes[n++] = pair_hash(it->u.pair.contact_namespace, it->u.pair.contact_name,
 		    it->u.pair.group_namespace, it->u.pair.group_name);
-		maps[n] = &c->by_contact[pair_slot(it->kind)];
-		hashes[n++] = name_hash(it->u.pair.contact_namespace, it->u.pair.contact_name);
-		maps[n] = &c->by_group[pair_slot(it->kind)];
-		hashes[n++] = name_hash(it->u.pair.group_namespace, it->u.pair.group_name);
 		break;
 	}
 	return n;
+}
+
+/* A membership's or removal's place in the by-contact and by-group refsets. */
+static int
+index_refs(struct cache *c, struct cache_item *it, bool add)
+{
+	int slot = pair_slot(it->kind);
+
+	if (it->kind != KIND_MEMBERSHIP && it->kind != KIND_REMOVAL)
+		return 0;
+	if (!add) {
+		refs_index(&c->by_contact[slot], it->u.pair.contact_namespace,
+		    it->u.pair.contact_name, it, false);
+		refs_index(&c->by_group[slot], it->u.pair.group_namespace,
+		    it->u.pair.group_name, it, false);
+		return 0;
+	}
+	if (refs_index(&c->by_contact[slot], it->u.pair.contact_namespace,
+	    it->u.pair.contact_name, it, true) != 0)
+		return -ENOMEM;
+	if (refs_index(&c->by_group[slot], it->u.pair.group_namespace, it->u.pair.group_name,
+	    it, true) != 0) {
+		refs_index(&c->by_contact[slot], it->u.pair.contact_namespace,
+		    it->u.pair.contact_name, it, false);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 /* Adds or drops it in every index it belongs to. Called with the write lock. */
@@ -344,6 +433,11 @@ index_item(struct cache *c, struct cache_item *it, bool add)
 		}
 		if (!add)
 			hmap_remove(maps[i], hashes[i], it);
+	}
+	if (index_refs(c, it, add) != 0) {
+		for (size_t j = 0; j < n; j++)
+			hmap_remove(maps[j], hashes[j], it);
+		return -ENOMEM;
 	}
 	c->counts[it->kind] += add ? 1 : (size_t)-1;
 	return 0;
@@ -707,23 +801,18 @@ cache_refs_foreach(struct cache *c, enum resource_kind kind, enum cache_ref by,
     const char *namespace, const char *name,
     void (*fn)(const struct cache_item *it, void *arg), void *arg)
 {
-	uint64_t h = name_hash(namespace, name);
-	const struct hmap *m = by == CACHE_BY_GROUP ? &c->by_group[pair_slot(kind)] :
+	const struct hmap *idx = by == CACHE_BY_GROUP ? &c->by_group[pair_slot(kind)] :
 	    &c->by_contact[pair_slot(kind)];
+	const struct refset *set;
 	size_t n = 0;
 
 	pthread_rwlock_rdlock(&c->lock);
-	for (struct hmap_node *p = hmap_first(m, h); p; p = hmap_next(p, h)) {
-		const struct cache_item *it = p->value;
-		const char *ns = by == CACHE_BY_GROUP ? it->u.pair.group_namespace :
-		    it->u.pair.contact_namespace;
-		const char *nm = by == CACHE_BY_GROUP ? it->u.pair.group_name :
-		    it->u.pair.contact_name;
-
-		if (strcmp(ns, namespace) == 0 && strcmp(nm, name) == 0) {
+	set = refset_find(idx, name_hash(namespace, name), namespace, name);
+	for (size_t i = 0; set && i < set->members.n_buckets; i++) {
+		for (struct hmap_node *p = set->members.buckets[i]; p; p = p->next) {
 			n++;
 			if (fn)
-				fn(it, arg);
+				fn(p->value, arg);
 		}
 	}
 	pthread_rwlock_unlock(&c->lock);

@@ -4,7 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#define HMAP_MIN_BUCKETS 64
+#define HMAP_MIN_BUCKETS 4	/* small: the cache nests one map per group and contact */
 
 void
 hmap_init(struct hmap *m)

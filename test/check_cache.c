@@ -176,6 +176,104 @@ START_TEST(test_pair_index)
 }
 END_TEST
 
+/* Collects "ns/name" of what a foreach reports, in a fixed buffer. */
+struct seen {
+	char names[512];
+};
+
+static void
+note(const struct cache_item *it, void *arg)
+{
+	struct seen *s = arg;
+	size_t n = strlen(s->names);
+
+	snprintf(s->names + n, sizeof(s->names) - n, "%s%s/%s", n ? " " : "", it->namespace,
+	    it->name);
+}
+
+START_TEST(test_pair_and_ref_foreach)
+{
+	struct seen s = { "" };
+
+	ck_assert_int_eq(cache_upsert(c, pair("ContactGroupMembership", "t", "m1", "john", "g")), 0);
+	ck_assert_int_eq(cache_upsert(c, pair("ContactGroupMembership", "u", "m2", "john", "g")), 0);
+	ck_assert_int_eq(cache_upsert(c, pair("ContactGroupMembership", "t", "m3", "john", "h")), 0);
+	ck_assert_int_eq(cache_upsert(c, pair("ContactGroupMembership", "t", "m4", "jane", "g")), 0);
+	ck_assert_int_eq(cache_upsert(c, pair("ContactGroupMembershipRemoval", "t", "r1", "john", "g")), 0);
+	/* Every membership of exactly one pair (john in t, groups/g): one, not the others. */
+	ck_assert_uint_eq(cache_pair_foreach(c, KIND_MEMBERSHIP, "t", "john", "groups", "g",
+	    note, &s), 1);
+	ck_assert_str_eq(s.names, "t/m1");
+	ck_assert_uint_eq(cache_pair_foreach(c, KIND_REMOVAL, "t", "john", "groups", "g",
+	    NULL, NULL), 1);
+	ck_assert_uint_eq(cache_pair_foreach(c, KIND_REMOVAL, "t", "jane", "groups", "g",
+	    NULL, NULL), 0);
+	/* By group: m1, m2 (another namespace's contact), m4; by contact t/john: m1, m3. */
+	s.names[0] = '\0';
+	ck_assert_uint_eq(cache_refs_foreach(c, KIND_MEMBERSHIP, CACHE_BY_GROUP, "groups", "g",
+	    note, &s), 3);
+	ck_assert_ptr_nonnull(strstr(s.names, "t/m1"));
+	ck_assert_ptr_nonnull(strstr(s.names, "u/m2"));
+	ck_assert_ptr_nonnull(strstr(s.names, "t/m4"));
+	s.names[0] = '\0';
+	ck_assert_uint_eq(cache_refs_foreach(c, KIND_MEMBERSHIP, CACHE_BY_CONTACT, "t", "john",
+	    note, &s), 2);
+	ck_assert_ptr_nonnull(strstr(s.names, "t/m1"));
+	ck_assert_ptr_nonnull(strstr(s.names, "t/m3"));
+	ck_assert_uint_eq(cache_refs_foreach(c, KIND_REMOVAL, CACHE_BY_GROUP, "groups", "g",
+	    NULL, NULL), 1);
+	/* An update that moves a record leaves no stale index entry behind. */
+	ck_assert_int_eq(cache_upsert(c, pair("ContactGroupMembership", "t", "m1", "jane", "h")), 0);
+	ck_assert_uint_eq(cache_refs_foreach(c, KIND_MEMBERSHIP, CACHE_BY_CONTACT, "t", "john",
+	    NULL, NULL), 1);
+	ck_assert_uint_eq(cache_pair_foreach(c, KIND_MEMBERSHIP, "t", "john", "groups", "g",
+	    NULL, NULL), 0);
+	cache_delete(c, KIND_MEMBERSHIP, "t", "m4");
+	ck_assert_uint_eq(cache_refs_foreach(c, KIND_MEMBERSHIP, CACHE_BY_GROUP, "groups", "g",
+	    NULL, NULL), 1);
+}
+END_TEST
+
+START_TEST(test_item_dup_and_get_subject)
+{
+	struct cache_item *it = contact("ns", "john", "J@x.io", "42"), *copy;
+	struct cache_found f;
+
+	copy = cache_item_dup(it);
+	ck_assert_ptr_nonnull(copy);
+	ck_assert_str_eq(copy->u.contact.email_folded, "j@x.io");
+	ck_assert_str_eq(copy->u.contact.subject_name, "42");
+	ck_assert_str_eq(copy->name, "john");
+	/* The copy stands alone: its strings live in its own block. */
+	ck_assert_ptr_ne(copy->name, it->name);
+	ck_assert_int_eq(cache_upsert(c, it), 0);
+	free(copy);
+	ck_assert_int_eq(cache_get(c, KIND_CONTACT, "ns", "john", &f), 1);
+	ck_assert_int_eq(f.subject, SUBJECT_USER);
+	ck_assert_str_eq(f.subject_name, "42");
+	cache_found_free(&f);
+	copy = cache_item_dup(pair("ContactGroupMembership", "t", "m1", "john", "g"));
+	ck_assert_str_eq(copy->u.pair.group_namespace, "groups");
+	free(copy);
+}
+END_TEST
+
+START_TEST(test_unsynced_names_the_kind)
+{
+	ck_assert_str_eq(cache_unsynced(c), "contacts");
+	for (int k = 0; k < KIND__COUNT; k++) {
+		if (k == KIND_MEMBERSHIP)
+			continue;
+		ck_assert_int_eq(cache_replace(c, (enum resource_kind)k, NULL, 0), 0);
+	}
+	ck_assert_str_eq(cache_unsynced(c), "contactgroupmemberships");
+	ck_assert(!cache_synced(c));
+	ck_assert_int_eq(cache_replace(c, KIND_MEMBERSHIP, NULL, 0), 0);
+	ck_assert_ptr_null(cache_unsynced(c));
+	ck_assert(cache_synced(c));
+}
+END_TEST
+
 START_TEST(test_replace)
 {
 	struct cache_item **items = calloc(3, sizeof(*items));
@@ -370,6 +468,9 @@ cache_suite(void)
 	tcase_add_test(core, test_email_index);
 	tcase_add_test(core, test_subject_and_group_index);
 	tcase_add_test(core, test_pair_index);
+	tcase_add_test(core, test_pair_and_ref_foreach);
+	tcase_add_test(core, test_item_dup_and_get_subject);
+	tcase_add_test(core, test_unsynced_names_the_kind);
 	tcase_add_test(core, test_replace);
 	tcase_add_test(core, test_settled);
 	tcase_add_test(core, test_change_handler);

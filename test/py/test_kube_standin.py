@@ -892,6 +892,38 @@ class ControlTests(StandInCase):
         self.assertEqual(self.c.get("/version")[0], 200)
         self.assertGreaterEqual(time.monotonic() - t0, 0.3)
 
+    def test_latency_for_lists_only_and_late_watch_events(self):
+        # An informer's initial list delayed, its watch not; a bad request kind refused.
+        self.c.control("latency", {"seconds": 0.5, "request": "list",
+                                   "pathPrefix": NOTIF + "/contacts"})
+        t0 = time.monotonic()
+        self.assertEqual(self.c.get(NOTIF + "/contacts")[0], 200)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.5)
+        t0 = time.monotonic()
+        w = RawWatch(self.s.port, NOTIF + "/contacts?watch=1&timeoutSeconds=5")
+        self.addCleanup(w.close)
+        self.assertEqual(w.status, 200)
+        self.assertLess(time.monotonic() - t0, 0.5)
+        code, body = self.c.control("latency", {"seconds": 1, "request": "lists"})
+        self.assertEqual(code, 400, body)
+        self.c.control("latency", {"seconds": 0, "request": "list",
+                                   "pathPrefix": NOTIF + "/contacts"})
+        self.assertEqual(self.c.get("/_standin/state")[1]["latency"], [])
+        # Watch events of one kind arrive late; another kind's do not.
+        self.c.control("watch-delay", {"seconds": 0.8, "pathPrefix": NOTIF + "/contacts"})
+        late = RawWatch(self.s.port, NOTIF + "/contacts?watch=1&timeoutSeconds=5")
+        self.addCleanup(late.close)
+        t0 = time.monotonic()
+        self.create(contact("slow"))
+        evs = late.events(1)
+        self.assertEqual([e["object"]["metadata"]["name"] for e in evs], ["slow"])
+        self.assertGreaterEqual(time.monotonic() - t0, 0.8)
+        self.c.control("watch-delay", {"seconds": 0, "pathPrefix": NOTIF + "/contacts"})
+        t0 = time.monotonic()
+        self.create(contact("quick"))
+        self.assertEqual([e["object"]["metadata"]["name"] for e in late.events(1)], ["quick"])
+        self.assertLess(time.monotonic() - t0, 0.8)
+
     def test_request_log_has_the_code_once_answered(self):
         # The code was filled in after the answer was sent: a client that
         # read the log right after its answer could see code 0 (check_kube's
