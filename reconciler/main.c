@@ -18,6 +18,7 @@
 #include "metrics.h"
 #include "reconciler.h"
 #include "resend.h"
+#include "signals.h"
 #include "svix.h"
 #include "tls.h"
 #include "workqueue.h"
@@ -723,6 +724,16 @@ stop(struct app *a)
 	free(a->lease_namespace);
 }
 
+/* SIGHUP: the serving certificate is read again now (it is also polled). */
+static void
+reload(void *arg)
+{
+	struct app *a = arg;
+
+	log_info("SIGHUP: reading the serving certificate again", NULL);
+	tls_store_reload(a->tls, "SIGHUP");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -744,11 +755,7 @@ main(int argc, char **argv)
 	rc = parse_flags(argc, argv, &a.o);
 	if (rc)
 		return rc > 0 ? 0 : 2;
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signals_block(&sigs);
 	pthread_mutex_init(&a.lock, NULL);
 	pthread_cond_init(&a.wake, NULL);
 	if (setup(&a, err, sizeof(err)) != 0 || start(&a, err, sizeof(err)) != 0) {
@@ -756,8 +763,8 @@ main(int argc, char **argv)
 		stop(&a);
 		return 1;
 	}
-	sig = sigwaitinfo(&sigs, NULL);
-	log_info("stopping", "{s:s}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	sig = signals_wait(&sigs, -1, reload, &a);
+	log_info("stopping", "{s:s}", "signal", signals_name(sig));
 	stop(&a);
 	pthread_mutex_destroy(&a.lock);
 	pthread_cond_destroy(&a.wake);

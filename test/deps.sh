@@ -5,7 +5,7 @@
 set -eu
 pkgs="build-essential pkg-config libmicrohttpd-dev libgnutls28-dev gnutls-bin
 libjansson-dev libcurl4-gnutls-dev libyaml-dev check libsubunit-dev valgrind
-clang curl python3 $*"
+clang curl python3 gdb $*"
 missing=""
 for p in $pkgs; do
 	st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
