@@ -583,3 +583,25 @@ log_msg(enum log_level level, const char *msg, const char *fields, ...)
 	jansson_line(when, level, msg, fields, ap);
 	va_end(ap);
 }
+
+bool
+log_limit_pass(struct log_limit *l, unsigned long *suppressed)
+{
+	struct timespec ts;
+	uint64_t now;
+	bool pass;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	pthread_mutex_lock(&l->lock);
+	pass = now >= l->next_ms;
+	if (pass) {
+		*suppressed = l->suppressed;
+		l->suppressed = 0;
+		l->next_ms = now + LOG_LIMIT_INTERVAL_MS;
+	} else {
+		l->suppressed++;
+	}
+	pthread_mutex_unlock(&l->lock);
+	return pass;
+}

@@ -2,6 +2,10 @@
 #ifndef MILO_LOG_H
 #define MILO_LOG_H
 
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 
 /* Sets the threshold from "debug", "info", "warn" or "error"; -EINVAL otherwise. */
@@ -45,6 +49,36 @@ void log_msg(enum log_level level, const char *msg, const char *fields, ...);
  * check that both write the same bytes (test/log_equiv.c, run by make test).
  */
 void log_set_reference_path(int on);
+
+/*
+ * Repeated failures at one call site: at most one line per interval, the
+ * next one saying how many were left out in between ("suppressed"), so an
+ * outage writes a bounded number of lines. fields are written without
+ * their braces:
+ *
+ *	log_limited(LOG_WARN, "cannot read", "s:s, s:s", "path", p, "error", e);
+ */
+#define LOG_LIMIT_INTERVAL_MS 10000
+
+struct log_limit {
+	pthread_mutex_t lock;
+	uint64_t next_ms;		/* monotonic: lines before this are only counted */
+	unsigned long suppressed;	/* counted since the last line written */
+};
+
+#define LOG_LIMIT_INIT { PTHREAD_MUTEX_INITIALIZER, 0, 0 }
+
+/* True when the caller should write its line now; *suppressed: lines left out before it. */
+bool log_limit_pass(struct log_limit *l, unsigned long *suppressed);
+
+#define log_limited(level, msg, fields, ...) do {				\
+	static struct log_limit lim_ = LOG_LIMIT_INIT;				\
+	unsigned long n_;							\
+										\
+	if (log_limit_pass(&lim_, &n_))						\
+		log_msg((level), (msg), "{" fields ", s:I}", __VA_ARGS__,	\
+		    "suppressed", (long long)n_);				\
+} while (0)
 
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)

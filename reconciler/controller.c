@@ -115,8 +115,8 @@ fetch(struct reconciler *r, enum resource_kind kind, const char *ns, const char 
 		return 0;
 	}
 	if (rc) {
-		log_warn("reconcile: cannot read the object", "{s:s, s:s, s:s}", "path", o->path,
-		    "error", resp.message ? resp.message : "");
+		log_limited(LOG_WARN, "reconcile: cannot read the object", "s:s, s:s", "path",
+		    o->path, "error", resp.message ? resp.message : "");
 		kube_response_free(&resp);
 		return rc;
 	}
@@ -171,8 +171,8 @@ set_finalizer(struct reconciler *r, struct obj *o, bool on)
 	if (rc == 0 && resp.body)
 		rc = obj_set(o, json_incref(resp.body));
 	else if (rc)
-		log_info("reconcile: finalizer update failed; will retry", "{s:s, s:s}",
-		    "path", o->path, "error", resp.message ? resp.message : "");
+		log_limited(LOG_INFO, "reconcile: finalizer update failed; will retry",
+		    "s:s, s:s", "path", o->path, "error", resp.message ? resp.message : "");
 	kube_response_free(&resp);
 	return rc;
 }
@@ -270,8 +270,8 @@ write_status(struct reconciler *r, struct obj *o, const char *provider_id,
 	if (rc == 0 && resp.body)
 		rc = obj_set(o, json_incref(resp.body));
 	else if (rc)
-		log_info("reconcile: status update failed; will retry", "{s:s, s:s}",
-		    "path", o->path, "error", resp.message ? resp.message : "");
+		log_limited(LOG_INFO, "reconcile: status update failed; will retry",
+		    "s:s, s:s", "path", o->path, "error", resp.message ? resp.message : "");
 	kube_response_free(&resp);
 	return rc;
 }
@@ -332,8 +332,8 @@ record(struct reconciler *r, const struct obj *o, const char *type, const char *
 	va_end(ap);
 	e.note = note;
 	if (kube_event_create(r->kube, &e, &resp) != 0)
-		log_warn("reconcile: cannot record an Event", "{s:s, s:s}", "reason", reason,
-		    "error", resp.message ? resp.message : "");
+		log_limited(LOG_WARN, "reconcile: cannot record an Event", "s:s, s:s", "reason",
+		    reason, "error", resp.message ? resp.message : "");
 	kube_response_free(&resp);
 }
 
@@ -479,8 +479,8 @@ delete_object(struct reconciler *r, enum resource_kind kind, const char *ns,
 	else if (kube_is_not_found(&resp))
 		rc = 0;
 	else
-		log_warn("reconcile: cannot delete", "{s:s, s:s}", "path", path, "error",
-		    resp.message ? resp.message : "");
+		log_limited(LOG_WARN, "reconcile: cannot delete", "s:s, s:s", "path", path,
+		    "error", resp.message ? resp.message : "");
 	kube_response_free(&resp);
 	return rc;
 }

@@ -431,7 +431,7 @@ worker(void *arg)
 
 			workqueue_add_backoff(a->queue, key, &delay);
 			result = "error";
-			log_info("reconcile failed; retrying", "{s:s, s:i}", "key", key,
+			log_limited(LOG_INFO, "reconcile failed; retrying", "s:s, s:i", "key", key,
 			    "retryInMs", (int)delay);
 		} else {
 			workqueue_forget(a->queue, key);

@@ -70,5 +70,30 @@ class TestSignals(unittest.TestCase):
         self.assertEqual(rec.stop(), 0)
 
 
+class TestLogs(unittest.TestCase):
+    def test_api_outage_writes_a_bounded_number_of_lines(self):
+        env = Env(self)
+        rec = env.reconciler(args=["--workers", "4"])
+        # Every GET of one object fails (the cache's lists and watches still work).
+        env.kube.control("fail", {"code": 503, "reason": "ServiceUnavailable",
+                                  "message": "etcd is down", "method": "GET",
+                                  "pathPrefix": "/apis/%s/%s/namespaces/" % (h.GROUP, h.VERSION)})
+        before = len(rec.logs())
+        for i in range(30):
+            env.group(NS, "g%d" % i, "G%d" % i)
+        time.sleep(12)
+        during = rec.logs()[before:]
+        env.kube.control("fail", {"clear": True})
+        # Each failing call site writes a line per 10 s; the next says how
+        # many it left out (hundreds of retries happened meanwhile).
+        self.assertLessEqual(len(during), 10, "\n".join(str(x) for x in during))
+        counted = [l for l in during if l.get("suppressed")]
+        self.assertTrue(counted, during)
+        self.assertGreater(max(l["suppressed"] for l in counted), 20, counted)
+        for i in range(30):
+            env.wait_ready("ContactGroup", NS, "g%d" % i, timeout=60)
+        self.assertEqual(rec.stop(), 0)
+
+
 if __name__ == "__main__":
     unittest.main()
