@@ -659,8 +659,9 @@ def _walk_rule_targets(v, s, path, old, targets, ratchet_parent_equal):
             _walk_rule_targets(x, s["items"], "%s[%d]" % (path, i), o, targets, unchanged)
 
 
-def validate_rules(obj, schema, old=MISSING):
-    """Runs the CEL rules. Returns (errors, warnings)."""
+def validate_rules(obj, schema, old=MISSING, trace=None):
+    """Runs the CEL rules. Returns (errors, warnings). trace, a list, gets
+    (object path, rule text, True | False | "error") for each rule run."""
     targets = []
     _walk_rule_targets(obj, schema, "", old, targets, False)
     if not targets:
@@ -705,6 +706,8 @@ def validate_rules(obj, schema, old=MISSING):
             errs.append(("FieldValueInvalid", path, stype, "rule compile error: %s" % c["error"]))
             continue
         res = results[idx]
+        if trace is not None:
+            trace.append((path, text, "error" if "error" in res else res.get("value") is True))
         if "error" in res:
             errs.append(("FieldValueInvalid", path, stype,
                          "%s evaluating rule: %s" % (res["error"], label)))
@@ -740,7 +743,7 @@ def validate_rules(obj, schema, old=MISSING):
     return errs, warns
 
 
-def validate_object(cs, obj, old=None, status_only=False):
+def validate_object(cs, obj, old=None, status_only=False, trace=None):
     """kube's customResourceStrategy.Validate/ValidateUpdate for the schema
     part (ObjectMeta is kube_standin.py's). Returns (errors, warnings)."""
     s = cs.schema
@@ -763,6 +766,6 @@ def validate_object(cs, obj, old=None, status_only=False):
         if any(e[0] in BLOCKING for e in errs):
             errs.append(("FieldValueInvalid", "<nil>", None, BLOCKED_DETAIL))
         else:
-            cerrs, warns = validate_rules(obj, s, o)
+            cerrs, warns = validate_rules(obj, s, o, trace)
             errs += cerrs
     return errs, warns
