@@ -1769,6 +1769,36 @@ spec:
         p = self.kubectl("auth", "can-i", "get", "contacts", "-n", "b", "--as", "alice", ok=False)
         self.assertEqual(p.stdout.strip(), "no")
 
+    def test_field_selector_with_kubectl(self):
+        self.kubectl("apply", "--validate=false", "-k", os.path.join(TOP, "manifests", "crds"))
+        for name, user in (("m1", "u1"), ("m2", "u2")):
+            obj = {"apiVersion": "notification.miloapis.com/v1alpha1",
+                   "kind": "ContactGroupMembership",
+                   "metadata": {"name": name, "namespace": "org-xyz"},
+                   "spec": {"contactRef": {"name": "john", "namespace": "org-xyz"},
+                            "contactGroupRef": {"name": "admins", "namespace": "org-xyz"}}}
+            code, out = self.c.post(NOTIF + "/namespaces/org-xyz/contactgroupmemberships", obj)
+            self.assertEqual(code, 201, out)
+            out["status"] = {"username": user}
+            code, out = self.c.put(self.path(name, plural="contactgroupmemberships") + "/status",
+                                   out)
+            self.assertEqual(code, 200, out)
+        out = self.kubectl("get", "contactgroupmemberships", "-n", "org-xyz",
+                           "--field-selector", "status.username=u2", "-o", "name").stdout
+        self.assertEqual(out, "contactgroupmembership.notification.miloapis.com/m2\n")
+        out = self.kubectl("get", "contactgroupmemberships", "-A", "--field-selector",
+                           "status.username!=u2,spec.contactGroupRef.name==admins",
+                           "-o", "name").stdout
+        self.assertEqual(out, "contactgroupmembership.notification.miloapis.com/m1\n")
+        p = self.kubectl("get", "contactgroupmemberships", "-n", "org-xyz",
+                         "--field-selector", "spec.contactRef.namespace=org-xyz", ok=False)
+        self.assertEqual((p.returncode, p.stdout), (1, ""))
+        self.assertEqual(p.stderr, 'Error from server (BadRequest): Unable to find '
+                         '"notification.miloapis.com/v1alpha1, Resource=contactgroupmemberships"'
+                         ' that match label selector "", field selector '
+                         '"spec.contactRef.namespace=org-xyz": field label not supported: '
+                         'spec.contactRef.namespace\n')
+
     def test_webhook_denial_as_kubectl_prints_it(self):
         if not CERTTOOL:
             self.skipTest("certtool is needed")
