@@ -126,8 +126,9 @@ On CREATE, UPDATE (PUT and PATCH) and DELETE of any resource except webhook
 configurations, SARs and auto-created namespaces, matching mutating webhooks
 are called first, one after another in configuration-name order (with one
 reinvocation round for reinvocationPolicy IfNeeded), their JSONPatch applied;
-then the object is defaulted and validated, then the validating webhooks are
-called in parallel. Matching: rules (operations, apiGroups, apiVersions,
+then the object is defaulted and validated (a custom resource against its
+CRD's schema and CEL rules), then the validating webhooks are called in
+parallel. Matching: rules (operations, apiGroups, apiVersions,
 resources with `*`, `*/*`, `<plural>/status`, scope), namespaceSelector
 (against the namespace's labels; namespaces are auto-created with
 kubernetes.io/metadata.name), objectSelector (new or old object).
@@ -145,8 +146,18 @@ Protobuf: kubectl sends a few built-in bodies as protobuf (auth can-i,
 create namespace/configmap/secret/serviceaccount); those are decoded, and
 answers are always JSON (client-go accepts it). Other protobuf bodies get 415.
 
-Known gaps (on purpose): no OpenAPI, no schema validation or pruning of
-custom resources, no server-side apply, no matchConditions/CEL, protobuf
+Custom resources with a stored CRD
+==================================
+are decoded, validated and selected as kube-apiserver 1.35 does
+(crd_schema.py): pruning (fieldValidation Warn/Strict/Ignore), nulls and
+defaults before and after mutating webhooks, then the OpenAPI schema and
+the x-kubernetes-validations CEL rules (run by test/cel/cel_eval.mjs,
+@bufbuild/cel; `make deps` installs it) with kube's 422 texts, ratcheting
+on updates; fieldSelector on metadata.name, metadata.namespace and the
+CRD's selectableFields, 400 "field label not supported: <f>" otherwise.
+
+Known gaps (on purpose): no OpenAPI, no server-side apply, no
+matchConditions, no CEL cost budget or rule type-checking, protobuf
 only as above, GC and namespace cleanup are synchronous and skip admission,
 core/v1 and events.k8s.io/v1 events are stored separately.
 """
