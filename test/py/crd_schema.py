@@ -40,6 +40,7 @@ import json
 import os
 import re
 import subprocess
+import tempfile
 import threading
 import unicodedata
 
@@ -571,7 +572,9 @@ class CelHelper:
 
     _lock = threading.Lock()
     _proc = None
+    _err = None         # the helper's stderr, a temporary file
     _seq = 0
+    _compiled = {}      # rule text -> the helper's compile answer
 
     @classmethod
     def call(cls, req):
@@ -583,9 +586,10 @@ class CelHelper:
                         raise CelUnavailable("%s/node_modules is missing: run `make deps` "
                                              "(npm ci in test/cel)" % CEL_DIR)
                     try:
+                        cls._err = tempfile.TemporaryFile()
                         cls._proc = subprocess.Popen(
                             [node, CEL_SCRIPT], cwd=CEL_DIR, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdout=subprocess.PIPE, stderr=cls._err, text=True,
                             bufsize=1)
                     except OSError as e:
                         raise CelUnavailable("cannot start %s: %s (run `make deps`)" % (node, e))
@@ -605,8 +609,10 @@ class CelHelper:
                 err = ""
                 try:
                     cls._proc.kill()
-                    err = cls._proc.stderr.read()[-2000:]
-                except (OSError, ValueError):
+                    cls._proc.wait(5)
+                    cls._err.seek(0)
+                    err = cls._err.read()[-2000:].decode("utf-8", "replace")
+                except (OSError, ValueError, subprocess.TimeoutExpired):
                     pass
                 cls._proc = None
                 if attempt:
@@ -615,7 +621,12 @@ class CelHelper:
 
     @classmethod
     def compile(cls, exprs):
-        return cls.call({"compile": list(exprs)})["compile"]
+        exprs = list(exprs)
+        todo = sorted({e for e in exprs if e not in cls._compiled})
+        if todo:
+            for e, res in zip(todo, cls.call({"compile": todo})["compile"]):
+                cls._compiled[e] = res
+        return [cls._compiled[e] for e in exprs]
 
     @classmethod
     def yaml(cls, text):
