@@ -309,6 +309,7 @@ decode_group(struct dec *d, const json_t *spec, struct group_spec *g)
 
 	get_string(d, spec, "spec", "displayName", &g->display_name);
 	get_string(d, spec, "spec", "visibility", &vis);
+	get_string(d, spec, "spec", "description", &g->description);
 	if (!vis)
 		return;
 	if (strcmp(vis, "public") == 0)
@@ -556,6 +557,7 @@ codec_encode_spec(const struct resource *r)
 	case KIND_CONTACT_GROUP:
 		put_string(j, "displayName", r->spec.group.display_name, &ok);
 		put_string(j, "visibility", visibility_name(r->spec.group.visibility), &ok);
+		put_string(j, "description", r->spec.group.description, &ok);
 		break;
 	default:
 		put_ref(j, "contactRef", r->spec.membership.contact_ref, &ok);

@@ -66,9 +66,9 @@ validate_label(struct field_list *errs, const char *path, const char *value)
 		field_invalid(errs, path, value, "%s", LABEL_MSG);
 }
 
-void
-validate_text(struct field_list *errs, const char *path, const char *value,
-    long max_chars)
+static void
+check_text(struct field_list *errs, const char *path, const char *value,
+    long max_chars, int allow_newline)
 {
 	size_t len = strlen(value);
 	const unsigned char *p = (const unsigned char *)value;
@@ -76,14 +76,31 @@ validate_text(struct field_list *errs, const char *path, const char *value,
 	if (utf8_runes(value, len) > (size_t)max_chars)
 		field_too_long(errs, path, max_chars);
 	for (size_t i = 0; i < len; i++) {
+		if (p[i] == '\n' && allow_newline)
+			continue;
 		/* C0 controls, DEL, and the C1 range encoded as U+0080..U+009F */
 		if (p[i] < 0x20 || p[i] == 0x7f ||
 		    (p[i] == 0xc2 && i + 1 < len && p[i + 1] >= 0x80 && p[i + 1] <= 0x9f)) {
-			field_invalid(errs, path, value,
+			field_invalid(errs, path, value, allow_newline ?
+			    "must not contain control characters other than line feeds" :
 			    "must not contain control characters");
 			return;
 		}
 	}
+}
+
+void
+validate_text(struct field_list *errs, const char *path, const char *value,
+    long max_chars)
+{
+	check_text(errs, path, value, max_chars, 0);
+}
+
+void
+validate_paragraphs(struct field_list *errs, const char *path, const char *value,
+    long max_chars)
+{
+	check_text(errs, path, value, max_chars, 1);
 }
 
 int

@@ -137,6 +137,7 @@ free_spec(struct resource *r)
 		break;
 	case KIND_CONTACT_GROUP:
 		free(r->spec.group.display_name);
+		free(r->spec.group.description);
 		break;
 	case KIND_MEMBERSHIP:
 	case KIND_REMOVAL:

@@ -110,6 +110,7 @@ enum visibility {
 struct group_spec {
 	char *display_name;
 	enum visibility visibility;
+	char *description;	/* optional; may hold newlines */
 };
 
 /* ContactGroupMembership and ContactGroupMembershipRemoval share a shape. */

@@ -19,6 +19,9 @@ validate_group(const struct resource *obj, const struct resource *old,
 		    VALIDATE_DISPLAY_NAME_MAX);
 	if (g->visibility == VISIBILITY_UNSET)
 		field_required(errs, "spec.visibility", NULL);
+	if (g->description)
+		validate_paragraphs(errs, "spec.description", g->description,
+		    VALIDATE_DESCRIPTION_MAX);
 	if (!old || !old->has_spec)
 		return;
 	was = old->spec.group.visibility;

@@ -96,6 +96,47 @@ START_TEST(test_fields_decoded)
 }
 END_TEST
 
+/* A ContactGroup's description decodes, encodes back, and is optional. */
+START_TEST(test_group_description)
+{
+	static const char *with =
+	    "{\"apiVersion\":\"notification.miloapis.com/v1alpha1\",\"kind\":\"ContactGroup\","
+	    "\"metadata\":{\"name\":\"news\",\"namespace\":\"org\"},"
+	    "\"spec\":{\"description\":\"Weekly news.\\nOpt out any time.\","
+	    "\"displayName\":\"News\",\"visibility\":\"public\"}}";
+	json_error_t jerr;
+	json_t *in = json_loads(with, 0, &jerr), *out, *spec;
+	struct resource r;
+	struct field_list errs;
+	char *a, *b;
+
+	ck_assert_ptr_nonnull(in);
+	field_list_init(&errs);
+	ck_assert_int_eq(resource_decode(in, KIND_CONTACT_GROUP, &r, &errs), 0);
+	ck_assert_uint_eq(errs.len, 0);
+	ck_assert_str_eq(r.spec.group.description, "Weekly news.\nOpt out any time.");
+	out = resource_encode(&r);
+	a = dump(in);
+	b = dump(out);
+	ck_assert_str_eq(b, a);
+	free(a);
+	free(b);
+	json_decref(out);
+	resource_free(&r);
+	/* without one, none is encoded */
+	spec = json_object_get(in, "spec");
+	json_object_del(spec, "description");
+	ck_assert_int_eq(resource_decode(in, KIND_CONTACT_GROUP, &r, &errs), 0);
+	ck_assert_ptr_null(r.spec.group.description);
+	out = resource_encode(&r);
+	ck_assert_ptr_null(json_object_get(json_object_get(out, "spec"), "description"));
+	json_decref(out);
+	resource_free(&r);
+	field_list_free(&errs);
+	json_decref(in);
+}
+END_TEST
+
 struct bad_case {
 	enum resource_kind kind;
 	const char *json;
@@ -130,6 +171,8 @@ static const struct bad_case bad[] = {
 	  "Unsupported value: \"Public\": supported values: \"private\", \"public\"" },
 	{ KIND_CONTACT_GROUP, "{\"spec\":{\"displayName\":{}}}", "spec.displayName",
 	  "Invalid value: \"object\": spec.displayName in body must be of type string: \"object\"" },
+	{ KIND_CONTACT_GROUP, "{\"spec\":{\"description\":[\"a\"]}}", "spec.description",
+	  "Invalid value: \"array\": spec.description in body must be of type string: \"array\"" },
 	{ KIND_MEMBERSHIP, "{\"spec\":{\"contactRef\":\"john\"}}", "spec.contactRef",
 	  "Invalid value: \"string\": spec.contactRef in body must be of type object: \"string\"" },
 	{ KIND_REMOVAL, "{\"spec\":{\"contactGroupRef\":{\"namespace\":7}}}",
@@ -229,6 +272,7 @@ codec_suite(void)
 	tcase_add_loop_test(core, test_examples_round_trip, 0,
 	    sizeof(examples) / sizeof(examples[0]));
 	tcase_add_test(core, test_fields_decoded);
+	tcase_add_test(core, test_group_description);
 	tcase_add_test(core, test_go_json);
 	tcase_add_loop_test(limits, test_bad_types, 0, sizeof(bad) / sizeof(bad[0]));
 	tcase_add_test(limits, test_null_and_unknown);

@@ -131,8 +131,9 @@ On CREATE, UPDATE (PUT and PATCH) and DELETE of any resource except webhook
 configurations, SARs and auto-created namespaces, matching mutating webhooks
 are called first, one after another in configuration-name order (with one
 reinvocation round for reinvocationPolicy IfNeeded), their JSONPatch applied;
-then the object is defaulted and validated, then the validating webhooks are
-called in parallel. Matching: rules (operations, apiGroups, apiVersions,
+then the object is defaulted and validated (a custom resource against its
+CRD's schema and CEL rules), then the validating webhooks are called in
+parallel. Matching: rules (operations, apiGroups, apiVersions,
 resources with `*`, `*/*`, `<plural>/status`, scope), namespaceSelector
 (against the namespace's labels; namespaces are auto-created with
 kubernetes.io/metadata.name), objectSelector (new or old object).
@@ -150,8 +151,18 @@ Protobuf: kubectl sends a few built-in bodies as protobuf (auth can-i,
 create namespace/configmap/secret/serviceaccount); those are decoded, and
 answers are always JSON (client-go accepts it). Other protobuf bodies get 415.
 
-Known gaps (on purpose): no OpenAPI, no schema validation or pruning of
-custom resources, no server-side apply, no matchConditions/CEL, protobuf
+Custom resources with a stored CRD
+==================================
+are decoded, validated and selected as kube-apiserver 1.35 does
+(crd_schema.py): pruning (fieldValidation Warn/Strict/Ignore), nulls and
+defaults before and after mutating webhooks, then the OpenAPI schema and
+the x-kubernetes-validations CEL rules (run by test/cel/cel_eval.mjs,
+@bufbuild/cel; `make deps` installs it) with kube's 422 texts, ratcheting
+on updates; fieldSelector on metadata.name, metadata.namespace and the
+CRD's selectableFields, 400 "field label not supported: <f>" otherwise.
+
+Known gaps (on purpose): no OpenAPI, no server-side apply, no
+matchConditions, no CEL cost budget or rule type-checking, protobuf
 only as above, GC and namespace cleanup are synchronous and skip admission,
 core/v1 and events.k8s.io/v1 events are stored separately.
 """
@@ -178,14 +189,16 @@ import urllib.parse
 import uuid
 from datetime import datetime, timezone
 
+import crd_schema
+
 VERSION_INFO = {
     "major": "1",
-    "minor": "32",
-    "gitVersion": "v1.32.0-standin",
+    "minor": "35",
+    "gitVersion": "v1.35.0-standin",
     "gitCommit": "0000000000000000000000000000000000000000",
     "gitTreeState": "clean",
     "buildDate": "2025-01-01T00:00:00Z",
-    "goVersion": "go1.23.0",
+    "goVersion": "go1.25.0",
     "compiler": "gc",
     "platform": "linux/amd64",
 }
@@ -271,24 +284,7 @@ def rand_suffix(n=5):
     return "".join(alphabet[b % len(alphabet)] for b in raw)
 
 
-def go_quote(s):
-    """Go's %q for the plain strings kube puts in messages."""
-    out = ['"']
-    for ch in s:
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append("\\x%02x" % ord(ch))
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
+go_quote = crd_schema.go_quote
 
 
 def json_equal(a, b):
@@ -431,6 +427,8 @@ class FieldError:
         "FieldValueNotFound": "Not found",
         "FieldValueForbidden": "Forbidden",
         "FieldValueTooLong": "Too long",
+        "FieldValueTooMany": "Too many",
+        "FieldValueTypeInvalid": "Invalid value",
     }
     _NO_VALUE = object()
 
@@ -441,21 +439,13 @@ class FieldError:
         self.detail = detail
 
     def body(self):
+        """apimachinery's ErrorBody (Kubernetes 1.35): simple values with %v or
+        %q, complex ones as JSON, nothing for Required/Forbidden/TooLong."""
         s = self.TYPES[self.etype]
-        if self.etype in ("FieldValueRequired", "FieldValueForbidden", "FieldValueTooLong"):
-            if self.detail:
-                s += ": " + self.detail
-            return s
-        if self.value is not self._NO_VALUE:
-            v = self.value
-            if isinstance(v, str):
-                s += ": " + go_quote(v)
-            elif isinstance(v, bool):
-                s += ": " + ("true" if v else "false")
-            elif v is None:
-                s += ": \"null\""
-            else:
-                s += ": " + str(v)
+        if self.etype not in ("FieldValueRequired", "FieldValueForbidden",
+                              "FieldValueTooLong") \
+                and self.value is not self._NO_VALUE and self.value is not crd_schema.OMIT:
+            s += ": " + render_bad_value(self.value)
         if self.detail:
             s += ": " + self.detail
         return s
@@ -467,9 +457,26 @@ class FieldError:
         return {"reason": self.etype, "message": self.body(), "field": self.field}
 
 
+def render_bad_value(v):
+    if isinstance(v, str):
+        return go_quote(v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return crd_schema.go_float(v)
+    # json.Marshal: sorted keys, no spaces, <>& escaped
+    text = json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def err_invalid(rd, name, errs):
     kind = rd.kind + ("." + rd.group if rd.group else "")
-    msgs = [e.message() for e in errs]
+    msgs = []
+    for e in errs:      # ToAggregate drops repeated messages
+        if e.message() not in msgs:
+            msgs.append(e.message())
     joined = msgs[0] if len(msgs) == 1 else "[" + ", ".join(msgs) + "]"
     details = {"name": name} if name else {}
     if rd.group:
@@ -733,33 +740,92 @@ def labels_match(reqs, labels):
     return True
 
 
+def _split_field_terms(text):
+    """apimachinery's splitTerms: commas not escaped by a backslash separate terms."""
+    terms, start, in_slash = [], 0, False
+    for i, c in enumerate(text):
+        if in_slash:
+            in_slash = False
+        elif c == "\\":
+            in_slash = True
+        elif c == ",":
+            terms.append(text[start:i])
+            start = i + 1
+    terms.append(text[start:])
+    return terms
+
+
+def _unescape_field_value(s):
+    """apimachinery's fields.UnescapeValue."""
+    if not any(c in s for c in "\\,="):
+        return s
+    out, in_slash = [], False
+    for c in s:
+        if in_slash:
+            if c not in "\\,=":
+                raise err_bad_request("invalid field selector: invalid escape sequence: \\" + c)
+            out.append(c)
+            in_slash = False
+        elif c == "\\":
+            in_slash = True
+        elif c in ",=":
+            raise err_bad_request("invalid field selector: unescaped character in value: %d"
+                                  % ord(c))
+        else:
+            out.append(c)
+    if in_slash:
+        raise err_bad_request("invalid field selector: invalid escape sequence: \\")
+    return "".join(out)
+
+
 def parse_field_selector(text):
+    """A fieldSelector as apimachinery's fields.ParseSelector reads it: terms
+    sorted, `=`/`==`/`!=` split at the first operator, values unescaped
+    (nothing trimmed). Returns [(field, "=" | "!=", value)]."""
     reqs = []
     if not text:
         return reqs
-    for part in text.split(","):
-        part = part.strip()
+    for part in sorted(_split_field_terms(text)):
         if not part:
             continue
-        m = re.match(r"^([^=!]+)(==|!=|=)(.*)$", part)
-        if not m:
+        for i in range(len(part)):
+            op = next((o for o in ("!=", "==", "=") if part.startswith(o, i)), None)
+            if op:
+                break
+        else:
             raise err_bad_request("invalid selector: '%s'; can't understand '%s'"
                                   % (text, part))
-        field, op, value = m.group(1), m.group(2), m.group(3)
-        if field not in ("metadata.name", "metadata.namespace"):
-            raise err_bad_request('"%s" is not a known field selector: only '
-                                  '"metadata.name", "metadata.namespace"' % field)
-        reqs.append((field, "!=" if op == "!=" else "=", value))
+        reqs.append((part[:i], "!=" if op == "!=" else "=",
+                     _unescape_field_value(part[i + len(op):])))
     return reqs
 
 
-def fields_match(reqs, obj):
+class FieldSelector:
+    """A parsed fieldSelector bound to a resource's field set (GetAttrs)."""
+
+    def __init__(self, reqs, fieldset):
+        self.reqs = reqs
+        self.fieldset = fieldset
+
+    def __len__(self):
+        return len(self.reqs)
+
+    def matches(self, obj):
+        fs = self.fieldset(obj)
+        return all((fs.get(f, "") == v) == (op == "=") for f, op, v in self.reqs)
+
+
+def _meta_fieldset(obj):
     meta = obj.get("metadata") or {}
-    for field, op, value in reqs:
-        actual = meta.get(field.split(".", 1)[1]) or ""
-        if (actual == value) != (op == "="):
-            return False
-    return True
+    return {"metadata.name": meta.get("name") or "",
+            "metadata.namespace": meta.get("namespace") or ""}
+
+
+def fields_match(reqs, obj):
+    if isinstance(reqs, FieldSelector):
+        return reqs.matches(obj)
+    fs = _meta_fieldset(obj)
+    return all((fs.get(f, "") == v) == (op == "=") for f, op, v in reqs)
 
 
 def label_selector_object_match(sel, labels):
@@ -1365,6 +1431,7 @@ class State:
         self.dependents = {}        # owner uid -> {dependent uid}
         self.history = []
         self.printer_columns = {}
+        self.crd_schemas = {}       # (group, version, plural) -> crd_schema.CRDSchema
         self.watchers = {}
         self.watch_seq = 0
         self.snapshots = collections.OrderedDict()
@@ -1529,6 +1596,7 @@ class State:
             self.compacted_rv = self.rv
             self.registry = Registry()
             self.printer_columns = {}
+            self.crd_schemas = {}
             self.snapshots.clear()
             self.faults = []
             self.latency = []
@@ -1704,6 +1772,8 @@ class State:
         group, plural = spec.get("group"), names.get("plural")
         if not group or not plural or not names.get("kind"):
             return
+        for k in [k for k in self.crd_schemas if (k[0], k[2]) == (group, plural)]:
+            del self.crd_schemas[k]
         if deleted:
             self.printer_columns.pop((group, plural), None)
             self.registry.remove_dynamic(group, plural)
@@ -1712,6 +1782,7 @@ class State:
         for v in spec.get("versions") or []:
             if not v.get("served", True):
                 continue
+            self.crd_schemas[(group, v.get("name"), plural)] = crd_schema.CRDSchema(crd, v)
             if cols is None or v.get("storage"):
                 cols = v.get("additionalPrinterColumns")
             existing = self.registry.get(group, v.get("name"), plural)
@@ -1729,6 +1800,33 @@ class State:
             self.printer_columns[(group, plural)] = cols
         else:
             self.printer_columns.pop((group, plural), None)
+
+    def schema_for(self, rd):
+        """The stored CRD's schema for a custom resource, or None."""
+        with self.lock:
+            return self.crd_schemas.get((rd.group, rd.version, rd.plural))
+
+    def field_selector(self, rd, text):
+        """A fieldSelector for rd, refused as kube-apiserver refuses a label
+        the resource does not support (custom resources: metadata.name,
+        metadata.namespace if namespaced, and the CRD's selectableFields)."""
+        reqs = parse_field_selector(text)
+        if rd.builtin:
+            for field, _, _ in reqs:
+                if field not in ("metadata.name", "metadata.namespace"):
+                    raise err_bad_request('"%s" is not a known field selector: only '
+                                          '"metadata.name", "metadata.namespace"' % field)
+            return FieldSelector(reqs, _meta_fieldset)
+        cs = self.schema_for(rd)
+        if cs is not None:
+            labels, fieldset = cs.field_labels(), cs.field_set
+        else:
+            labels = ["metadata.name"] + (["metadata.namespace"] if rd.namespaced else [])
+            fieldset = _meta_fieldset
+        for field, _, _ in reqs:
+            if field not in labels:
+                raise err_bad_request("field label not supported: %s" % field)
+        return FieldSelector(reqs, fieldset)
 
     # ---- reads ---------------------------------------------------------------
 
@@ -1956,7 +2054,7 @@ class State:
                     "storedVersions": storage}
         return errs
 
-    def _prepare_create(self, rd, obj, ns, warnings):
+    def _prepare_create(self, rd, obj, ns, warnings, cs=None):
         meta = obj_meta(obj)
         if rd.namespaced:
             meta["namespace"] = ns
@@ -1989,17 +2087,21 @@ class State:
         errs += ferrs
         warnings.extend(fwarn)
         errs += self._kind_hooks(rd, obj)
+        errs += schema_errors(cs, obj, None, False, warnings)
         if errs:
             raise err_invalid(rd, meta.get("name", ""), errs)
         return obj
 
-    def _prepare_update(self, rd, sub, new, cur, warnings):
+    def _prepare_update(self, rd, sub, new, cur, warnings, cs=None):
         if sub == "status":
             out = copy.deepcopy(cur)
             if "status" in new:
                 out["status"] = copy.deepcopy(new["status"])
             else:
                 out.pop("status", None)
+            errs = schema_errors(cs, out, cur, True, warnings)
+            if errs:
+                raise err_invalid(rd, cur["metadata"].get("name", ""), errs)
             return out
         meta = obj_meta(new)
         cmeta = cur["metadata"]
@@ -2030,6 +2132,7 @@ class State:
                     detail="no new finalizers can be added if the object is being deleted, "
                            "found new finalizers []string{%s}"
                            % ", ".join(go_quote(f) for f in added)))
+        errs += schema_errors(cs, new, cur, False, warnings)
         if errs:
             raise err_invalid(rd, meta.get("name", ""), errs)
         if rd.generation and not json_equal(strip_for_generation(new),
@@ -2052,11 +2155,14 @@ class State:
             if rd.namespaced:
                 self._ns_check(rd, ns, meta.get("name", ""), create_missing=not dry_run)
         warnings = []
+        cs = self.schema_for(rd)
+        decode_custom(cs, rd, obj, query, warnings)
         attrs = AdmissionAttrs("CREATE", rd, "", ns if rd.namespaced else "",
                                meta.get("name", ""), obj, None, user, dry_run,
                                request_options("CreateOptions", query, dry_run))
         obj = self.admission.run(attrs, warnings, mutating=True)
-        obj = self._prepare_create(rd, obj, ns, warnings)
+        decode_custom(cs, rd, obj, None, None)
+        obj = self._prepare_create(rd, obj, ns, warnings, cs)
         attrs.obj = obj
         self.admission.run(attrs, warnings, mutating=False)
         name = obj["metadata"]["name"]
@@ -2108,11 +2214,14 @@ class State:
                 raise err_conflict(rd, name)
             nmeta["resourceVersion"] = cur["metadata"]["resourceVersion"]
             warnings = []
+            cs = self.schema_for(rd)
+            decode_custom(cs, rd, new, query, warnings)
             adm_ns = ns if rd.namespaced else (name if rd.key == ("", "namespaces") else "")
             attrs = AdmissionAttrs("UPDATE", rd, sub or "", adm_ns, name, new, cur, user,
                                    dry_run, request_options("UpdateOptions", query, dry_run))
             new = self.admission.run(attrs, warnings, mutating=True)
-            new = self._prepare_update(rd, sub, new, cur, warnings)
+            decode_custom(cs, rd, new, None, None)
+            new = self._prepare_update(rd, sub, new, cur, warnings, cs)
             attrs.obj = new
             self.admission.run(attrs, warnings, mutating=False)
             with self.lock:
@@ -2254,6 +2363,44 @@ class State:
                     raise
         return ({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"},
                 warnings)
+
+
+def decode_custom(cs, rd, obj, query, warnings):
+    """What kube-apiserver's decoder does to a custom resource body: prune
+    fields the schema does not declare, drop non-nullable nulls, fill in
+    defaults. With query (a client's body, not a webhook's patch result),
+    fieldValidation decides about the pruned fields: Strict refuses them
+    (400), Warn (the default) warns, Ignore says nothing."""
+    if cs is None or cs.schema is None or not isinstance(obj, dict):
+        return
+    unknown = crd_schema.prune(obj, cs.schema)
+    crd_schema.default(obj, cs.schema)
+    if query is None or not unknown:
+        return
+    mode = query.get("fieldValidation") or "Warn"
+    if mode not in ("Ignore", "Warn", "Strict"):
+        raise err_bad_request('fieldValidation: Unsupported value: "%s": supported values: '
+                              '"Ignore", "Warn", "Strict"' % mode)
+    texts = ['unknown field "%s"' % u for u in unknown]
+    if mode == "Strict":
+        raise err_bad_request('%s in version "%s" cannot be handled as a %s: strict decoding '
+                              'error: %s' % (rd.kind, rd.version, rd.kind, ", ".join(texts)))
+    if mode == "Warn":
+        warnings.extend(texts)
+
+
+def schema_errors(cs, obj, old, status_only, warnings):
+    """The CRD schema's and CEL rules' field errors (FieldError list);
+    ratcheted CEL errors go to warnings."""
+    if cs is None:
+        return []
+    try:
+        errs, warns = crd_schema.validate_object(cs, obj, old, status_only)
+    except crd_schema.CelUnavailable as e:
+        raise err_internal("kube-standin: CEL evaluator unavailable: %s" % e)
+    for w in warns:
+        warnings.append(FieldError(*w).message())
+    return [FieldError(*e) for e in errs]
 
 
 def request_options(kind, query, dry_run):
@@ -3456,7 +3603,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if name is None:
             if method in ("GET", "HEAD"):
                 lreqs = parse_label_selector(query.get("labelSelector"))
-                freqs = parse_field_selector(query.get("fieldSelector"))
+                freqs = self.state.field_selector(rd, query.get("fieldSelector"))
                 if watch:
                     self._watch(rd, ns, query, lreqs, freqs, table)
                     return
@@ -3471,7 +3618,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             elif method == "DELETE":
                 opts = self._json_body(body, method, optional=True) or {}
                 lreqs = parse_label_selector(query.get("labelSelector"))
-                freqs = parse_field_selector(query.get("fieldSelector"))
+                freqs = self.state.field_selector(rd, query.get("fieldSelector"))
                 if "All" in (opts.get("dryRun") or []):
                     dry_run = True
                 out, w = self.state.delete_collection(rd, ns, lreqs, freqs, user, dry_run,

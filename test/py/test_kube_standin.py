@@ -22,9 +22,11 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import crd_schema  # noqa: E402
 from kube_standin import StandIn  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.normpath(os.path.join(HERE, "..", ".."))
 NOTIF = "/apis/notification.miloapis.com/v1alpha1"
 KUBECTL = shutil.which("kubectl")
 CERTTOOL = shutil.which("certtool")
@@ -253,7 +255,7 @@ class StandInCase(unittest.TestCase):
 class CrudTests(StandInCase):
     def test_discovery(self):
         code, v = self.c.get("/version")
-        self.assertEqual((code, v["major"], v["minor"]), (200, "1", "32"))
+        self.assertEqual((code, v["major"], v["minor"]), (200, "1", "35"))
         code, api = self.c.get("/api")
         self.assertEqual(api["versions"], ["v1"])
         code, groups = self.c.get("/apis")
@@ -1400,6 +1402,324 @@ class TlsListenerTests(unittest.TestCase):
 
 
 # ---------------------------------------------------------------------------
+# Custom resources served with their CRD: selectable fields, schema, CEL
+# ---------------------------------------------------------------------------
+
+def project_crds():
+    out = []
+    for name in ("contacts", "contactgroups", "contactgroupmemberships",
+                 "contactgroupmembershipremovals"):
+        with open(os.path.join(TOP, "manifests", "crds", name + ".yaml")) as f:
+            out += [d for d in crd_schema.CelHelper.yaml(f.read())
+                    if d.get("kind") == "CustomResourceDefinition"]
+    return out
+
+
+# A CRD of our own for what the project's CRDs do not use: defaults, nulls,
+# numbers, list-type map keys, messageExpression, fieldPath and reason.
+WIDGET_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.example.com"},
+    "spec": {"group": "example.com", "scope": "Namespaced",
+             "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+             "versions": [{"name": "v1", "served": True, "storage": True,
+                           "subresources": {"status": {}},
+                           "selectableFields": [{"jsonPath": ".spec.size"},
+                                                {"jsonPath": ".spec.ready"}],
+                           "schema": {"openAPIV3Schema": {
+                               "type": "object",
+                               "properties": {
+                                   "spec": {
+                                       "type": "object",
+                                       "required": ["name"],
+                                       "properties": {
+                                           "name": {"type": "string", "minLength": 2,
+                                                    "pattern": "^[a-z]+$"},
+                                           "size": {"type": "integer", "default": 3,
+                                                    "minimum": 1, "maximum": 10},
+                                           "ready": {"type": "boolean"},
+                                           "color": {"type": "string", "nullable": True},
+                                           "ports": {"type": "array", "maxItems": 2,
+                                                     "x-kubernetes-list-type": "map",
+                                                     "x-kubernetes-list-map-keys": ["port"],
+                                                     "items": {"type": "object",
+                                                               "properties": {
+                                                                   "port": {"type": "integer"},
+                                                                   "name": {"type": "string"}}}},
+                                           "labels": {"type": "object",
+                                                      "additionalProperties": {"type": "string"}},
+                                       },
+                                       "x-kubernetes-validations": [
+                                           {"rule": "self.size <= 5 || self.name != 'small'",
+                                            "messageExpression":
+                                                "'size ' + string(self.size) + ' is too big'",
+                                            "fieldPath": ".size"},
+                                           {"rule": "!has(self.ready) || self.ready",
+                                            "message": "must be ready when set",
+                                            "reason": "FieldValueForbidden",
+                                            "fieldPath": ".ready"},
+                                           {"rule": "!has(oldSelf.name) || self.name == oldSelf.name",
+                                            "message": "name is immutable"},
+                                       ]},
+                                   "status": {"type": "object",
+                                              "properties": {"phase": {"type": "string",
+                                                                       "enum": ["Up", "Down"]}}},
+                               }}}}]}}
+
+
+class CustomResourceTests(StandInCase):
+    def setUp(self):
+        super().setUp()
+        for crd in project_crds() + [WIDGET_CRD]:
+            code, out = self.c.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                                    crd)
+            self.assertEqual(code, 201, out)
+
+    def membership(self, name, contact, group, username=None, ns="org-xyz"):
+        obj = {"apiVersion": "notification.miloapis.com/v1alpha1",
+               "kind": "ContactGroupMembership", "metadata": {"name": name, "namespace": ns},
+               "spec": {"contactRef": {"name": contact, "namespace": ns},
+                        "contactGroupRef": {"name": group, "namespace": ns}}}
+        code, out = self.c.post("%s/namespaces/%s/contactgroupmemberships" % (NOTIF, ns), obj)
+        self.assertEqual(code, 201, out)
+        if username is not None:
+            out["status"] = {"username": username}
+            code, out = self.c.put(self.path(name, ns, "contactgroupmemberships") + "/status",
+                                   out)
+            self.assertEqual(code, 200, out)
+        return out
+
+    def widget(self, spec, name="w", expect=201, query=""):
+        obj = {"apiVersion": "example.com/v1", "kind": "Widget",
+               "metadata": {"name": name, "namespace": "default"}, "spec": spec}
+        code, out = self.c.post("/apis/example.com/v1/namespaces/default/widgets" + query, obj)
+        self.assertEqual(code, expect, out)
+        return out
+
+    def names(self, path):
+        code, lst = self.c.get(path)
+        self.assertEqual(code, 200, lst)
+        return [i["metadata"]["name"] for i in lst["items"]]
+
+    # ---- field selectors ----------------------------------------------------
+
+    def test_field_selectors_on_declared_fields(self):
+        self.membership("m1", "john", "admins", "u1")
+        self.membership("m2", "jane", "admins", "u2")
+        self.membership("m3", "john", "news")
+        self.membership("m4", "john", "admins", "u1", ns="other")
+        base = NOTIF + "/namespaces/org-xyz/contactgroupmemberships?fieldSelector="
+        self.assertEqual(self.names(base + "status.username%3Du1"), ["m1"])
+        self.assertEqual(self.names(base + "status.username%3D%3Du2"), ["m2"])
+        self.assertEqual(self.names(base + "status.username!%3Du1"), ["m2", "m3"])
+        self.assertEqual(self.names(base + "status.username%3D"), ["m3"])     # absent: ""
+        self.assertEqual(self.names(base + "spec.contactRef.name%3Djohn,"
+                                           "spec.contactGroupRef.name%3Dadmins"), ["m1"])
+        self.assertEqual(self.names(base + "metadata.name%3Dm2"), ["m2"])
+        self.assertEqual(self.names(NOTIF + "/contactgroupmemberships?fieldSelector="
+                                    "metadata.namespace!%3Dorg-xyz,status.username%3Du1"),
+                         ["m4"])
+        code, st = self.c.get(base + "spec.contactRef.namespace%3Dorg-xyz")
+        self.assertEqual((code, st["reason"], st["message"]),
+                         (400, "BadRequest",
+                          "field label not supported: spec.contactRef.namespace"))
+        # terms are checked in sorted order, as apimachinery sorts them
+        code, st = self.c.get(base + "zz%3D1,aa%3D2")
+        self.assertEqual(st["message"], "field label not supported: aa")
+        code, st = self.c.get(base + "status.username%3Da%3Db")
+        self.assertEqual((code, st["message"]),
+                         (400, "invalid field selector: unescaped character in value: 61"))
+        code, st = self.c.get(base + "status.username")
+        self.assertEqual(st["message"], "invalid selector: 'status.username'; can't "
+                                        "understand 'status.username'")
+        # Contact and ContactGroup select on what Milo's API server selects on
+        c = contact("john", email="john@example.com")
+        self.create(c)
+        self.assertEqual(self.names(NOTIF + "/namespaces/org-xyz/contacts?fieldSelector="
+                                    "spec.subject.userRef.name%3Du1,spec.email%3D"
+                                    "john@example.com"), ["john"])
+        self.assertEqual(self.c.get(NOTIF + "/contactgroups?fieldSelector="
+                                    "spec.visibility%3Dpublic")[0], 200)
+        self.assertEqual(self.c.get(NOTIF + "/contactgroups?fieldSelector="
+                                    "spec.displayName%3Dx")[0], 400)
+
+    def test_field_selector_scalars_and_watch(self):
+        self.widget({"name": "abc", "size": 4, "ready": True}, "a")
+        self.widget({"name": "abc", "ready": True}, "b")         # size defaulted to 3
+        path = "/apis/example.com/v1/namespaces/default/widgets"
+        self.assertEqual(self.names(path + "?fieldSelector=spec.size%3D3"), ["b"])
+        self.assertEqual(self.names(path + "?fieldSelector=spec.ready%3Dtrue"), ["a", "b"])
+        w = RawWatch(self.s.port, path + "?watch=1&fieldSelector=spec.size%3D4")
+        try:
+            self.assertEqual(w.status, 200)
+            self.assertEqual([e["object"]["metadata"]["name"] for e in w.events(1)], ["a"])
+            code, b = self.c.patch(path + "/b", {"spec": {"size": 4}})
+            self.assertEqual(code, 200, b)
+            ev = w.events(1)
+            self.assertEqual([(e["type"], e["object"]["metadata"]["name"]) for e in ev],
+                             [("ADDED", "b")])
+            code, b = self.c.patch(path + "/b", {"spec": {"size": 5}})
+            ev = w.events(1)
+            self.assertEqual([(e["type"], e["object"]["metadata"]["name"]) for e in ev],
+                             [("DELETED", "b")])
+        finally:
+            w.close()
+        code, st = self.c.get(path + "?watch=1&fieldSelector=spec.name%3Dabc")
+        self.assertEqual((code, st["message"]), (400, "field label not supported: spec.name"))
+
+    # ---- schema ---------------------------------------------------------------
+
+    def test_schema_errors_as_kube_apiserver_reports_them(self):
+        code, st = self.c.post(NOTIF + "/namespaces/org-xyz/contactgroups", {
+            "apiVersion": "notification.miloapis.com/v1alpha1", "kind": "ContactGroup",
+            "metadata": {"name": "x"},
+            "spec": {"displayName": "", "visibility": "secret", "description": "d" * 1025}})
+        self.assertEqual(code, 422, st)
+        blocked = ("<nil>: Invalid value: null: some validation rules were not checked "
+                   "because the object was invalid; correct the existing errors to complete "
+                   "validation")
+        self.assertEqual(st["message"], (
+            'ContactGroup.notification.miloapis.com "x" is invalid: ['
+            'spec.description: Too long: may not be more than 1024 bytes, '
+            'spec.displayName: Invalid value: "": spec.displayName in body should be at least '
+            '1 chars long, '
+            'spec.visibility: Unsupported value: "secret": supported values: "public", '
+            '"private", ' + blocked + ']'))
+        self.assertEqual(st["details"]["causes"][0],
+                         {"reason": "FieldValueTooLong", "field": "spec.description",
+                          "message": "Too long: may not be more than 1024 bytes"})
+        self.assertEqual(st["details"]["causes"][3]["field"], "<nil>")
+        # wrong types, required fields, metadata errors first
+        code, st = self.c.post(NOTIF + "/namespaces/org-xyz/contacts", {
+            "apiVersion": "notification.miloapis.com/v1alpha1", "kind": "Contact",
+            "metadata": {"name": "Bad_Name"},
+            "spec": {"email": 5, "subject": {"userRef": {}}}})
+        self.assertEqual(code, 422, st)
+        msgs = [c["field"] + ": " + c["message"] for c in st["details"]["causes"]]
+        self.assertTrue(msgs[0].startswith('metadata.name: Invalid value: "Bad_Name"'), msgs)
+        self.assertEqual(msgs[1:], [
+            'spec.email: Invalid value: "integer": spec.email in body must be of type '
+            'string: "integer"',
+            "spec.subject.userRef.name: Required value", blocked])
+        self.assertEqual(st["details"]["causes"][1]["reason"], "FieldValueTypeInvalid")
+
+    def test_pruning_defaults_and_field_validation(self):
+        out = self.widget({"name": "abc", "extra": 1, "color": None, "labels": {"a": "b"}},
+                          query="?fieldValidation=Ignore")
+        self.assertEqual(out["spec"], {"name": "abc", "size": 3, "color": None,
+                                       "labels": {"a": "b"}})
+        code, resp, _ = self.c.request("POST", "/apis/example.com/v1/namespaces/default/widgets",
+                                       {"apiVersion": "example.com/v1", "kind": "Widget",
+                                        "metadata": {"name": "w2"},
+                                        "spec": {"name": "abc", "extra": 1, "size": None}},
+                                       raw=True)
+        self.assertEqual(code, 201)
+        self.assertEqual(resp.headers.get_all("Warning"), ['299 - "unknown field \\"spec.extra\\""'])
+        code, st = self.c.post("/apis/example.com/v1/namespaces/default/widgets"
+                               "?fieldValidation=Strict",
+                               {"apiVersion": "example.com/v1", "kind": "Widget",
+                                "metadata": {"name": "w3"},
+                                "spec": {"name": "abc", "extra": 1, "more": {"x": 1}}})
+        self.assertEqual((code, st["message"]), (400, 'Widget in version "v1" cannot be '
+                                                 'handled as a Widget: strict decoding error: '
+                                                 'unknown field "spec.extra", unknown field '
+                                                 '"spec.more"'))
+
+    def test_numbers_lists_and_status(self):
+        code, st = self.c.post("/apis/example.com/v1/namespaces/default/widgets", {
+            "apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
+            "spec": {"name": "ABC", "size": 0,
+                     "ports": [{"port": 80}, {"port": 80, "name": "b"}, {"port": 81}]}})
+        self.assertEqual(code, 422, st)
+        self.assertEqual([c["field"] + ": " + c["message"] for c in st["details"]["causes"]], [
+            'spec.name: Invalid value: "ABC": spec.name in body should match \'^[a-z]+$\'',
+            "spec.ports: Too many: 3: must have at most 2 items",
+            "spec.size: Invalid value: 0: spec.size in body should be greater than or "
+            "equal to 1",
+            'spec.ports[1]: Duplicate value: {"port":80}',
+            "<nil>: Invalid value: null: some validation rules were not checked because the "
+            "object was invalid; correct the existing errors to complete validation"])
+        w = self.widget({"name": "abc"})
+        w["status"] = {"phase": "Sideways"}
+        code, st = self.c.put("/apis/example.com/v1/namespaces/default/widgets/w/status", w)
+        # the CRD has rules, so kube adds its note that they did not run
+        self.assertEqual((code, st["message"]), (422, 'Widget.example.com "w" is invalid: ['
+                                                 'status.phase: Unsupported value: "Sideways": '
+                                                 'supported values: "Up", "Down", <nil>: '
+                                                 'Invalid value: null: some validation rules '
+                                                 'were not checked because the object was '
+                                                 'invalid; correct the existing errors to '
+                                                 'complete validation]'))
+
+    # ---- CEL ------------------------------------------------------------------
+
+    def test_cel_rules_message_expression_field_path_reason(self):
+        code, st = self.c.post("/apis/example.com/v1/namespaces/default/widgets", {
+            "apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
+            "spec": {"name": "small", "size": 7, "ready": False}})
+        self.assertEqual(code, 422, st)
+        # 1.35 shows no value for a rule on an object (1.32-1.34: "object")
+        self.assertEqual(st["message"], 'Widget.example.com "w" is invalid: ['
+                         'spec.size: Invalid value: size 7 is too big, '
+                         'spec.ready: Forbidden: must be ready when set]')
+        self.assertEqual(st["details"]["causes"][1]["reason"], "FieldValueForbidden")
+
+    def test_cel_transition_rules_and_ratcheting(self):
+        self.widget({"name": "abc"})
+        path = "/apis/example.com/v1/namespaces/default/widgets/w"
+        code, st = self.c.patch(path, {"spec": {"name": "abd"}})
+        self.assertEqual((code, st.get("message")),
+                         (422, 'Widget.example.com "w" is invalid: spec: Invalid value: name '
+                               'is immutable'))
+        # project CRDs: the transition rules
+        c = self.create(contact("john"))
+        code, st = self.c.patch(self.path("john"),
+                                {"spec": {"subject": {"userRef": {"name": "u2"}}}})
+        self.assertEqual((code, st["message"]), (422, 'Contact.notification.miloapis.com '
+                                                 '"john" is invalid: spec.subject: Invalid '
+                                                 'value: subject is immutable once set'))
+        code, _ = self.c.patch(self.path("john"), {"spec": {"email": "j@example.com"}})
+        self.assertEqual(code, 200)
+        self.assertEqual(c["metadata"]["name"], "john")
+        # An object stored before a stricter rule keeps its unchanged values.
+        code, crd = self.c.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
+                               "widgets.example.com")
+        spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        spec["properties"]["name"]["maxLength"] = 2
+        spec["x-kubernetes-validations"].append({"rule": "self.name.size() < 3",
+                                                 "message": "short names only"})
+        code, out = self.c.put("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
+                               "widgets.example.com", crd)
+        self.assertEqual(code, 200, out)
+        code, resp, body = self.c.request("PATCH", path, {"metadata": {"labels": {"a": "b"}}},
+                                          ctype="application/merge-patch+json", raw=True)
+        self.assertEqual(code, 200, body)
+        self.assertEqual(resp.headers.get_all("Warning"),
+                         ['299 - "spec: Invalid value: short names only"'])
+        code, st = self.c.patch(path, {"spec": {"size": 4}})
+        self.assertEqual((code, st["message"]), (422, 'Widget.example.com "w" is invalid: '
+                                                 'spec: Invalid value: short names only'))
+        st = self.widget({"name": "xyz"}, "w2", expect=422)
+        self.assertEqual(st["message"], 'Widget.example.com "w2" is invalid: [spec.name: Too '
+                         'long: may not be more than 2 bytes, <nil>: Invalid value: null: some '
+                         'validation rules were not checked because the object was invalid; '
+                         'correct the existing errors to complete validation]')
+
+    def test_cel_evaluator_missing_is_a_500(self):
+        saved = crd_schema.CEL_DIR
+        crd_schema.CelHelper._proc, proc = None, crd_schema.CelHelper._proc
+        try:
+            crd_schema.CEL_DIR = os.path.join(self.tmp, "nowhere")
+            code, st = self.c.post(NOTIF + "/namespaces/org-xyz/contacts", contact("x"))
+            self.assertEqual(code, 500, st)
+            self.assertIn("CEL evaluator unavailable", st["message"])
+            self.assertIn("make deps", st["message"])
+        finally:
+            crd_schema.CEL_DIR = saved
+            crd_schema.CelHelper._proc = proc
+
+
+# ---------------------------------------------------------------------------
 # kubectl end to end
 # ---------------------------------------------------------------------------
 
@@ -1480,6 +1800,36 @@ spec:
                                                  "allowed": False}]})
         p = self.kubectl("auth", "can-i", "get", "contacts", "-n", "b", "--as", "alice", ok=False)
         self.assertEqual(p.stdout.strip(), "no")
+
+    def test_field_selector_with_kubectl(self):
+        self.kubectl("apply", "--validate=false", "-k", os.path.join(TOP, "manifests", "crds"))
+        for name, user in (("m1", "u1"), ("m2", "u2")):
+            obj = {"apiVersion": "notification.miloapis.com/v1alpha1",
+                   "kind": "ContactGroupMembership",
+                   "metadata": {"name": name, "namespace": "org-xyz"},
+                   "spec": {"contactRef": {"name": "john", "namespace": "org-xyz"},
+                            "contactGroupRef": {"name": "admins", "namespace": "org-xyz"}}}
+            code, out = self.c.post(NOTIF + "/namespaces/org-xyz/contactgroupmemberships", obj)
+            self.assertEqual(code, 201, out)
+            out["status"] = {"username": user}
+            code, out = self.c.put(self.path(name, plural="contactgroupmemberships") + "/status",
+                                   out)
+            self.assertEqual(code, 200, out)
+        out = self.kubectl("get", "contactgroupmemberships", "-n", "org-xyz",
+                           "--field-selector", "status.username=u2", "-o", "name").stdout
+        self.assertEqual(out, "contactgroupmembership.notification.miloapis.com/m2\n")
+        out = self.kubectl("get", "contactgroupmemberships", "-A", "--field-selector",
+                           "status.username!=u2,spec.contactGroupRef.name==admins",
+                           "-o", "name").stdout
+        self.assertEqual(out, "contactgroupmembership.notification.miloapis.com/m1\n")
+        p = self.kubectl("get", "contactgroupmemberships", "-n", "org-xyz",
+                         "--field-selector", "spec.contactRef.namespace=org-xyz", ok=False)
+        self.assertEqual((p.returncode, p.stdout), (1, ""))
+        self.assertEqual(p.stderr, 'Error from server (BadRequest): Unable to find '
+                         '"notification.miloapis.com/v1alpha1, Resource=contactgroupmemberships"'
+                         ' that match label selector "", field selector '
+                         '"spec.contactRef.namespace=org-xyz": field label not supported: '
+                         'spec.contactRef.namespace\n')
 
     def test_webhook_denial_as_kubectl_prints_it(self):
         if not CERTTOOL:

@@ -353,6 +353,36 @@ class TestRemoval(Base):
         self.stop_ok(rec)
 
 
+class TestStatusFitsTheCRDs(Base):
+    def test_every_status_write_passes_the_schema_and_rules(self):
+        """With the project's CRDs stored, the stand-in checks every status the
+        reconciler writes against their schemas and CEL rules (as a cluster
+        does): a whole life cycle gets no 422."""
+        import crd_schema
+        env = self.env()
+        for name in ("contacts", "contactgroups", "contactgroupmemberships",
+                     "contactgroupmembershipremovals"):
+            with open(os.path.join(h.ROOT, "manifests", "crds", name + ".yaml")) as f:
+                for crd in crd_schema.CelHelper.yaml(f.read()):
+                    if crd.get("kind") == "CustomResourceDefinition":
+                        env.kube_request("POST", "/apis/apiextensions.k8s.io/v1/"
+                                         "customresourcedefinitions", crd)
+        rec = env.reconciler()
+        self.sync_pair(env, NS)
+        self.sync_pair(env, NS, contact="c2", group="g2", email="c2@example.com",
+                       display="Staff", visibility="private", membership="m2")
+        env.removal(NS, "leave", "c1", "g1")
+        env.wait_condition(REMOVAL, NS, "leave", "Ready", "True", "Removed")
+        env.removal(NS, "stay", "c2", "g2")
+        env.wait_condition(REMOVAL, NS, "stay", "Ready", "False", "Rejected")
+        env.delete("Contact", NS, "c2")
+        env.wait_gone("Contact", NS, "c2")
+        refused = [(r["method"], r["path"], r.get("body", "")[:200])
+                   for r in env.kube_requests()["items"] if r.get("code") == 422]
+        self.assertEqual(refused, [])
+        self.stop_ok(rec)
+
+
 class TestCrashRestart(Base):
     def test_crash_between_provider_create_and_status_write(self):
         env = self.env()
