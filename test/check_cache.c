@@ -252,7 +252,9 @@ START_TEST(test_item_dup_and_get_subject)
 	ck_assert_int_eq(f.subject, SUBJECT_USER);
 	ck_assert_str_eq(f.subject_name, "42");
 	cache_found_free(&f);
-	copy = cache_item_dup(pair("ContactGroupMembership", "t", "m1", "john", "g"));
+	it = pair("ContactGroupMembership", "t", "m1", "john", "g");
+	copy = cache_item_dup(it);
+	free(it);
 	ck_assert_str_eq(copy->u.pair.group_namespace, "groups");
 	free(copy);
 }
