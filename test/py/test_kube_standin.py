@@ -849,6 +849,72 @@ class ControlTests(StandInCase):
                          '"notification.miloapis.com" in the namespace "b"')
         self.assertEqual(alice.get(NOTIF + "/namespaces/b/contacts")[0], 200)
 
+    def token_review(self, token, client=None):
+        code, out = (client or self.c).post("/apis/authentication.k8s.io/v1/tokenreviews",
+                                            {"apiVersion": "authentication.k8s.io/v1",
+                                             "kind": "TokenReview", "spec": {"token": token}})
+        return code, out
+
+    def test_token_review(self):
+        # Any token is the default user while no tokens are required.
+        code, out = self.token_review("whatever")
+        self.assertEqual(code, 201, out)
+        self.assertEqual(out["kind"], "TokenReview")
+        self.assertTrue(out["status"]["authenticated"])
+        self.assertEqual(out["status"]["user"]["username"], "admin")
+        self.assertEqual(out["status"]["audiences"], ["https://kubernetes.default.svc"])
+        # Mapped tokens are their users; with required tokens, others are refused.
+        self.c.control("users", {"tokens": {"prom-token": {
+            "username": "system:serviceaccount:monitoring:prometheus", "uid": "7",
+            "groups": ["system:serviceaccounts", "system:authenticated"]}}})
+        self.c.control("token", {"tokens": ["standin-token", "prom-token"]})
+        self.c.token = "standin-token"
+        code, out = self.token_review("prom-token")
+        self.assertEqual(out["status"]["user"], {
+            "username": "system:serviceaccount:monitoring:prometheus", "uid": "7",
+            "groups": ["system:serviceaccounts", "system:authenticated"]})
+        code, out = self.token_review("stolen")
+        self.assertEqual(code, 201)
+        self.assertNotIn("authenticated", out["status"])
+        self.assertEqual(out["status"]["error"], "invalid bearer token")
+        code, out = self.token_review("")
+        self.assertEqual((code, out["reason"], out["message"]), (
+            400, "BadRequest", "token is required for TokenReview in authentication"))
+        self.assertEqual(self.c.get("/apis/authentication.k8s.io/v1/tokenreviews")[0], 405)
+
+    def test_non_resource_sar(self):
+        def sar(user, path, verb="get"):
+            code, out = self.c.post("/apis/authorization.k8s.io/v1/subjectaccessreviews", {
+                "kind": "SubjectAccessReview", "spec": {
+                    "user": user, "nonResourceAttributes": {"path": path, "verb": verb}}})
+            self.assertEqual(code, 201, out)
+            return out["status"]
+        self.c.control("sar-policy", {"default": False, "rules": [
+            {"user": "prom", "path": "/metrics", "verb": "get", "allowed": True,
+             "reason": "RBAC: allowed by ClusterRoleBinding"}]})
+        self.assertEqual(sar("prom", "/metrics"), {
+            "allowed": True, "reason": "RBAC: allowed by ClusterRoleBinding"})
+        self.assertFalse(sar("prom", "/metrics", "post")["allowed"])
+        self.assertFalse(sar("prom", "/healthz")["allowed"])
+        self.assertFalse(sar("eve", "/metrics")["allowed"])
+
+    def test_enforced_reviews(self):
+        """With enforce, creating a review needs create on it, as RBAC has it."""
+        self.c.control("users", {"tokens": {"sa-token": {"username": "sa",
+                                                          "groups": ["system:authenticated"]}}})
+        self.c.control("sar-policy", {"enforce": True, "rules": [
+            {"user": "sa", "verb": "create", "resource": "tokenreviews", "allowed": False}]})
+        sa = Client(self.s.port, token="sa-token")
+        self.addCleanup(sa.close)
+        code, st = self.token_review("x", client=sa)
+        self.assertEqual((code, st["reason"]), (403, "Forbidden"))
+        self.assertIn('cannot create resource "tokenreviews" in API group '
+                      '"authentication.k8s.io" at the cluster scope', st["message"])
+        code, out = self.c.post("/apis/authorization.k8s.io/v1/subjectaccessreviews", {
+            "kind": "SubjectAccessReview", "spec": {
+                "user": "sa", "nonResourceAttributes": {"path": "/metrics", "verb": "get"}}})
+        self.assertEqual(code, 201, out)
+
     def test_token_switch(self):
         self.assertEqual(self.c.get(NOTIF + "/contacts")[0], 200)      # any token
         self.c.control("token", {"tokens": ["new-token"]})
