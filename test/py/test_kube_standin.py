@@ -23,6 +23,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kube_standin import StandIn  # noqa: E402
+import required  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NOTIF = "/apis/notification.miloapis.com/v1alpha1"
@@ -1132,7 +1133,7 @@ def hook(name, path, port=None, service=True, ops=("CREATE", "UPDATE"),
     return wh
 
 
-@unittest.skipUnless(CERTTOOL, "certtool (gnutls-bin) is needed for the webhook certificate")
+@required.tool(CERTTOOL, "certtool (gnutls-bin) is needed for the webhook certificate")
 class AdmissionTests(StandInCase):
     def setUp(self):
         super().setUp()
@@ -1401,7 +1402,7 @@ class AdmissionTests(StandInCase):
         self.assertEqual([c["path"] for c in self.wh.calls], ["/m1", "/m2", "/m1"])
 
 
-@unittest.skipUnless(CERTTOOL, "certtool (gnutls-bin) is needed for the certificate")
+@required.tool(CERTTOOL, "certtool (gnutls-bin) is needed for the certificate")
 class TlsListenerTests(unittest.TestCase):
     def test_https_listener_shares_state(self):
         s = StandIn(tls_cert=CERTS["crt"], tls_key=CERTS["key"]).start()
@@ -1437,7 +1438,7 @@ class TlsListenerTests(unittest.TestCase):
 # kubectl end to end
 # ---------------------------------------------------------------------------
 
-@unittest.skipUnless(KUBECTL, "kubectl is not installed")
+@required.tool(KUBECTL, "kubectl is not installed")
 class KubectlTests(StandInCase):
     def setUp(self):
         super().setUp()
@@ -1517,7 +1518,7 @@ spec:
 
     def test_webhook_denial_as_kubectl_prints_it(self):
         if not CERTTOOL:
-            self.skipTest("certtool is needed")
+            required.missing("certtool is needed")
         wh = Webhook()
         self.addCleanup(wh.stop)
         self.c.control("service-hosts", {SVC: "127.0.0.1:%d" % wh.port})
