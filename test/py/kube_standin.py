@@ -27,7 +27,8 @@ What it serves
     coordination.k8s.io/v1 leases, events.k8s.io/v1 events, v1 namespaces,
     v1 events, and -- store only, so that whole manifest directories apply --
     v1 configmaps/secrets/services/serviceaccounts, apps/v1 deployments,
-    policy/v1 poddisruptionbudgets, rbac.authorization.k8s.io/v1 roles,
+    policy/v1 poddisruptionbudgets, networking.k8s.io/v1 networkpolicies,
+    scheduling.k8s.io/v1 priorityclasses, rbac.authorization.k8s.io/v1 roles,
     rolebindings, clusterroles, clusterrolebindings.
 * CRUD with kube semantics: generateName, uid, creationTimestamp, one global
   resourceVersion counter, generation (bumped only when spec changes), 409
@@ -569,6 +570,10 @@ def builtin_resources():
           short_names=["deploy"], generation=True),
         R("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True,
           ("status",), short_names=["pdb"], generation=True),
+        R("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True,
+          short_names=["netpol"], generation=True),
+        R("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False,
+          short_names=["pc"]),
         R("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
         R("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
         R("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
