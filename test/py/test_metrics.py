@@ -183,6 +183,15 @@ PROMQL_WORDS = {
 }
 
 
+def grouping_labels(expr):
+    """Label names in the by/without/on/ignoring/group_* clauses of an expression."""
+    out = set()
+    for m in re.finditer(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)",
+                         expr):
+        out.update(x.strip() for x in m.group(1).split(",") if x.strip())
+    return out
+
+
 def promql_names(expr):
     """(metric names, {metric: label names in its selector}) of a PromQL expression.
 
@@ -410,6 +419,7 @@ class Monitoring(unittest.TestCase):
 
     def test_names_are_exported(self):
         """Every metric and selector label the rules and the dashboard use exists."""
+        self.maxDiff = None
         exercise()
         exported, labels = {}, {}
         for _, p in programs():
@@ -431,6 +441,12 @@ class Monitoring(unittest.TestCase):
                     for lbl in ls - TARGET_LABELS - {"__name__"}:
                         if lbl not in labels[n] and not (lbl == "le" and n.endswith("_bucket")):
                             bad_labels.add("%s{%s} (%s)" % (n, lbl, where))
+            # by (...) and on (...) name labels one of the expression's metrics has.
+            known = set().union(*[labels.get(n, set()) for n in names]) | TARGET_LABELS
+            for lbl in grouping_labels(expr) - known - {"le"}:
+                if all(n in labels for n in names - PROMETHEUS_OWN):
+                    bad_labels.add("by/on (%s) over %s (%s)" % (lbl, ", ".join(sorted(names)),
+                                                                where))
         self.assertEqual((sorted(missing), sorted(bad_labels)), ([], []),
                          "metrics, then selector labels, that the rules or the dashboard use "
                          "and neither program exports")
