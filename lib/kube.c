@@ -585,11 +585,14 @@ kube_access_review(struct kube_client *c, const struct kube_access *a,
 	*allowed = false;
 	if (reason)
 		*reason = NULL;
-	attrs = json_pack("{s:s, s:s, s:s, s:s*, s:s*}", "verb", a->verb,
-	    "group", a->group ? a->group : "", "resource", a->resource,
-	    "namespace", a->namespace, "name", a->name);
+	if (a->path)
+		attrs = json_pack("{s:s, s:s}", "path", a->path, "verb", a->verb);
+	else
+		attrs = json_pack("{s:s, s:s, s:s, s:s*, s:s*}", "verb", a->verb,
+		    "group", a->group ? a->group : "", "resource", a->resource,
+		    "namespace", a->namespace, "name", a->name);
 	spec = json_pack("{s:s, s:o}", "user", a->user ? a->user : "",
-	    "resourceAttributes", attrs);
+	    a->path ? "nonResourceAttributes" : "resourceAttributes", attrs);
 	if (spec && a->uid)
 		json_object_set_new(spec, "uid", json_string(a->uid));
 	if (spec && json_is_array(a->groups))
@@ -610,6 +613,37 @@ kube_access_review(struct kube_client *c, const struct kube_access *a,
 			*reason = strdup(json_string_value(json_object_get(st, "reason")));
 	}
 	return rc;
+}
+
+int
+kube_token_review(struct kube_client *c, const char *token,
+    bool *authenticated, json_t **user, char **error, struct kube_response *out)
+{
+	json_t *review, *st;
+	int rc;
+
+	memset(out, 0, sizeof(*out));	/* freeable whatever happens below */
+	*authenticated = false;
+	*user = NULL;
+	*error = NULL;
+	review = json_pack("{s:s, s:s, s:{s:s}}", "apiVersion",
+	    "authentication.k8s.io/v1", "kind", "TokenReview", "spec", "token",
+	    token ? token : "");
+	if (!review)
+		return -ENOMEM;
+	rc = kube_create(c, "/apis/authentication.k8s.io/v1/tokenreviews", review, out);
+	json_decref(review);
+	if (rc)
+		return rc;
+	st = json_object_get(out->body, "status");
+	if (json_string_value(json_object_get(st, "error")))
+		*error = strdup(json_string_value(json_object_get(st, "error")));
+	if (json_is_true(json_object_get(st, "authenticated")) &&
+	    json_is_object(json_object_get(st, "user"))) {
+		*authenticated = true;
+		*user = json_incref(json_object_get(st, "user"));
+	}
+	return 0;
 }
 
 /*

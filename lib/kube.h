@@ -107,6 +107,9 @@ struct kube_access {
 	const char *resource;
 	const char *namespace;
 	const char *name;
+	const char *path;	/* a non-resource URL ("/metrics"): asked as
+				 * nonResourceAttributes {path, verb}; the
+				 * resource fields are then not sent */
 };
 
 /*
@@ -116,6 +119,18 @@ struct kube_access {
  */
 int kube_access_review(struct kube_client *c, const struct kube_access *a,
     bool *allowed, char **reason, struct kube_response *out);
+
+/*
+ * Asks the API server who a bearer token belongs to (an
+ * authentication.k8s.io/v1 TokenReview, no audiences: the API server's
+ * own). Returns 0 with *authenticated set and, when it is, *user (a new
+ * reference to status.user: username, uid, groups, extra); *error gets
+ * status.error (malloc'd) or NULL. Otherwise the error of the create
+ * call. The token is sent in the body and never logged; out->body echoes
+ * it, so free out promptly.
+ */
+int kube_token_review(struct kube_client *c, const char *token,
+    bool *authenticated, json_t **user, char **error, struct kube_response *out);
 
 /* What an events.k8s.io/v1 Event is about and says. */
 struct kube_event {

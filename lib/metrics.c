@@ -44,10 +44,18 @@ struct metric {
 	struct metric_series *last;	/* under lock */
 };
 
+struct collector {
+	metrics_collect_fn fn;
+	void (*free_fn)(void *arg);
+	void *arg;
+};
+
 struct metrics {
-	pthread_mutex_t lock;		/* guards the family list */
+	pthread_mutex_t lock;		/* guards the family and collector lists */
 	struct metric *head;
 	struct metric *tail;
+	struct collector collectors[METRICS_MAX_COLLECTORS];
+	size_t n_collectors;
 };
 
 const double metrics_latency_buckets[] = {
@@ -135,6 +143,10 @@ metrics_free(struct metrics *m)
 	for (f = m->head; f; f = next) {
 		next = f->next;
 		family_free(f);
+	}
+	for (size_t i = 0; i < m->n_collectors; i++) {
+		if (m->collectors[i].free_fn)
+			m->collectors[i].free_fn(m->collectors[i].arg);
 	}
 	pthread_mutex_destroy(&m->lock);
 	free(m);
@@ -539,9 +551,36 @@ render_family(struct buf *out, const struct metric *f)
 }
 
 int
-metrics_render(struct metrics *m, struct buf *out)
+metrics_add_collector(struct metrics *m, metrics_collect_fn fn,
+    void (*free_fn)(void *arg), void *arg)
 {
 	int rc = 0;
+
+	if (!m || !fn)
+		return -EINVAL;
+	pthread_mutex_lock(&m->lock);
+	if (m->n_collectors == METRICS_MAX_COLLECTORS)
+		rc = -ENOSPC;
+	else
+		m->collectors[m->n_collectors++] = (struct collector){ fn, free_fn, arg };
+	pthread_mutex_unlock(&m->lock);
+	return rc;
+}
+
+int
+metrics_render(struct metrics *m, struct buf *out)
+{
+	struct collector run[METRICS_MAX_COLLECTORS];
+	size_t n_run;
+	int rc = 0;
+
+	/* Collectors run unlocked: they may create series, which is lock-free here. */
+	pthread_mutex_lock(&m->lock);
+	n_run = m->n_collectors;
+	memcpy(run, m->collectors, n_run * sizeof(run[0]));
+	pthread_mutex_unlock(&m->lock);
+	for (size_t i = 0; i < n_run; i++)
+		run[i].fn(run[i].arg);
 
 	pthread_mutex_lock(&m->lock);
 	for (const struct metric *f = m->head; f && rc == 0; f = f->next)

@@ -67,6 +67,19 @@ void metric_observe(struct metric_series *s, double v);	/* histograms */
 double metric_value(const struct metric_series *s);
 
 /*
+ * A collector runs at the start of every metrics_render(), before any
+ * family is written, to set values that are read at scrape time (process
+ * figures, cache sizes). It may call metric_get() and the update
+ * functions, not register families. free_fn (optional) is called with arg
+ * by metrics_free(). Returns 0, or -ENOSPC past METRICS_MAX_COLLECTORS
+ * (free_fn is then not called and the caller still owns arg).
+ */
+#define METRICS_MAX_COLLECTORS 8
+typedef void (*metrics_collect_fn)(void *arg);
+int metrics_add_collector(struct metrics *m, metrics_collect_fn fn,
+    void (*free_fn)(void *arg), void *arg);
+
+/*
  * Appends the whole registry to out in the text exposition format: HELP
  * and TYPE lines, then one line per series (histograms: cumulative
  * _bucket lines up to le="+Inf", then _sum and _count). Returns 0, or the

@@ -356,8 +356,8 @@ register_metrics(struct tls_store *s, struct metrics *m)
 	    "Certificates installed without a restart after the first.",
 	    NULL), NULL);
 	s->not_after = metric_get(metrics_gauge(m,
-	    "milo_tls_certificate_expiry_timestamp_seconds",
-	    "Expiry (notAfter) of the serving certificate, Unix time.", NULL),
+	    "milo_tls_certificate_expiration_timestamp_seconds",
+	    "The date after which the serving certificate expires (its notAfter), Unix time.", NULL),
 	    NULL);
 }
 

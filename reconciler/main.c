@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "authn.h"
 #include "cache.h"
 #include "httpd.h"
 #include "kube.h"
@@ -16,6 +17,7 @@
 #include "lease.h"
 #include "log.h"
 #include "metrics.h"
+#include "procmetrics.h"
 #include "reconciler.h"
 #include "resend.h"
 #include "signals.h"
@@ -48,6 +50,7 @@ struct options {
 	unsigned int workers;
 	unsigned long resync_ms;
 	const char *log_level;
+	bool metrics_auth;
 };
 
 static void
@@ -92,6 +95,9 @@ usage(FILE *out)
 "  --resync-period duration           how often unsettled objects are looked at again,\n"
 "                                     e.g. 10m, 30s (default 10m)\n"
 "  --log-level level                  debug, info, warn or error (default info)\n"
+"  --metrics-auth bool                /metrics only for bearer tokens whose user may get\n"
+"                                     the non-resource URL /metrics (TokenReview and\n"
+"                                     SubjectAccessReview; default true)\n"
 "  -h, --help                         print this help and exit\n"
 "      --version                      print the version and exit\n",
 	    RECONCILER_DEFAULT_PORT, RESEND_DEFAULT_RATE, RECONCILER_DEFAULT_WORKERS);
@@ -139,7 +145,8 @@ parse_flags(int argc, char **argv, struct options *o)
 		"resend-api-key-file", "resend-base-url", "resend-rate-limit",
 		"resend-ca-file", "resend-webhook-secret-file", "workers", "resync-period",
 		"log-level", "leader-elect", "leader-elect-lease-duration",
-		"leader-elect-renew-deadline", "leader-elect-retry-period", NULL };
+		"leader-elect-renew-deadline", "leader-elect-retry-period", "metrics-auth",
+		NULL };
 
 	for (int i = 1; i < argc; i++) {
 		const char *arg = argv[i], *name, *eq, *val = NULL;
@@ -172,7 +179,7 @@ parse_flags(int argc, char **argv, struct options *o)
 		}
 		if (eq)
 			val = eq + 1;
-		else if (strcmp(key, "leader-elect") == 0)
+		else if (strcmp(key, "leader-elect") == 0 || strcmp(key, "metrics-auth") == 0)
 			val = "true";
 		else if (i + 1 < argc)
 			val = argv[++i];
@@ -202,6 +209,9 @@ parse_flags(int argc, char **argv, struct options *o)
 				goto bad_value;
 		} else if (strcmp(key, "leader-elect") == 0) {
 			if (parse_bool(val, &o->leader_elect) != 0)
+				goto bad_value;
+		} else if (strcmp(key, "metrics-auth") == 0) {
+			if (parse_bool(val, &o->metrics_auth) != 0)
 				goto bad_value;
 		} else if (strcmp(key, "leader-elect-lease-duration") == 0 ||
 		    strcmp(key, "leader-elect-renew-deadline") == 0 ||
@@ -279,6 +289,7 @@ struct app {
 	struct tls_store *tls;
 	struct httpd *httpd;
 	struct provider_events *events;
+	struct authn_guard metrics_guard;	/* /metrics; .authn NULL: open */
 	pthread_t workers[MAX_WORKERS];
 	unsigned int n_workers;
 	pthread_t resyncer;
@@ -562,6 +573,8 @@ setup(struct app *a, char *err, size_t errlen)
 	    "Keys waiting in the work queue.", NULL);
 	a->m_leader = metrics_gauge(a->metrics, "leader_election_master_status",
 	    "1 while this replica holds the Lease.", by_name);
+	if (procmetrics_register(a->metrics, NULL) != 0)
+		return snprintf(err, errlen, "out of memory"), -ENOMEM;
 	if ((rc_ = kubeconfig_resolve(a->o.kubeconfig, &kc, err, errlen)) != 0)
 		return rc_;
 	rc_ = kube_client_new(&kc, &a->kube, err, errlen);
@@ -572,6 +585,11 @@ setup(struct app *a, char *err, size_t errlen)
 	kube_config_free(&kc);
 	if (rc_)
 		return rc_;
+	a->metrics_guard = (struct authn_guard){ .handler = httpd_serve_metrics,
+	    .arg = a->metrics };
+	if (a->o.metrics_auth && authn_new(&(struct authn_config){ .client = a->kube,
+	    .metrics = a->metrics }, &a->metrics_guard.authn) != 0)
+		return snprintf(err, errlen, "out of memory"), -ENOMEM;
 	if (a->o.api_key_file) {
 		api_key = read_secret(a->o.api_key_file, err, errlen);
 		if (!api_key)
@@ -595,7 +613,19 @@ setup(struct app *a, char *err, size_t errlen)
 			    "--resend-api-key-file");
 		return rc_;
 	}
-	if (a->o.webhook_secret_file) {
+	/*
+	 * The secret is optional: the Deployment mounts the key with
+	 * optional: true, so a missing file turns provider events off.
+	 */
+	if (a->o.webhook_secret_file && access(a->o.webhook_secret_file, F_OK) != 0 &&
+	    errno == ENOENT) {
+		log_warn("provider events off: the webhook signing secret file does not "
+		    "exist; POST /webhooks/resend answers 404", "{s:s}", "file",
+		    a->o.webhook_secret_file);
+	} else if (!a->o.webhook_secret_file) {
+		log_info("provider events off: no --resend-webhook-secret-file; "
+		    "POST /webhooks/resend answers 404", NULL);
+	} else {
 		char *secret = read_secret(a->o.webhook_secret_file, err, errlen);
 		unsigned char *k = NULL;
 		size_t klen = 0;
@@ -653,7 +683,7 @@ start(struct app *a, char *err, size_t errlen)
 	routes[n++] = (struct httpd_route){ .path = "/readyz", .methods = HTTPD_GET,
 	    .handler = serve_readyz, .arg = a };
 	routes[n++] = (struct httpd_route){ .path = "/metrics", .methods = HTTPD_GET,
-	    .handler = httpd_serve_metrics, .arg = a->metrics };
+	    .handler = authn_guard_serve, .arg = &a->metrics_guard };
 	if (a->events)
 		routes[n++] = (struct httpd_route){ .path = "/webhooks/resend",
 		    .methods = HTTPD_POST, .content_type = "application/json",
@@ -719,6 +749,7 @@ stop(struct app *a)
 	provider_events_free(a->events);
 	resend_free(a->resend);
 	tls_store_free(a->tls);
+	authn_free(a->metrics_guard.authn);
 	kube_client_free(a->kube);
 	metrics_free(a->metrics);
 	free(a->lease_namespace);
@@ -746,6 +777,7 @@ main(int argc, char **argv)
 	a.o.port = RECONCILER_DEFAULT_PORT;
 	a.o.cert_dir = "/tmp/k8s-webhook-server/serving-certs";
 	a.o.leader_elect = true;
+	a.o.metrics_auth = true;
 	a.o.lease_name = RECONCILER_PROGRAM;
 	a.o.lease_duration_s = LEASE_DURATION_S;
 	a.o.renew_deadline_s = LEASE_RENEW_DEADLINE_S;

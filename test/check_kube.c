@@ -674,6 +674,79 @@ START_TEST(test_access_review)
 }
 END_TEST
 
+/* nonResourceAttributes: the path and the verb, nothing of a resource. */
+START_TEST(test_access_review_non_resource)
+{
+	struct kube_access a = { .user = "prom", .verb = "get", .path = "/metrics",
+	    .resource = "ignored" };
+	struct kube_response r;
+	char *reason = NULL;
+	bool allowed = false;
+	json_t *spec, *want;
+
+	tu_standin_post(&standin, "sar-policy", "{\"default\": false, \"rules\": ["
+	    "{\"user\": \"prom\", \"path\": \"/metrics\", \"verb\": \"get\","
+	    " \"reason\": \"metrics reader\"}]}");
+	ck_assert_int_eq(kube_access_review(kc, &a, &allowed, &reason, &r), 0);
+	ck_assert(allowed);
+	ck_assert_str_eq(reason, "metrics reader");
+	spec = json_object_get(r.body, "spec");
+	want = json_pack("{s:s, s:s}", "path", "/metrics", "verb", "get");
+	ck_assert(json_equal(json_object_get(spec, "nonResourceAttributes"), want));
+	json_decref(want);
+	ck_assert_ptr_null(json_object_get(spec, "resourceAttributes"));
+	free(reason);
+	kube_response_free(&r);
+	a.path = "/healthz";
+	ck_assert_int_eq(kube_access_review(kc, &a, &allowed, NULL, &r), 0);
+	ck_assert(!allowed);
+	kube_response_free(&r);
+}
+END_TEST
+
+START_TEST(test_token_review)
+{
+	struct kube_response r;
+	json_t *user = NULL;
+	char *error = NULL;
+	bool ok = false;
+
+	tu_standin_post(&standin, "users", "{\"tokens\": {\"prom-token\": {\"username\":"
+	    " \"system:serviceaccount:monitoring:prometheus\", \"uid\": \"u-7\","
+	    " \"groups\": [\"system:serviceaccounts\", \"system:authenticated\"]}}}");
+	tu_standin_post(&standin, "token", "{\"tokens\": [\"standin-token\", \"prom-token\"]}");
+	ck_assert_int_eq(kube_token_review(kc, "prom-token", &ok, &user, &error, &r), 0);
+	ck_assert(ok);
+	ck_assert_ptr_null(error);
+	ck_assert_str_eq(json_string_value(json_object_get(user, "username")),
+	    "system:serviceaccount:monitoring:prometheus");
+	ck_assert_str_eq(json_string_value(json_object_get(user, "uid")), "u-7");
+	ck_assert_int_eq(json_array_size(json_object_get(user, "groups")), 2);
+	/* What was sent: a TokenReview with the token and no audiences. */
+	ck_assert_str_eq(json_string_value(json_object_get(r.body, "kind")), "TokenReview");
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(r.body, "spec"),
+	    "token")), "prom-token");
+	json_decref(user);
+	kube_response_free(&r);
+
+	ck_assert_int_eq(kube_token_review(kc, "stolen", &ok, &user, &error, &r), 0);
+	ck_assert(!ok);
+	ck_assert_ptr_null(user);
+	ck_assert_str_eq(error, "invalid bearer token");
+	free(error);
+	kube_response_free(&r);
+
+	/* The API server failing is the call's error. */
+	tu_standin_post(&standin, "fail", "{\"count\": 1, \"code\": 503}");
+	ck_assert_int_eq(kube_token_review(kc, "prom-token", &ok, &user, &error, &r), -EIO);
+	ck_assert_int_eq(r.status, 503);
+	ck_assert(!ok);
+	ck_assert_ptr_null(user);
+	kube_response_free(&r);
+	tu_standin_post(&standin, "token", "{\"tokens\": null}");
+}
+END_TEST
+
 static void
 event_path(char *out, size_t len, const char *name)
 {
@@ -1742,6 +1815,8 @@ kube_suite(void)
 	tcase_add_test(core, test_list_paging);
 	tcase_add_test(core, test_delete_with_finalizers);
 	tcase_add_test(core, test_access_review);
+	tcase_add_test(core, test_access_review_non_resource);
+	tcase_add_test(core, test_token_review);
 	tcase_add_test(core, test_event);
 	tcase_add_test(core, test_http_kubeconfig);
 	tcase_add_test(core, test_token_file_rotation);

@@ -206,6 +206,48 @@ START_TEST(test_concurrent_updates)
 }
 END_TEST
 
+static int collected, freed;
+
+static void
+collect_calls(void *arg)
+{
+	collected++;
+	metric_set(arg, (double)collected);
+}
+
+static void
+count_free(void *arg)
+{
+	(void)arg;
+	freed++;
+}
+
+/* A collector sets its values before every render and is freed with the registry. */
+START_TEST(test_collector)
+{
+	struct metrics *m = metrics_new();
+	struct metric_series *g = metric_get(metrics_gauge(m, "renders", "Renders.",
+	    NULL), NULL);
+	char *s;
+
+	collected = freed = 0;
+	ck_assert_int_eq(metrics_add_collector(m, collect_calls, count_free, g), 0);
+	ck_assert_int_eq(collected, 0);
+	s = render(m);
+	ck_assert_str_eq(s, "# HELP renders Renders.\n# TYPE renders gauge\nrenders 1\n");
+	free(s);
+	s = render(m);
+	ck_assert_str_eq(s, "# HELP renders Renders.\n# TYPE renders gauge\nrenders 2\n");
+	free(s);
+	for (int i = 1; i < METRICS_MAX_COLLECTORS; i++)
+		ck_assert_int_eq(metrics_add_collector(m, collect_calls, NULL, g), 0);
+	ck_assert_int_eq(metrics_add_collector(m, collect_calls, count_free, g), -ENOSPC);
+	ck_assert_int_eq(metrics_add_collector(m, NULL, NULL, NULL), -EINVAL);
+	metrics_free(m);
+	ck_assert_int_eq(freed, 1);
+}
+END_TEST
+
 START_TEST(test_bad_registrations)
 {
 	static const double down[] = { 1, 0.5 };
@@ -286,6 +328,7 @@ metrics_suite(void)
 	tcase_add_test(core, test_escaping);
 	tcase_add_test(core, test_types_are_kept_apart);
 	tcase_add_test(core, test_concurrent_updates);
+	tcase_add_test(core, test_collector);
 	tcase_set_timeout(core, 60);
 	tcase_add_test(limits, test_bad_registrations);
 	tcase_add_test(limits, test_bad_series);

@@ -222,7 +222,7 @@ START_TEST(test_reload_installs_and_keeps_old_alive)
 	ck_assert_ptr_nonnull(strstr(buf_str(&text),
 	    "\nmilo_tls_certificate_reloads_total 1\n"));
 	expiry = strstr(buf_str(&text),
-	    "\nmilo_tls_certificate_expiry_timestamp_seconds ");
+	    "\nmilo_tls_certificate_expiration_timestamp_seconds ");
 	ck_assert_ptr_nonnull(expiry);
 	ck_assert(strtod(strchr(expiry + 1, ' '), NULL) > (double)time(NULL));
 	buf_free(&text);

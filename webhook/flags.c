@@ -55,6 +55,11 @@ webhook_usage(FILE *out)
 "  --verify-subjects bool        check that a Contact's User, Organization or\n"
 "                                Project exists (default true); false for\n"
 "                                clusters without Milo's IAM types\n"
+"  --metrics-auth bool           /metrics only for bearer tokens whose user may\n"
+"                                get the non-resource URL /metrics\n"
+"                                (TokenReview and SubjectAccessReview, as\n"
+"                                controller-runtime's filter); on by default\n"
+"                                when an API server is configured\n"
 "  --threads int                 threads serving HTTPS, 1-64 (default: one per\n"
 "                                CPU the process may use, capped by its\n"
 "                                cgroup's CPU limit and at 4)\n"
@@ -202,7 +207,7 @@ enum flag_id {
 	F_SECURE_PORT, F_BIND_ADDRESS, F_CERT_DIR, F_TLS_CERT_FILE,
 	F_TLS_KEY_FILE, F_TLS_MIN_VERSION, F_CLIENT_CA_FILE,
 	F_SHUTDOWN_DELAY, F_LOG_LEVEL, F_LOG_FLUSH, F_KUBECONFIG, F_VERIFY_SUBJECTS,
-	F_THREADS, F_HELP, F_VERSION,
+	F_THREADS, F_HELP, F_VERSION, F_METRICS_AUTH,
 };
 
 /* arg: takes a value; boolean: takes an optional =true/=false. */
@@ -224,6 +229,7 @@ static const struct {
 	{ "log-flush-frequency", F_LOG_FLUSH, true, false },
 	{ "kubeconfig", F_KUBECONFIG, true, false },
 	{ "verify-subjects", F_VERIFY_SUBJECTS, false, true },
+	{ "metrics-auth", F_METRICS_AUTH, false, true },
 	{ "threads", F_THREADS, true, false },
 	{ "help", F_HELP, false, false },
 	{ "version", F_VERSION, false, false },
@@ -290,8 +296,10 @@ apply(struct webhook_options *o, struct raw_flags *raw, enum flag_id id,
 		o->kubeconfig = v;
 		return WEBHOOK_FLAGS_RUN;
 	case F_VERIFY_SUBJECTS:
+	case F_METRICS_AUTH:
 		if (strcmp(v, "true") == 0 || strcmp(v, "false") == 0) {
-			o->verify_subjects = strcmp(v, "true") == 0;
+			*(id == F_METRICS_AUTH ? &o->metrics_auth :
+			    &o->verify_subjects) = strcmp(v, "true") == 0;
 			return WEBHOOK_FLAGS_RUN;
 		}
 		snprintf(err, errlen, "--%s: %s is not true or false", name, v);
@@ -377,6 +385,7 @@ set_defaults(struct webhook_options *o, struct raw_flags *raw)
 	o->cert_poll_ms = TLS_POLL_INTERVAL_MS;
 	o->log_level = "info";
 	o->verify_subjects = true;
+	o->metrics_auth = true;
 	memset(raw, 0, sizeof(*raw));
 	raw->shutdown_delay = WEBHOOK_DEFAULT_SHUTDOWN_DELAY;
 	raw->log_flush = WEBHOOK_DEFAULT_LOG_FLUSH;

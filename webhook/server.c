@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "admission.h"
+#include "authn.h"
 #include "cache.h"
 #include "kube.h"
 #include "kubeconfig.h"
@@ -16,6 +17,7 @@
 #include "httpd.h"
 #include "log.h"
 #include "metrics.h"
+#include "procmetrics.h"
 #include "webhook.h"
 
 #define N_ENDPOINTS (2 * KIND__COUNT)
@@ -48,6 +50,7 @@ struct webhook {
 	struct metric *requests;	/* {webhook, code} */
 	struct endpoint endpoints[N_ENDPOINTS];
 	struct httpd_route routes[N_ROUTES];
+	struct authn_guard metrics_guard;	/* /metrics; .authn NULL: open */
 };
 
 static double
@@ -198,7 +201,8 @@ register_metrics(struct webhook *w)
 	    "milo_webhook_admission_decisions_total",
 	    "Admission reviews answered, by whether the request was allowed.",
 	    by_allowed);
-	if (!w->requests || !latency || !in_flight || !decisions)
+	if (!w->requests || !latency || !in_flight || !decisions ||
+	    procmetrics_register(w->metrics, NULL) != 0)
 		return -ENOMEM;
 	for (int i = 0; i < N_ENDPOINTS; i++) {
 		struct endpoint *ep = &w->endpoints[i];
@@ -248,13 +252,16 @@ build_routes(struct webhook *w)
 	    .methods = HTTPD_GET, .handler = serve_healthz, .arg = w };
 	w->routes[i++] = (struct httpd_route){ .path = "/readyz",
 	    .methods = HTTPD_GET, .handler = serve_readyz, .arg = w };
+	w->metrics_guard = (struct authn_guard){ .handler = serve_metrics, .arg = w };
 	w->routes[i++] = (struct httpd_route){ .path = "/metrics",
-	    .methods = HTTPD_GET, .handler = serve_metrics, .arg = w };
+	    .methods = HTTPD_GET, .handler = authn_guard_serve,
+	    .arg = &w->metrics_guard };
 }
 
 static void
 webhook_free(struct webhook *w)
 {
+	authn_free(w->metrics_guard.authn);
 	cache_free(w->cache);
 	subjects_free(w->subjects);
 	kube_client_free(w->kube);
@@ -278,7 +285,7 @@ connect_cluster(struct webhook *w, const struct webhook_options *o, char *err,
 
 	if (rc == -ENOENT && !o->kubeconfig) {
 		log_warn("no Kubernetes API configured: only the rules that need no "
-		    "cluster state run", "{s:s}", "reason", err);
+		    "cluster state run, and /metrics is open", "{s:s}", "reason", err);
 		err[0] = '\0';
 		return 0;
 	}
@@ -297,8 +304,14 @@ connect_cluster(struct webhook *w, const struct webhook_options *o, char *err,
 	}
 	w->env = (struct admission_env){ .cache = w->cache, .client = w->kube,
 	    .subjects = w->subjects, .verify_subjects = o->verify_subjects };
-	log_info("cluster-state rules on", "{s:s, s:b}", "apiServer",
-	    kube_client_server(w->kube), "verifySubjects", o->verify_subjects);
+	if (o->metrics_auth && authn_new(&(struct authn_config){ .client = w->kube,
+	    .metrics = w->metrics }, &w->metrics_guard.authn) != 0) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	log_info("cluster-state rules on", "{s:s, s:b, s:b}", "apiServer",
+	    kube_client_server(w->kube), "verifySubjects", o->verify_subjects,
+	    "metricsAuth", o->metrics_auth);
 	return 0;
 }
 

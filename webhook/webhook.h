@@ -42,6 +42,7 @@ struct webhook_options {
 	const char *log_level;
 	const char *kubeconfig;		/* NULL: $KUBECONFIG, else in-cluster */
 	bool verify_subjects;
+	bool metrics_auth;		/* /metrics needs a token (with an API server) */
 	unsigned int threads;		/* 0: httpd_default_threads() */
 };
 

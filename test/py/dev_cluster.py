@@ -456,7 +456,8 @@ In another terminal:
   kubectl apply --validate=false -f manifests/examples/rejected/bad-email.yaml
   kubectl apply --validate=false -f manifests/examples/rejected/removal-from-private-group.yaml
   kubectl apply --validate=false --dry-run=server -f manifests/examples/rejected/two-subjects.yaml
-  curl --cacert %(ca)s https://127.0.0.1:%(wp)d/metrics
+  curl --cacert %(ca)s -H 'Authorization: Bearer any-token' https://127.0.0.1:%(wp)d/metrics
+    (the stand-in takes any token as an admin, so /metrics answers; without one: 401)
 
 (kubectl needs --validate=false: the stand-in serves no OpenAPI.)
 %(provider)s

@@ -22,10 +22,13 @@ What it serves
     admissionregistration.k8s.io/v1      validating/mutatingwebhookconfigurations
     authorization.k8s.io/v1              subjectaccessreviews,
         selfsubjectaccessreviews (answers only, nothing stored)
+    authentication.k8s.io/v1             tokenreviews (answers only; see
+        "Tokens and TokenReviews")
     coordination.k8s.io/v1 leases, events.k8s.io/v1 events, v1 namespaces,
     v1 events, and -- store only, so that whole manifest directories apply --
     v1 configmaps/secrets/services/serviceaccounts, apps/v1 deployments,
-    policy/v1 poddisruptionbudgets, rbac.authorization.k8s.io/v1 roles,
+    policy/v1 poddisruptionbudgets, networking.k8s.io/v1 networkpolicies,
+    scheduling.k8s.io/v1 priorityclasses, rbac.authorization.k8s.io/v1 roles,
     rolebindings, clusterroles, clusterrolebindings.
 * CRUD with kube semantics: generateName, uid, creationTimestamp, one global
   resourceVersion counter, generation (bumped only when spec changes), 409
@@ -110,7 +113,11 @@ All bodies and answers are JSON. Keys are camelCase.
         "verb": "get", "apiGroup": .., "resource": "contacts",
         "subresource": .., "name": .., "allowed": false, "reason": ".."}]}
         First matching rule wins (a missing field or "*" matches anything; a
-        field may be a list). "enforce" also applies it to API requests (403).
+        field may be a list). "path" matches a non-resource URL
+        (nonResourceAttributes.path, e.g. "/metrics"; "" for resource
+        requests). "enforce" also applies it to API requests (403), and to
+        creating SubjectAccessReviews and TokenReviews (verb create,
+        apiGroup authorization.k8s.io / authentication.k8s.io), as RBAC does.
   POST /_standin/bookmarks          {"interval": seconds}
   POST /_standin/watch-mode         {"chunking": .., "chunkSize": .., "chunkDelay":
         .., "goneMode": .., "goneReason": ..}
@@ -124,6 +131,19 @@ All bodies and answers are JSON. Keys are camelCase.
   GET  /_standin/objects            every stored object (debug)
   POST /_standin/reset              objects, history, logs and config back to
         defaults; open watches cut. The resourceVersion counter keeps going.
+
+Tokens and TokenReviews
+=======================
+An API request's bearer token is accepted when requiredTokens is null (any
+token, and none) or lists it; it then acts as the user /_standin/users maps
+it to, else as the default user. A TokenReview (POST
+/apis/authentication.k8s.io/v1/tokenreviews, as an HTTP server delegating
+authentication to kube-apiserver sends it) answers the same way for
+spec.token: status.authenticated true with status.user (username, uid,
+groups, extra) and status.audiences (spec.audiences, else
+["https://kubernetes.default.svc"]), or status.authenticated false and
+status.error "invalid bearer token". An empty spec.token is a 400, as
+kube-apiserver answers.
 
 Admission
 =========
@@ -562,6 +582,10 @@ def builtin_resources():
           short_names=["deploy"], generation=True),
         R("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True,
           ("status",), short_names=["pdb"], generation=True),
+        R("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True,
+          short_names=["netpol"], generation=True),
+        R("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False,
+          short_names=["pc"]),
         R("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
         R("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
         R("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
@@ -580,6 +604,8 @@ def builtin_resources():
           False, verbs=["create"], virtual=True),
         R("authorization.k8s.io", "v1", "selfsubjectaccessreviews",
           "SelfSubjectAccessReview", False, verbs=["create"], virtual=True),
+        R("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", False,
+          verbs=["create"], virtual=True),
         R(NOTIF, "v1alpha1", "contacts", "Contact", True, ("status",), builtin=False,
           generation=True),
         R(NOTIF, "v1alpha1", "contactgroups", "ContactGroup", True, ("status",),
@@ -1665,7 +1691,8 @@ class State:
                     and m(rule, "apiGroup", attrs.get("group", ""))
                     and m(rule, "resource", attrs.get("resource", ""))
                     and m(rule, "subresource", attrs.get("subresource", ""))
-                    and m(rule, "name", attrs.get("name", ""))):
+                    and m(rule, "name", attrs.get("name", ""))
+                    and m(rule, "path", attrs.get("path", ""))):
                 return bool(rule.get("allowed", True)), rule.get("reason", "")
         return bool(pol.get("default", True)), ""
 
@@ -3595,7 +3622,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if rd.virtual:
             if method != "POST" or name is not None:
                 raise err_method_not_allowed()
-            self._review(rd, body, user)
+            if rd.plural != "selfsubjectaccessreviews":
+                self._enforce(user, rd, "create", None, None, None)
+            if rd.plural == "tokenreviews":
+                self._token_review(rd, body)
+            else:
+                self._review(rd, body, user)
             return
         verb = self._verb(method, name, watch)
         self._enforce(user, rd, verb, ns, name, sub)
@@ -3766,8 +3798,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                      "group": ra.get("group") or "", "resource": ra.get("resource") or "",
                      "subresource": ra.get("subresource") or "", "name": ra.get("name") or ""}
         else:
-            attrs = {"verb": nra.get("verb") or "", "resource": nra.get("path") or "",
-                     "namespace": "", "group": "", "subresource": "", "name": ""}
+            attrs = {"verb": nra.get("verb") or "", "path": nra.get("path") or "",
+                     "resource": "", "namespace": "", "group": "", "subresource": "",
+                     "name": ""}
         allowed, reason = self.state.authorize(subject, attrs)
         status = {"allowed": allowed}
         if reason:
@@ -3775,6 +3808,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
         out = {"kind": rd.kind, "apiVersion": rd.gv,
                "metadata": {"creationTimestamp": None}, "spec": spec, "status": status}
         self._send_json(201, out)
+
+    def _token_review(self, rd, body):
+        obj = self._json_body(body, "POST")
+        if not isinstance(obj, dict) or obj.get("kind") not in (None, rd.kind):
+            raise err_bad_request("the object provided is unrecognized (must be of type %s)"
+                                  % rd.kind)
+        spec = obj.get("spec") or {}
+        token = spec.get("token") or ""
+        if not isinstance(token, str) or not token:
+            raise err_bad_request("token is required for TokenReview in authentication")
+        user = self.state.authenticate(token)
+        if user is None:
+            status = {"user": {}, "error": "invalid bearer token"}
+        else:
+            status = {"authenticated": True,
+                      "user": {k: user[k] for k in ("username", "uid", "groups", "extra")
+                               if user.get(k)},
+                      "audiences": spec.get("audiences") or ["https://kubernetes.default.svc"]}
+        self._send_json(201, {"kind": rd.kind, "apiVersion": rd.gv,
+                              "metadata": {"creationTimestamp": None}, "spec": spec,
+                              "status": status})
 
     # ---- watch ---------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import dev_cluster  # noqa: E402
+import required  # noqa: E402
 from dev_cluster import TOP, DevCluster  # noqa: E402
 
 KUBECTL = dev_cluster.KUBECTL
@@ -141,9 +142,9 @@ CLUSTER = {}
 
 def setUpModule():
     if not KUBECTL:
-        raise unittest.SkipTest("kubectl is not installed (the e2e stories drive kubectl)")
+        required.missing("kubectl is not installed (the e2e stories drive kubectl)")
     if not CERTTOOL:
-        raise unittest.SkipTest("certtool is not installed (apt-get install gnutls-bin)")
+        required.missing("certtool is not installed (apt-get install gnutls-bin)")
     binary, required = webhook_bin()
     if not os.access(binary, os.X_OK):
         if required:
@@ -912,7 +913,7 @@ class Render(Story):
 class CertScript(unittest.TestCase):
     def setUp(self):
         if not CERTTOOL:
-            self.skipTest("certtool is not installed")
+            required.missing("certtool is not installed")
         self.dir = tempfile.mkdtemp(prefix="milo-certs-")
         self.addCleanup(shutil.rmtree, self.dir, True)
 
@@ -973,7 +974,7 @@ class CertScript(unittest.TestCase):
     def test_ca_bundle_for_a_ca_rotation(self):
         """ca-bundle.sh --ca twice: both CAs trusted; --no-secret: no Secret."""
         if not KUBECTL:
-            self.skipTest("kubectl is not installed")
+            required.missing("kubectl is not installed")
         self.assertEqual(self.make().returncode, 0)
         old_ca = self.read("ca.crt")
         self.assertEqual(self.make("--rotate-ca").returncode, 0)

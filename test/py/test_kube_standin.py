@@ -24,6 +24,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import crd_schema  # noqa: E402
 from kube_standin import StandIn  # noqa: E402
+import required  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.normpath(os.path.join(HERE, "..", ".."))
@@ -851,6 +852,72 @@ class ControlTests(StandInCase):
                          '"notification.miloapis.com" in the namespace "b"')
         self.assertEqual(alice.get(NOTIF + "/namespaces/b/contacts")[0], 200)
 
+    def token_review(self, token, client=None):
+        code, out = (client or self.c).post("/apis/authentication.k8s.io/v1/tokenreviews",
+                                            {"apiVersion": "authentication.k8s.io/v1",
+                                             "kind": "TokenReview", "spec": {"token": token}})
+        return code, out
+
+    def test_token_review(self):
+        # Any token is the default user while no tokens are required.
+        code, out = self.token_review("whatever")
+        self.assertEqual(code, 201, out)
+        self.assertEqual(out["kind"], "TokenReview")
+        self.assertTrue(out["status"]["authenticated"])
+        self.assertEqual(out["status"]["user"]["username"], "admin")
+        self.assertEqual(out["status"]["audiences"], ["https://kubernetes.default.svc"])
+        # Mapped tokens are their users; with required tokens, others are refused.
+        self.c.control("users", {"tokens": {"prom-token": {
+            "username": "system:serviceaccount:monitoring:prometheus", "uid": "7",
+            "groups": ["system:serviceaccounts", "system:authenticated"]}}})
+        self.c.control("token", {"tokens": ["standin-token", "prom-token"]})
+        self.c.token = "standin-token"
+        code, out = self.token_review("prom-token")
+        self.assertEqual(out["status"]["user"], {
+            "username": "system:serviceaccount:monitoring:prometheus", "uid": "7",
+            "groups": ["system:serviceaccounts", "system:authenticated"]})
+        code, out = self.token_review("stolen")
+        self.assertEqual(code, 201)
+        self.assertNotIn("authenticated", out["status"])
+        self.assertEqual(out["status"]["error"], "invalid bearer token")
+        code, out = self.token_review("")
+        self.assertEqual((code, out["reason"], out["message"]), (
+            400, "BadRequest", "token is required for TokenReview in authentication"))
+        self.assertEqual(self.c.get("/apis/authentication.k8s.io/v1/tokenreviews")[0], 405)
+
+    def test_non_resource_sar(self):
+        def sar(user, path, verb="get"):
+            code, out = self.c.post("/apis/authorization.k8s.io/v1/subjectaccessreviews", {
+                "kind": "SubjectAccessReview", "spec": {
+                    "user": user, "nonResourceAttributes": {"path": path, "verb": verb}}})
+            self.assertEqual(code, 201, out)
+            return out["status"]
+        self.c.control("sar-policy", {"default": False, "rules": [
+            {"user": "prom", "path": "/metrics", "verb": "get", "allowed": True,
+             "reason": "RBAC: allowed by ClusterRoleBinding"}]})
+        self.assertEqual(sar("prom", "/metrics"), {
+            "allowed": True, "reason": "RBAC: allowed by ClusterRoleBinding"})
+        self.assertFalse(sar("prom", "/metrics", "post")["allowed"])
+        self.assertFalse(sar("prom", "/healthz")["allowed"])
+        self.assertFalse(sar("eve", "/metrics")["allowed"])
+
+    def test_enforced_reviews(self):
+        """With enforce, creating a review needs create on it, as RBAC has it."""
+        self.c.control("users", {"tokens": {"sa-token": {"username": "sa",
+                                                          "groups": ["system:authenticated"]}}})
+        self.c.control("sar-policy", {"enforce": True, "rules": [
+            {"user": "sa", "verb": "create", "resource": "tokenreviews", "allowed": False}]})
+        sa = Client(self.s.port, token="sa-token")
+        self.addCleanup(sa.close)
+        code, st = self.token_review("x", client=sa)
+        self.assertEqual((code, st["reason"]), (403, "Forbidden"))
+        self.assertIn('cannot create resource "tokenreviews" in API group '
+                      '"authentication.k8s.io" at the cluster scope', st["message"])
+        code, out = self.c.post("/apis/authorization.k8s.io/v1/subjectaccessreviews", {
+            "kind": "SubjectAccessReview", "spec": {
+                "user": "sa", "nonResourceAttributes": {"path": "/metrics", "verb": "get"}}})
+        self.assertEqual(code, 201, out)
+
     def test_token_switch(self):
         self.assertEqual(self.c.get(NOTIF + "/contacts")[0], 200)      # any token
         self.c.control("token", {"tokens": ["new-token"]})
@@ -1100,7 +1167,7 @@ def hook(name, path, port=None, service=True, ops=("CREATE", "UPDATE"),
     return wh
 
 
-@unittest.skipUnless(CERTTOOL, "certtool (gnutls-bin) is needed for the webhook certificate")
+@required.tool(CERTTOOL, "certtool (gnutls-bin) is needed for the webhook certificate")
 class AdmissionTests(StandInCase):
     def setUp(self):
         super().setUp()
@@ -1369,7 +1436,7 @@ class AdmissionTests(StandInCase):
         self.assertEqual([c["path"] for c in self.wh.calls], ["/m1", "/m2", "/m1"])
 
 
-@unittest.skipUnless(CERTTOOL, "certtool (gnutls-bin) is needed for the certificate")
+@required.tool(CERTTOOL, "certtool (gnutls-bin) is needed for the certificate")
 class TlsListenerTests(unittest.TestCase):
     def test_https_listener_shares_state(self):
         s = StandIn(tls_cert=CERTS["crt"], tls_key=CERTS["key"]).start()
@@ -1723,7 +1790,7 @@ class CustomResourceTests(StandInCase):
 # kubectl end to end
 # ---------------------------------------------------------------------------
 
-@unittest.skipUnless(KUBECTL, "kubectl is not installed")
+@required.tool(KUBECTL, "kubectl is not installed")
 class KubectlTests(StandInCase):
     def setUp(self):
         super().setUp()
@@ -1833,7 +1900,7 @@ spec:
 
     def test_webhook_denial_as_kubectl_prints_it(self):
         if not CERTTOOL:
-            self.skipTest("certtool is needed")
+            required.missing("certtool is needed")
         wh = Webhook()
         self.addCleanup(wh.stop)
         self.c.control("service-hosts", {SVC: "127.0.0.1:%d" % wh.port})

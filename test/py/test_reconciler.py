@@ -564,7 +564,8 @@ class TestSteadyState(Base):
         time.sleep(2.5)
         self.assertEqual(env.call_total(), total, env.calls()["counts"])
         # Metrics and no provider webhook route without a secret.
-        code, body = rec.https("GET", "/metrics")
+        code, body = rec.https("GET", "/metrics",
+                               headers={"Authorization": "Bearer any-token"})
         self.assertEqual(code, 200)
         self.assertIn("controller_runtime_reconcile_total", body)
         code, _ = rec.https("POST", "/webhooks/resend", body=b"{}",

@@ -27,6 +27,7 @@ import urllib.parse
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import resend_standin  # noqa: E402
 from resend_standin import StandIn  # noqa: E402
+import required  # noqa: E402
 
 KEY = resend_standin.DEFAULT_API_KEY
 UA = "milo-contacts-test/1"
@@ -732,7 +733,7 @@ class TestEventsTLS(StandInCase):
         self.addCleanup(shutil.rmtree, tmp)
         pair = make_cert(tmp, "webhook.test")
         if pair is None:
-            self.skipTest("openssl cannot make a test certificate")
+            required.missing("openssl cannot make a test certificate")
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(*pair)
         rx = Receiver(ctx)
@@ -761,7 +762,7 @@ class TestServeTLS(unittest.TestCase):
         self.addCleanup(shutil.rmtree, tmp)
         pair = make_cert(tmp, "api.resend.test")
         if pair is None:
-            self.skipTest("openssl cannot make a test certificate")
+            required.missing("openssl cannot make a test certificate")
         with StandIn(tls_cert=pair[0], tls_key=pair[1]) as s:
             self.assertTrue(s.url.startswith("https://127.0.0.1:"))
             ctx = ssl.create_default_context(cafile=pair[0])
