@@ -155,7 +155,7 @@ cache_item_from_json(enum resource_kind kind, const json_t *obj)
 		size += slen(r.spec.contact.email) + slen(sref ? sref->namespace : NULL) +
 		    slen(sref ? sref->name : NULL);
 	} else if (kind == KIND_CONTACT_GROUP) {
-		size += slen(r.spec.group.display_name);
+		size += slen(r.spec.group.display_name) + slen(r.status.provider_id);
 	} else {
 		/* An empty reference namespace means the object's own (the webhook's default). */
 		cref = r.spec.membership.contact_ref;
@@ -185,6 +185,7 @@ cache_item_from_json(enum resource_kind kind, const json_t *obj)
 	} else if (kind == KIND_CONTACT_GROUP) {
 		it->u.group.display_name = put(&p, r.spec.group.display_name, false);
 		it->u.group.visibility = r.spec.group.visibility;
+		it->u.group.provider_id = put(&p, r.status.provider_id, false);
 	} else {
 		it->u.pair.contact_namespace = put(&p, cns, false);
 		it->u.pair.contact_name = put(&p, cref ? cref->name : NULL, false);
@@ -212,6 +213,7 @@ item_strings(struct cache_item *it, const char **fields[8])
 		fields[n++] = &it->u.contact.subject_name;
 	} else if (it->kind == KIND_CONTACT_GROUP) {
 		fields[n++] = &it->u.group.display_name;
+		fields[n++] = &it->u.group.provider_id;
 	} else {
 		fields[n++] = &it->u.pair.contact_namespace;
 		fields[n++] = &it->u.pair.contact_name;
@@ -613,6 +615,7 @@ cache_found_free(struct cache_found *f)
 {
 	free(f->uid);
 	free(f->subject_name);
+	free(f->provider_id);
 	memset(f, 0, sizeof(*f));
 }
 
@@ -632,6 +635,9 @@ cache_get(struct cache *c, enum resource_kind kind, const char *namespace,
 			found->visibility = it->u.group.visibility;
 		found->uid = strdup(it->uid);
 		rc = found->uid ? 1 : -ENOMEM;
+		if (rc == 1 && kind == KIND_CONTACT_GROUP && it->u.group.provider_id[0] &&
+		    !(found->provider_id = strdup(it->u.group.provider_id)))
+			rc = -ENOMEM;
 		if (rc == 1 && kind == KIND_CONTACT && it->u.contact.subject != SUBJECT_NONE) {
 			found->subject = it->u.contact.subject;
 			found->subject_name = strdup(it->u.contact.subject_name);

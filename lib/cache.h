@@ -35,6 +35,7 @@ struct cache_item {
 		struct {
 			const char *display_name;
 			enum visibility visibility;
+			const char *provider_id;	/* status.providerID, or "" */
 		} group;
 		struct {		/* membership and removal */
 			const char *contact_namespace;
@@ -103,6 +104,7 @@ struct cache_found {
 	enum visibility visibility;	/* groups */
 	enum subject_kind subject;	/* contacts */
 	char *subject_name;		/* contacts with a subject: malloc'd, else NULL */
+	char *provider_id;		/* groups with a status.providerID: malloc'd, else NULL */
 	char *uid;			/* malloc'd */
 };
 int cache_get(struct cache *c, enum resource_kind kind, const char *namespace,

@@ -33,6 +33,34 @@ clock_deadline(struct timespec *ts, unsigned long ms)
 	}
 }
 
+int
+clock_cond_init(pthread_cond_t *c)
+{
+	pthread_condattr_t attr;
+	int rc;
+
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	rc = pthread_cond_init(c, &attr);
+	pthread_condattr_destroy(&attr);
+	return rc;
+}
+
+int
+clock_cond_wait(pthread_cond_t *c, pthread_mutex_t *m, unsigned long ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += (time_t)(ms / 1000);
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return pthread_cond_timedwait(c, m, &ts);
+}
+
 void
 clock_rfc3339(char *out, size_t len, int frac_digits)
 {

@@ -2,6 +2,7 @@
 #ifndef MILO_CLOCK_H
 #define MILO_CLOCK_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -16,6 +17,16 @@ uint64_t clock_mono_ms(void);
  * condition variable with the default clock.
  */
 void clock_deadline(struct timespec *ts, unsigned long ms);
+
+/*
+ * Timed waits that a wall-clock jump can neither stall nor hurry (libuv's
+ * uv_cond_timedwait): clock_cond_init makes a condition variable on
+ * CLOCK_MONOTONIC, clock_cond_wait waits on it for at most ms (with the
+ * mutex held, as pthread_cond_timedwait). clock_cond_wait returns 0 when
+ * signalled (or woken spuriously), ETIMEDOUT when the time is up.
+ */
+int clock_cond_init(pthread_cond_t *c);
+int clock_cond_wait(pthread_cond_t *c, pthread_mutex_t *m, unsigned long ms);
 
 /*
  * Now in UTC as RFC 3339 with frac_digits fractional digits (0, 3 or 6):

@@ -312,6 +312,17 @@ lease_leading(struct lease *l)
 	    clock_mono() - l->last_renew <= l->cfg.renew_deadline_s;
 }
 
+long
+lease_remaining_ms(struct lease *l)
+{
+	double left;
+
+	if (!atomic_load(&l->leading))
+		return 0;
+	left = l->last_renew + l->cfg.renew_deadline_s - clock_mono();
+	return left > 0 ? (long)(left * 1000) : 0;
+}
+
 /* client-go's validation: LeaseDuration > RenewDeadline > JitterFactor x RetryPeriod > 0. */
 static bool
 config_valid(const struct lease_config *c)

@@ -41,6 +41,15 @@ int lease_start(const struct lease_config *cfg, struct lease **out);
 /* True while this replica holds the lease (renewed within the deadline). */
 bool lease_leading(struct lease *l);
 
+/*
+ * Milliseconds this replica may still act as the leader: until its renew
+ * deadline runs out, which comes before anyone else may take the lease
+ * (the lease duration). 0 when it does not lead. A write is checked
+ * against this just before it is sent, so a leader that stalled (a paused
+ * container, a debugger) makes none after it lost the lease.
+ */
+long lease_remaining_ms(struct lease *l);
+
 /* Stops campaigning; a leader releases the lease so another takes over at once. */
 void lease_stop(struct lease *l);
 

@@ -598,7 +598,7 @@ log_limit_pass(struct log_limit *l, unsigned long *suppressed)
 	if (pass) {
 		*suppressed = l->suppressed;
 		l->suppressed = 0;
-		l->next_ms = now + LOG_LIMIT_INTERVAL_MS;
+		l->next_ms = now + (l->interval_ms ? l->interval_ms : LOG_LIMIT_INTERVAL_MS);
 	} else {
 		l->suppressed++;
 	}

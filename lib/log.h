@@ -62,17 +62,23 @@ void log_set_reference_path(int on);
 
 struct log_limit {
 	pthread_mutex_t lock;
+	unsigned int interval_ms;	/* 0: LOG_LIMIT_INTERVAL_MS */
 	uint64_t next_ms;		/* monotonic: lines before this are only counted */
 	unsigned long suppressed;	/* counted since the last line written */
 };
 
-#define LOG_LIMIT_INIT { PTHREAD_MUTEX_INITIALIZER, 0, 0 }
+#define LOG_LIMIT_INIT_MS(ms) { PTHREAD_MUTEX_INITIALIZER, (ms), 0, 0 }
+#define LOG_LIMIT_INIT LOG_LIMIT_INIT_MS(0)
 
 /* True when the caller should write its line now; *suppressed: lines left out before it. */
 bool log_limit_pass(struct log_limit *l, unsigned long *suppressed);
 
-#define log_limited(level, msg, fields, ...) do {				\
-	static struct log_limit lim_ = LOG_LIMIT_INIT;				\
+#define log_limited(level, msg, fields, ...)				\
+	log_limited_every(0, level, msg, fields, __VA_ARGS__)
+
+/* The same with its own interval. */
+#define log_limited_every(ms, level, msg, fields, ...) do {			\
+	static struct log_limit lim_ = LOG_LIMIT_INIT_MS(ms);			\
 	unsigned long n_;							\
 										\
 	if (log_limit_pass(&lim_, &n_))						\

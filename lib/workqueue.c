@@ -10,6 +10,7 @@
 
 #include "clock.h"
 #include "hmap.h"
+#include "metrics.h"
 
 /* What the queue knows about one key; dropped when it knows nothing. */
 struct entry {
@@ -18,6 +19,8 @@ struct entry {
 	bool dirty;		/* added while processing: queue again when done */
 	unsigned int failures;
 	uint64_t delay_at;	/* earliest pending delayed add, ms; 0: none */
+	uint64_t ready_at;	/* when it entered the ready list, ms (queue duration) */
+	uint64_t started_at;	/* when a worker took it, ms (work duration) */
 	struct entry *next;	/* ready list */
 	char key[];
 };
@@ -36,6 +39,10 @@ struct workqueue {
 	struct delayed *heap;		/* min-heap on at */
 	size_t n_heap, cap_heap;
 	bool shutdown;
+
+	/* client-go's workqueue metrics (workqueue_instrument), or NULL */
+	struct metric_series *m_depth, *m_adds, *m_queue_s, *m_work_s, *m_retries;
+	struct metric_series *m_unfinished_s, *m_longest_s;
 };
 
 static uint64_t
@@ -91,6 +98,8 @@ maybe_drop(struct workqueue *q, struct entry *e)
 static void
 push_ready(struct workqueue *q, struct entry *e)
 {
+	e->ready_at = clock_mono_ms();
+	metric_inc(q->m_adds);
 	e->queued = true;
 	e->next = NULL;
 	if (q->tail)
@@ -99,6 +108,7 @@ push_ready(struct workqueue *q, struct entry *e)
 		q->head = e;
 	q->tail = e;
 	q->n_ready++;
+	metric_set(q->m_depth, (double)q->n_ready);
 	pthread_cond_signal(&q->cond);
 }
 
@@ -276,6 +286,7 @@ workqueue_add_backoff(struct workqueue *q, const char *key, unsigned long *delay
 		if (delay > WORKQUEUE_BACKOFF_MAX_MS)
 			delay = WORKQUEUE_BACKOFF_MAX_MS;
 		e->failures++;
+		metric_inc(q->m_retries);
 		rc = add_after_locked(q, key, delay);
 	} else if (!q->shutdown) {
 		rc = -ENOMEM;
@@ -365,8 +376,11 @@ workqueue_get(struct workqueue *q, unsigned long timeout_ms)
 		if (!q->head)
 			q->tail = NULL;
 		q->n_ready--;
+		metric_set(q->m_depth, (double)q->n_ready);
 		e->queued = false;
 		e->processing = true;
+		e->started_at = clock_mono_ms();
+		metric_observe(q->m_queue_s, (double)(e->started_at - e->ready_at) / 1000);
 		key = strdup(e->key);
 		if (!key) {
 			e->processing = false;
@@ -385,6 +399,9 @@ workqueue_done(struct workqueue *q, const char *key)
 	pthread_mutex_lock(&q->lock);
 	e = find(q, key);
 	if (e) {
+		if (e->processing)
+			metric_observe(q->m_work_s,
+			    (double)(clock_mono_ms() - e->started_at) / 1000);
 		e->processing = false;
 		if (e->dirty) {
 			e->dirty = false;
@@ -436,4 +453,63 @@ workqueue_shutting_down(struct workqueue *q)
 	s = q->shutdown;
 	pthread_mutex_unlock(&q->lock);
 	return s;
+}
+
+/* At scrape time: how long the keys workers hold now have been held. */
+static void
+collect(void *arg)
+{
+	struct workqueue *q = arg;
+	uint64_t now = clock_mono_ms(), total = 0, longest = 0;
+
+	pthread_mutex_lock(&q->lock);
+	for (size_t i = 0; i < q->keys.n_buckets; i++) {
+		for (struct hmap_node *n = q->keys.buckets[i]; n; n = n->next) {
+			const struct entry *e = n->value;
+
+			if (!e->processing)
+				continue;
+			total += now - e->started_at;
+			if (now - e->started_at > longest)
+				longest = now - e->started_at;
+		}
+	}
+	pthread_mutex_unlock(&q->lock);
+	metric_set(q->m_unfinished_s, (double)total / 1000);
+	metric_set(q->m_longest_s, (double)longest / 1000);
+}
+
+int
+workqueue_instrument(struct workqueue *q, struct metrics *m, const char *name)
+{
+	static const char *const by_name[] = { "name", NULL };
+	/* client-go's buckets for both durations: 10ns to 10s by powers of ten. */
+	static const double buckets[] = { 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1,
+		1, 10 };
+	const char *const v[] = { name };
+
+	q->m_depth = metric_get(metrics_gauge(m, "workqueue_depth",
+	    "Keys waiting in the work queue.", by_name), v);
+	q->m_adds = metric_get(metrics_counter(m, "workqueue_adds_total",
+	    "Keys put into the ready list of the work queue.", by_name), v);
+	q->m_queue_s = metric_get(metrics_histogram(m, "workqueue_queue_duration_seconds",
+	    "Seconds a key waited in the ready list before a worker took it.",
+	    by_name, buckets, sizeof(buckets) / sizeof(buckets[0])), v);
+	q->m_work_s = metric_get(metrics_histogram(m, "workqueue_work_duration_seconds",
+	    "Seconds a worker spent on one key.", by_name, buckets,
+	    sizeof(buckets) / sizeof(buckets[0])), v);
+	q->m_unfinished_s = metric_get(metrics_gauge(m, "workqueue_unfinished_work_seconds",
+	    "Seconds the keys workers hold now have been held, added up; a steady "
+	    "climb means stuck workers.",
+	    by_name), v);
+	q->m_longest_s = metric_get(metrics_gauge(m,
+	    "workqueue_longest_running_processor_seconds",
+	    "Seconds the key held longest by a worker has been held.",
+	    by_name), v);
+	q->m_retries = metric_get(metrics_counter(m, "workqueue_retries_total",
+	    "Keys put back after a failure, with their backoff.", by_name), v);
+	if (!q->m_depth || !q->m_adds || !q->m_queue_s || !q->m_work_s ||
+	    !q->m_unfinished_s || !q->m_longest_s || !q->m_retries)
+		return -ENOMEM;
+	return metrics_add_collector(m, collect, NULL, q);
 }

@@ -17,6 +17,16 @@
 struct workqueue;
 
 int workqueue_new(struct workqueue **out);
+
+/*
+ * Exports client-go's workqueue metrics for this queue, labelled name:
+ * workqueue_depth, workqueue_adds_total, workqueue_queue_duration_seconds,
+ * workqueue_work_duration_seconds, workqueue_unfinished_work_seconds,
+ * workqueue_longest_running_processor_seconds, workqueue_retries_total
+ * (the backoff adds). Call once, before the queue is used. 0 or -ENOMEM.
+ */
+struct metrics;
+int workqueue_instrument(struct workqueue *q, struct metrics *m, const char *name);
 void workqueue_free(struct workqueue *q);
 
 /* Queues key now (no-op when already queued). Returns 0 or -ENOMEM. */

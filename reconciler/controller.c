@@ -11,6 +11,7 @@
 #include "kube.h"
 #include "log.h"
 #include "metrics.h"
+#include "provider.h"
 #include "reconciler.h"
 #include "workqueue.h"
 
@@ -29,6 +30,8 @@ struct obj {
 	json_t *json;		/* the latest version we have (owned) */
 	struct resource res;
 	json_t *status_extra;	/* status fields set beside the conditions (owned), or NULL */
+	bool refused;		/* the provider refused this generation: an error, not retried */
+	long retry_after_ms;	/* the provider asked for this delay, or -1 */
 };
 
 static void
@@ -338,24 +341,59 @@ record(struct reconciler *r, const struct obj *o, const char *type, const char *
 }
 
 /*
- * After a provider failure: say so in status, and decide how to go on.
- * A refusal of this object's request (400, 404, 422…) is final for this
- * generation: reason ProviderRejected, which the cache counts as settled,
- * so neither the queue nor a resync sends it again until the object
- * changes. A refused API key (401, 403) is not the object's fault: no
- * backoff loop, but a resync looks again. Anything else is retried with
- * backoff.
+ * After a provider failure: say so in status, an Event and the log, and
+ * decide how to go on. A refusal of this object's request (400, 404,
+ * 422…) is final for this generation: reason ProviderRejected, which the
+ * cache counts as settled, so neither the queue nor a resync sends it
+ * again until the object changes; it still counts as a reconcile error.
+ * Anything else (a refused key included) is retried with backoff, after
+ * the provider's retry-after at least. A replica that lost its lease
+ * wrote nothing and says nothing: the new leader takes over.
  */
 static long
-provider_failed(struct reconciler *r, struct obj *o, int rc, const char *what,
-    const char *why)
+provider_failed(struct reconciler *r, struct obj *o, int rc, const char *call,
+    struct provider_error *e)
 {
-	bool permanent = provider_error_is_permanent(rc, 0);
 	const char *reason = rc == PROVIDER_REFUSED ? "ProviderRejected" : "ProviderError";
+	const char *why = e->message ? e->message : strerror(rc < 0 && rc > -4000 ? -rc : EIO);
+	long next = rc == PROVIDER_REFUSED ? 0 : -EIO;
 
-	report(r, o, NULL, false, reason, why ? why : what);
-	record(r, o, "Warning", reason, what, "%s", why ? why : what);
-	return permanent ? 0 : -EIO;
+	if (rc == -ECANCELED) {
+		provider_error_free(e);
+		return -ECANCELED;
+	}
+	/* A refused key is logged by the provider client, once a minute. */
+	if (rc != PROVIDER_UNAUTHORIZED)
+		log_warn("provider call failed", "{s:s, s:s, s:s, s:s, s:s, s:s}", "provider",
+		    r->provider->ops->name, "kind", kind_info(o->kind)->kind, "namespace", o->ns,
+		    "name", o->name, "call", call, "error", why);
+	report(r, o, NULL, false, reason, why);
+	record(r, o, "Warning", reason, call, "%s", why);
+	o->refused = rc == PROVIDER_REFUSED;
+	o->retry_after_ms = e->retry_after_ms;
+	provider_error_free(e);
+	return next;
+}
+
+/* An Event and an info line for a change made at the provider. */
+static void
+changed(struct reconciler *r, const struct obj *o, const char *reason, const char *action,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void
+changed(struct reconciler *r, const struct obj *o, const char *reason, const char *action,
+    const char *fmt, ...)
+{
+	char note[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(note, sizeof(note), fmt, ap);
+	va_end(ap);
+	log_info("provider changed", "{s:s, s:s, s:s, s:s, s:s, s:s}", "provider",
+	    r->provider->ops->name, "kind", kind_info(o->kind)->kind, "namespace", o->ns,
+	    "name", o->name, "reason", reason, "note", note);
+	record(r, o, "Normal", reason, action, "%s", note);
 }
 
 static long
@@ -519,12 +557,22 @@ delete_dependents(struct reconciler *r, const struct obj *o, enum cache_ref by, 
 	return rc;
 }
 
+static void
+group_of(const struct obj *o, struct provider_group *g)
+{
+	*g = (struct provider_group){ .namespace = o->ns, .name = o->name,
+	    .display_name = o->res.spec.group.display_name,
+	    .description = o->res.spec.group.description,
+	    .id = o->res.status.provider_id };
+}
+
 static long
 reconcile_group(struct reconciler *r, struct obj *o)
 {
-	const char *id = o->res.status.provider_id;
-	char *want, *new_id = NULL, *why = NULL;
-	bool created = false;
+	struct provider_error e = { NULL, -1 };
+	struct provider_group g;
+	enum provider_change did;
+	char *id = NULL;
 	int rc;
 
 	if (o->res.meta.deletion_timestamp) {
@@ -536,63 +584,108 @@ reconcile_group(struct reconciler *r, struct obj *o)
 			return -EIO;
 		if (left)
 			return WAIT_FOR_DEPENDENTS_MS;
-		if (id && (rc = provider_segment_delete(r->resend, id, &why)) != 0) {
-			long next = provider_failed(r, o, rc, "DeleteSegment", why);
+		group_of(o, &g);
+		if ((rc = r->provider->ops->group_delete(r->provider, &g, &e)) != 0) {
+			long next = provider_failed(r, o, rc, "DeleteGroup", &e);
 
-			free(why);
 			return next ? next : -EIO;
 		}
-		if (id)
-			record(r, o, "Normal", "SegmentDeleted", "DeleteSegment",
-			    "deleted provider segment %s", id);
+		if (g.id)
+			changed(r, o, "GroupDeleted", "DeleteGroup", "deleted provider group %s",
+			    g.id);
 		return status_of(set_finalizer(r, o, false));
 	}
 	if (!has_finalizer(o) && (rc = set_finalizer(r, o, true)) != 0)
 		return -EAGAIN;
 	if (is_settled(o))
 		return 0;
-	want = provider_segment_name(o->res.spec.group.display_name, o->ns, o->name);
-	if (!want)
-		return -ENOMEM;
-	id = o->res.status.provider_id;
-	if (id) {
-		rc = provider_segment_rename(r->resend, id, want, &why);
-		if (rc == 0)
-			record(r, o, "Normal", "SegmentUpdated", "UpdateSegment",
-			    "provider segment %s is named \"%s\"", id, want);
-		new_id = rc == 0 ? strdup(id) : NULL;
-	} else {
-		rc = provider_segment_ensure(r->resend, want, o->ns, o->name, &new_id, &created,
-		    &why);
-		if (rc == 0)
-			record(r, o, "Normal", created ? "SegmentCreated" : "SegmentAdopted",
-			    created ? "CreateSegment" : "AdoptSegment",
-			    "%s provider segment %s \"%s\"", created ? "created" : "adopted",
-			    new_id, want);
-	}
-	free(want);
-	if (rc) {
-		long next = provider_failed(r, o, rc, "SyncSegment", why);
-
-		free(why);
-		free(new_id);
-		return next;
-	}
-	rc = report(r, o, new_id, true, created ? "SegmentCreated" : "Synced",
-	    "the provider segment matches this group");
-	free(new_id);
-	/* Memberships wait on the segment id; removals on the visibility. */
+	group_of(o, &g);
+	rc = r->provider->ops->group_ensure(r->provider, &g, &id, &did, &e);
+	if (rc)
+		return provider_failed(r, o, rc, "SyncGroup", &e);
+	changed(r, o, did == PROVIDER_CREATED ? "GroupCreated" : did == PROVIDER_ADOPTED ?
+	    "GroupAdopted" : "GroupUpdated", did == PROVIDER_CREATED ? "CreateGroup" :
+	    did == PROVIDER_ADOPTED ? "AdoptGroup" : "UpdateGroup",
+	    "%s provider group %s for \"%s\"", provider_change_name(did), id,
+	    g.display_name ? g.display_name : o->name);
+	rc = report(r, o, id, true, did == PROVIDER_CREATED ? "GroupCreated" : "Synced",
+	    "the provider group matches this ContactGroup");
+	free(id);
+	/* Memberships wait on the group id; removals on the visibility. */
 	enqueue_refs(r, CACHE_BY_GROUP, o->ns, o->name);
 	return status_of(rc);
+}
+
+/* The provider ids of the groups a Contact is a member of (its memberships' groups). */
+struct group_ids {
+	const char **v;
+	size_t n;
+	struct keys groups;	/* "ns/name" of the groups, then their ids */
+};
+
+static void
+collect_group(const struct cache_item *it, void *arg)
+{
+	struct keys *k = arg;
+	struct cache_item g = { .namespace = it->u.pair.group_namespace,
+	    .name = it->u.pair.group_name };
+
+	collect_key(&g, k);
+}
+
+static int
+contact_groups(struct reconciler *r, const struct obj *o, struct group_ids *out)
+{
+	memset(out, 0, sizeof(*out));
+	cache_refs_foreach(r->cache, KIND_MEMBERSHIP, CACHE_BY_CONTACT, o->ns, o->name,
+	    collect_group, &out->groups);
+	if (out->groups.oom)
+		return -ENOMEM;
+	out->v = calloc(out->groups.n + 1, sizeof(*out->v));
+	if (!out->v)
+		return -ENOMEM;
+	for (size_t i = 0; i < out->groups.n; i++) {
+		char *key = out->groups.v[i];
+		const char *name = key_split(key);
+		struct cache_found f;
+
+		if (cache_get(r->cache, KIND_CONTACT_GROUP, key, name, &f) == 1 && f.provider_id) {
+			/* The key's storage now holds the id: one allocation to free. */
+			free(out->groups.v[i]);
+			out->groups.v[i] = f.provider_id;
+			f.provider_id = NULL;
+			out->v[out->n++] = out->groups.v[i];
+		}
+		cache_found_free(&f);
+	}
+	return 0;
+}
+
+static void
+group_ids_free(struct group_ids *g)
+{
+	free(g->v);
+	keys_free(&g->groups);
+}
+
+static void
+contact_of(const struct obj *o, struct provider_contact *c)
+{
+	*c = (struct provider_contact){ .namespace = o->ns, .name = o->name,
+	    .email = o->res.spec.contact.email, .given_name = o->res.spec.contact.given_name,
+	    .family_name = o->res.spec.contact.family_name,
+	    .id = o->res.status.provider_id };
 }
 
 static long
 reconcile_contact(struct reconciler *r, struct obj *o)
 {
-	const struct contact_spec *c = &o->res.spec.contact;
-	const char *id = o->res.status.provider_id;
-	char *new_id = NULL, *why = NULL;
-	bool created = false;
+	struct provider_error e = { NULL, -1 };
+	struct provider_contact c;
+	struct group_ids groups;
+	enum provider_change did;
+	char *id = NULL;
+	long next;
 	int rc;
 
 	if (o->res.meta.deletion_timestamp) {
@@ -604,36 +697,36 @@ reconcile_contact(struct reconciler *r, struct obj *o)
 			return -EIO;
 		if (left)
 			return WAIT_FOR_DEPENDENTS_MS;
-		if (id && (rc = provider_contact_delete(r->resend, id, &why)) != 0) {
-			long next = provider_failed(r, o, rc, "DeleteContact", why);
-
-			free(why);
+		contact_of(o, &c);
+		if ((rc = r->provider->ops->contact_delete(r->provider, &c, NULL, 0, &e)) != 0) {
+			next = provider_failed(r, o, rc, "DeleteContact", &e);
 			return next ? next : -EIO;
 		}
-		if (id)
-			record(r, o, "Normal", "ContactDeleted", "DeleteContact",
-			    "deleted provider contact %s", id);
+		if (c.id)
+			changed(r, o, "ContactDeleted", "DeleteContact", "deleted provider contact %s",
+			    c.id);
 		return status_of(set_finalizer(r, o, false));
 	}
 	if (!has_finalizer(o) && set_finalizer(r, o, true) != 0)
 		return -EAGAIN;
-	if (is_settled(o) || !c->email)
+	if (is_settled(o) || !o->res.spec.contact.email)
 		return 0;
-	id = o->res.status.provider_id;
-	rc = provider_contact_ensure(r->resend, id, c->email, c->given_name, c->family_name,
-	    &new_id, &created, &why);
-	if (rc) {
-		long next = provider_failed(r, o, rc, "SyncContact", why);
-
-		free(why);
-		return next;
+	contact_of(o, &c);
+	if (contact_groups(r, o, &groups) != 0) {
+		group_ids_free(&groups);
+		return -ENOMEM;
 	}
-	record(r, o, "Normal", created ? "ContactCreated" : "ContactUpdated",
-	    created ? "CreateContact" : "UpdateContact", "%s provider contact %s for %s",
-	    created ? "created" : "updated", new_id, c->email);
-	rc = report(r, o, new_id, true, created ? "ContactCreated" : "Synced",
+	rc = r->provider->ops->contact_ensure(r->provider, &c, groups.v, groups.n, &id, &did, &e);
+	group_ids_free(&groups);
+	if (rc)
+		return provider_failed(r, o, rc, "SyncContact", &e);
+	changed(r, o, did == PROVIDER_CREATED ? "ContactCreated" : did == PROVIDER_ADOPTED ?
+	    "ContactAdopted" : "ContactUpdated", did == PROVIDER_CREATED ? "CreateContact" :
+	    did == PROVIDER_ADOPTED ? "AdoptContact" : "UpdateContact",
+	    "%s provider contact %s for %s", provider_change_name(did), id, c.email);
+	rc = report(r, o, id, true, did == PROVIDER_CREATED ? "ContactCreated" : "Synced",
 	    "the provider contact matches this Contact");
-	free(new_id);
+	free(id);
 	/* Memberships wait on the contact id (and a provider may key members by email). */
 	enqueue_refs(r, CACHE_BY_CONTACT, o->ns, o->name);
 	return status_of(rc);
@@ -643,6 +736,8 @@ reconcile_contact(struct reconciler *r, struct obj *o)
 struct pair_ids {
 	char *contact_id, *segment_id;	/* provider ids; NULL while unknown */
 	char *username;			/* the Contact's userRef name, or NULL */
+	char *email, *given_name, *family_name;	/* the Contact's, for the provider */
+	char contact_ns[64], contact_name[256];
 	bool group_private, group_found, contact_found;
 	bool contact_deleting, group_deleting;
 };
@@ -653,6 +748,24 @@ pair_ids_free(struct pair_ids *p)
 	free(p->contact_id);
 	free(p->segment_id);
 	free(p->username);
+	free(p->email);
+	free(p->given_name);
+	free(p->family_name);
+}
+
+static char *
+dup_opt(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+/* The Contact as the provider needs it to add or remove a member. */
+static void
+pair_contact(const struct pair_ids *p, struct provider_contact *c)
+{
+	*c = (struct provider_contact){ .namespace = p->contact_ns, .name = p->contact_name,
+	    .email = p->email, .given_name = p->given_name, .family_name = p->family_name,
+	    .id = p->contact_id };
 }
 
 static const char *
@@ -686,8 +799,12 @@ pair_ids(struct reconciler *r, struct obj *o, struct pair_ids *p)
 	if (rc == 1) {
 		p->contact_found = true;
 		p->contact_deleting = c.res.meta.deletion_timestamp != NULL;
-		if (c.res.status.provider_id)
-			p->contact_id = strdup(c.res.status.provider_id);
+		p->contact_id = dup_opt(c.res.status.provider_id);
+		p->email = dup_opt(c.res.spec.contact.email);
+		p->given_name = dup_opt(c.res.spec.contact.given_name);
+		p->family_name = dup_opt(c.res.spec.contact.family_name);
+		snprintf(p->contact_ns, sizeof(p->contact_ns), "%s", c.ns);
+		snprintf(p->contact_name, sizeof(p->contact_name), "%s", c.name);
 		subj = c.res.spec.contact.subject;
 		if (subj && subj->user_ref && subj->user_ref->name)
 			p->username = strdup(subj->user_ref->name);
@@ -733,21 +850,22 @@ pair_removals(struct reconciler *r, const struct obj *o, struct keys *k)
 static long
 membership_delete(struct reconciler *r, struct obj *o, const struct pair_ids *p)
 {
-	char *why = NULL;
+	struct provider_error e = { NULL, -1 };
+	struct provider_contact c;
 	long next;
 	int rc;
 
 	/* A contact or group already gone took the membership with it. */
-	if (p->contact_id && p->segment_id &&
-	    (rc = provider_membership_remove(r->resend, p->contact_id, p->segment_id,
-	    &why)) != 0) {
-		next = provider_failed(r, o, rc, "RemoveFromSegment", why);
-		free(why);
-		return next ? next : -EIO;
+	if (p->contact_id && p->segment_id) {
+		pair_contact(p, &c);
+		rc = r->provider->ops->member_remove(r->provider, p->segment_id, &c, &e);
+		if (rc) {
+			next = provider_failed(r, o, rc, "RemoveMember", &e);
+			return next ? next : -EIO;
+		}
+		changed(r, o, "RemovedFromGroup", "RemoveMember",
+		    "removed provider contact %s from group %s", p->contact_id, p->segment_id);
 	}
-	if (p->contact_id && p->segment_id)
-		record(r, o, "Normal", "RemovedFromSegment", "RemoveFromSegment",
-		    "removed provider contact %s from segment %s", p->contact_id, p->segment_id);
 	return status_of(set_finalizer(r, o, false));
 }
 
@@ -773,10 +891,12 @@ membership_blocked(const struct pair_ids *p)
 static long
 reconcile_membership(struct reconciler *r, struct obj *o)
 {
+	struct provider_error e = { NULL, -1 };
 	struct keys removals = { 0 };
+	struct provider_contact c;
 	struct pair_ids p;
 	const char *blocked;
-	char *why = NULL, pid[600];
+	char pid[600];
 	long next = 0;
 	int rc;
 
@@ -807,16 +927,16 @@ reconcile_membership(struct reconciler *r, struct obj *o)
 	} else if ((blocked = membership_blocked(&p)) != NULL) {
 		report(r, o, NULL, false, "Waiting", blocked);
 		next = WAIT_FOR_DEPENDENCY_MS;
-	} else if ((rc = provider_membership_add(r->resend, p.contact_id, p.segment_id, &why)) != 0) {
-		next = provider_failed(r, o, rc, "AddToSegment", why);
+	} else if (pair_contact(&p, &c),
+	    (rc = r->provider->ops->member_add(r->provider, p.segment_id, &c, &e)) != 0) {
+		next = provider_failed(r, o, rc, "AddMember", &e);
 	} else {
-		record(r, o, "Normal", "AddedToSegment", "AddToSegment",
-		    "added provider contact %s to segment %s", p.contact_id, p.segment_id);
+		changed(r, o, "AddedToGroup", "AddMember", "added provider contact %s to group %s",
+		    p.contact_id, p.segment_id);
 		snprintf(pid, sizeof(pid), "%s/%s", p.contact_id, p.segment_id);
 		next = status_of(report(r, o, pid, true, "Added",
-		    "the contact is in the provider segment"));
+		    "the contact is in the provider group"));
 	}
-	free(why);
 	keys_free(&removals);
 	pair_ids_free(&p);
 	return next;
@@ -872,8 +992,9 @@ reconcile_removal(struct reconciler *r, struct obj *o)
 {
 	const struct object_ref *cref = o->res.spec.membership.contact_ref;
 	const struct object_ref *gref = o->res.spec.membership.group_ref;
+	struct provider_error e = { NULL, -1 };
+	struct provider_contact c;
 	struct pair_ids p;
-	char *why = NULL;
 	int deleted = 0, rc;
 	json_int_t total;
 	bool settled;
@@ -901,26 +1022,38 @@ reconcile_removal(struct reconciler *r, struct obj *o)
 	} else if ((rc = delete_memberships(r, o, &deleted)) != 0) {
 		next = -EIO;
 	} else if ((deleted || !settled) && p.contact_id && p.segment_id &&
-	    (rc = provider_membership_remove(r->resend, p.contact_id, p.segment_id, &why)) != 0) {
-		next = provider_failed(r, o, rc, "RemoveFromSegment", why);
+	    (pair_contact(&p, &c),
+	    rc = r->provider->ops->member_remove(r->provider, p.segment_id, &c, &e)) != 0) {
+		next = provider_failed(r, o, rc, "RemoveMember", &e);
 	} else {
 		total = removed_so_far(o) + deleted;
 		obj_status_set(o, "membershipsRemoved", json_integer(total));
 		if (deleted || !settled)
 			record(r, o, "Normal", "Removed", "RemoveFromSegment",
 			    "the contact opted out: %d membership(s) deleted now, %lld in all; "
-			    "the contact is out of the provider segment", deleted,
+			    "the contact is out of the provider group", deleted,
 			    (long long)total);
 		next = status_of(report(r, o, NULL, true, "Removed",
 		    "the contact is out of the group and will not be added again"));
 	}
-	free(why);
 	pair_ids_free(&p);
 	return next;
 }
 
-long
-reconciler_run(struct reconciler *r, const char *key)
+const char *
+reconciler_controller(const char *key)
+{
+	enum resource_kind kind;
+	char name[64];
+
+	snprintf(name, sizeof(name), "%.*s", (int)strcspn(key, "/"), key);
+	if (kind_from_name(name, &kind) != 0)
+		return "unknown";
+	return kind_info(kind)->singular;
+}
+
+void
+reconciler_run(struct reconciler *r, const char *key, struct reconcile_result *out)
 {
 	enum resource_kind kind;
 	char ns[64], name[256];
@@ -928,12 +1061,16 @@ reconciler_run(struct reconciler *r, const char *key)
 	long next;
 	int rc;
 
+	*out = (struct reconcile_result){ .result = "success" };
 	if (parse_key(key, &kind, ns, sizeof(ns), name, sizeof(name)) != 0)
-		return 0;
+		return;
 	rc = fetch(r, kind, ns, name, &o);
+	o.retry_after_ms = -1;
 	if (rc <= 0) {
 		obj_free(&o);
-		return rc;	/* gone: nothing left to do */
+		if (rc < 0)
+			*out = (struct reconcile_result){ .result = "error", .backoff = true };
+		return;		/* gone: nothing left to do */
 	}
 	switch (kind) {
 	case KIND_CONTACT_GROUP:
@@ -949,32 +1086,111 @@ reconciler_run(struct reconciler *r, const char *key)
 		next = reconcile_removal(r, &o);
 		break;
 	}
+	if (next == -ECANCELED)
+		*out = (struct reconcile_result){ .result = "requeue" };	/* lost the lease */
+	else if (next < 0)
+		*out = (struct reconcile_result){ .result = "error", .backoff = true,
+		    .after_ms = o.retry_after_ms > 0 ? (unsigned long)o.retry_after_ms : 0 };
+	else if (next > 0)
+		*out = (struct reconcile_result){ .result = "requeue_after",
+		    .after_ms = (unsigned long)next };
+	else if (o.refused)
+		out->result = "error";	/* the provider refused it: not retried until it changes */
 	obj_free(&o);
-	return next;
+}
+
+/* "2026-12-04T20:31:02.123Z" for Unix milliseconds. */
+static void
+ms_rfc3339(long long ms, char *out, size_t len)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	char base[32];
+
+	gmtime_r(&t, &tm);
+	strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out, len, "%s.%03lldZ", base, ms % 1000);
+}
+
+static long long
+rfc3339_ms(const char *s)
+{
+	struct tm tm = { 0 };
+	const char *rest;
+	long long ms = 0;
+	int digits = 0;
+
+	if (!s || !(rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm)))
+		return 0;
+	if (*rest == '.')
+		for (rest++; *rest >= '0' && *rest <= '9'; rest++, digits++)
+			if (digits < 3)
+				ms = ms * 10 + (*rest - '0');
+	for (; digits < 3; digits++)
+		ms *= 10;
+	return (long long)timegm(&tm) * 1000 + ms;
+}
+
+static bool
+has_string(const json_t *array, const char *s)
+{
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(array, i, v)
+		if (json_is_string(v) && strcmp(json_string_value(v), s) == 0)
+			return true;
+	return false;
 }
 
 int
-reconciler_contact_event(struct reconciler *r, const char *ns, const char *name,
-    const char *type, const char *reason, const char *note, int unsubscribed)
+reconciler_provider_event(struct reconciler *r, const char *ns, const char *name,
+    const struct provider_event *ev, const char *type, const char *reason, const char *note)
 {
+	json_t *was = NULL, *ids, *pe;
+	const char *last;
+	char when[40];
 	struct obj o;
 	struct cond c;
+	size_t n;
 	int rc = fetch(r, KIND_CONTACT, ns, name, &o);
 
 	if (rc <= 0) {
 		obj_free(&o);
 		return rc ? rc : -ENOENT;
 	}
+	was = json_object_get(json_object_get(o.json, "status"), "providerEvents");
+	ids = json_object_get(was, "recentIDs");
+	last = json_string_value(json_object_get(was, "lastChangeTime"));
+	if (has_string(ids, ev->id) || (ev->unsubscribed >= 0 && ev->time_ms && last &&
+	    ev->time_ms < rfc3339_ms(last))) {
+		obj_free(&o);
+		return -EALREADY;
+	}
 	record(r, &o, type, reason, "ProviderEvent", "%s", note);
-	rc = 0;
-	if (unsubscribed >= 0) {
-		cond_set(&c, "ProviderUnsubscribed", unsubscribed, unsubscribed ?
-		    "Unsubscribed" : "Subscribed", "%s", unsubscribed ?
+	/* The newest RECONCILER_EVENT_IDS ids, oldest first. */
+	pe = json_pack("{s:[]}", "recentIDs");
+	n = json_array_size(ids);
+	for (size_t i = n >= RECONCILER_EVENT_IDS ? n - RECONCILER_EVENT_IDS + 1 : 0; i < n; i++)
+		json_array_append(json_object_get(pe, "recentIDs"), json_array_get(ids, i));
+	json_array_append_new(json_object_get(pe, "recentIDs"), json_string(ev->id));
+	if (last)
+		json_object_set_new(pe, "lastChangeTime", json_string(last));
+	if (ev->unsubscribed >= 0 && ev->time_ms) {
+		ms_rfc3339(ev->time_ms, when, sizeof(when));
+		json_object_set_new(pe, "lastChangeTime", json_string(when));
+	}
+	obj_status_set(&o, "providerEvents", pe);
+	/* Keep the generation the status already observed: this is not a spec sync. */
+	o.res.meta.generation = o.res.status.observed_generation;
+	if (ev->unsubscribed >= 0) {
+		cond_set(&c, "ProviderUnsubscribed", ev->unsubscribed, ev->unsubscribed ?
+		    "Unsubscribed" : "Subscribed", "%s", ev->unsubscribed ?
 		    "the recipient unsubscribed at the provider; no email will reach them" :
 		    "the recipient is subscribed at the provider");
-		/* Keep the generation the status already observed: this is not a spec sync. */
-		o.res.meta.generation = o.res.status.observed_generation;
 		rc = write_status(r, &o, NULL, &c, 1);
+	} else {
+		rc = write_status(r, &o, NULL, NULL, 0);
 	}
 	obj_free(&o);
 	return rc;
@@ -994,12 +1210,12 @@ in_segments(const json_t *segment_ids, const char *segment)
 
 int
 reconciler_membership_events(struct reconciler *r, const char *ns, const char *name,
-    const json_t *segment_ids, const char *type, const char *reason, const char *note)
+    const json_t *group_ids, const char *type, const char *reason, const char *note)
 {
 	struct keys m = { 0 };
 	int recorded = 0;
 
-	if (!json_is_array(segment_ids) || !json_array_size(segment_ids))
+	if (!json_is_array(group_ids) || !json_array_size(group_ids))
 		return 0;
 	cache_refs_foreach(r->cache, KIND_MEMBERSHIP, CACHE_BY_CONTACT, ns, name, collect_key,
 	    &m);
@@ -1008,10 +1224,10 @@ reconciler_membership_events(struct reconciler *r, const char *ns, const char *n
 		struct obj o;
 
 		if (fetch(r, KIND_MEMBERSHIP, m.v[i], mname, &o) == 1) {
-			/* A membership's providerID is "<contact id>/<segment id>". */
+			/* A membership's providerID is "<contact id>/<group id>". */
 			pid = o.res.status.provider_id;
-			segment = pid ? strchr(pid, '/') : NULL;
-			if (segment && in_segments(segment_ids, segment + 1)) {
+			segment = pid ? strrchr(pid, '/') : NULL;
+			if (segment && in_segments(group_ids, segment + 1)) {
 				record(r, &o, type, reason, "ProviderEvent", "%s", note);
 				recorded++;
 			}

@@ -1,31 +1,30 @@
-/* events.c -- POST /webhooks/resend: verified provider events become Kubernetes Events */
+/* events.c -- POST /webhooks/<provider>: verified provider events become Kubernetes Events */
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cache.h"
-#include "jsonparse.h"
 #include "log.h"
+#include "provider.h"
 #include "reconciler.h"
-#include "svix.h"
 
 struct provider_events {
 	struct reconciler *r;
-	unsigned char *key;
-	size_t key_len;
 	pthread_mutex_t lock;
-	/* The last RECONCILER_SEEN_IDS svix-ids, a ring: a redelivery is dropped. */
+	/*
+	 * The last RECONCILER_SEEN_IDS delivery ids, a ring: a redelivery
+	 * while this process runs is dropped without an API call. Across
+	 * restarts the Contact's status.providerEvents keeps the newest ones.
+	 */
 	char *seen[RECONCILER_SEEN_IDS];
 	size_t next;
 };
 
 int
-provider_events_new(struct reconciler *r, const unsigned char *secret, size_t secret_len,
-    struct provider_events **out)
+provider_events_new(struct reconciler *r, struct provider_events **out)
 {
 	struct provider_events *e = calloc(1, sizeof(*e));
 
@@ -33,13 +32,6 @@ provider_events_new(struct reconciler *r, const unsigned char *secret, size_t se
 	if (!e)
 		return -ENOMEM;
 	e->r = r;
-	e->key = malloc(secret_len);
-	if (!e->key) {
-		free(e);
-		return -ENOMEM;
-	}
-	memcpy(e->key, secret, secret_len);
-	e->key_len = secret_len;
 	pthread_mutex_init(&e->lock, NULL);
 	*out = e;
 	return 0;
@@ -52,7 +44,6 @@ provider_events_free(struct provider_events *e)
 		return;
 	for (size_t i = 0; i < RECONCILER_SEEN_IDS; i++)
 		free(e->seen[i]);
-	svix_key_free(e->key, e->key_len);
 	pthread_mutex_destroy(&e->lock);
 	free(e);
 }
@@ -92,7 +83,7 @@ forget(struct provider_events *e, const char *id)
 	pthread_mutex_unlock(&e->lock);
 }
 
-/* "contact.updated" -> "ProviderContactUpdated"; "email.delivered" -> "ProviderEmailDelivered". */
+/* "contact.updated" -> "ProviderContactUpdated"; "unsubscribed" -> "ProviderUnsubscribed". */
 static void
 event_reason(const char *type, char *out, size_t len)
 {
@@ -101,7 +92,7 @@ event_reason(const char *type, char *out, size_t len)
 
 	o = (size_t)snprintf(out, len, "Provider");
 	for (const char *p = type; *p && o + 1 < len; p++) {
-		if (*p == '.' || *p == '_') {
+		if (*p == '.' || *p == '_' || *p == '-') {
 			upper = true;
 			continue;
 		}
@@ -116,21 +107,32 @@ event_reason(const char *type, char *out, size_t len)
 
 /*
  * The Contact with this address gets the Event, and so do its memberships
- * in the segments the event names.
+ * in the groups the event names. 1: recorded, 0: no such Contact, 2: the
+ * Contact's status says it is a repeat or older than what it holds, < 0:
+ * the API server failed us (the provider should deliver it again).
  */
 static int
-record_for_email(struct provider_events *e, const char *email, const json_t *segment_ids,
-    const char *type, const char *reason, const char *note, int unsubscribed)
+record_for_email(struct provider_events *e, const struct provider_event *ev,
+    const char *type, const char *reason, const char *note)
 {
 	char *ns = NULL, *name = NULL;
 	int found = 0, rc;
 
 	/* Emails are unique cluster-wide (the webhook sees to it): one match at most. */
-	rc = cache_contact_by_email(e->r->cache, email, NULL, NULL, &ns, &name);
-	if (rc == 1 &&
-	    reconciler_contact_event(e->r, ns, name, type, reason, note, unsubscribed) == 0) {
-		found = 1;
-		reconciler_membership_events(e->r, ns, name, segment_ids, type, reason, note);
+	rc = cache_contact_by_email(e->r->cache, ev->email, NULL, NULL, &ns, &name);
+	if (rc == 1) {
+		rc = reconciler_provider_event(e->r, ns, name, ev, type, reason, note);
+		if (rc == 0) {
+			found = 1;
+			reconciler_membership_events(e->r, ns, name, ev->group_ids, type, reason,
+			    note);
+		} else if (rc == -EALREADY) {
+			found = 2;
+		} else if (rc != -ENOENT) {
+			found = -1;
+		}
+	} else if (rc < 0) {
+		found = -1;
 	}
 	free(ns);
 	free(name);
@@ -138,51 +140,42 @@ record_for_email(struct provider_events *e, const char *email, const json_t *seg
 }
 
 int
-provider_events_handle(struct provider_events *e, const char *id, const char *timestamp,
-    const char *signature, const char *body, size_t len, const char **why)
+provider_events_handle(struct provider_events *e, provider_header_fn header, const void *arg,
+    const char *body, size_t len, const char **why)
 {
-	json_t *doc, *data;
-	const char *type, *email;
+	struct provider *p = e->r->provider;
+	struct provider_event ev;
 	char reason[128], note[1024];
-	int unsubscribed = -1, rc;
+	int status, found;
 
-	rc = svix_verify(e->key, e->key_len, id, timestamp, signature, body, len, time(NULL),
-	    SVIX_TOLERANCE_S);
-	if (rc != SVIX_OK) {
-		*why = svix_strerror(rc);
-		return 401;
-	}
-	if (seen_before(e, id)) {
+	status = p->ops->event_parse(p, header, arg, body, len, &ev, why);
+	if (status != 200)
+		return status;
+	if (seen_before(e, ev.id)) {
+		provider_event_free(&ev);
 		*why = "already received";
 		return 200;
 	}
-	doc = jsonparse_load(body, len, 0, NULL);
-	type = json_string_value(json_object_get(doc, "type"));
-	data = json_object_get(doc, "data");
-	if (!type || !json_is_object(data)) {
-		json_decref(doc);
-		*why = "not a Resend event";
-		forget(e, id);
-		return 400;
+	event_reason(ev.type, reason, sizeof(reason));
+	snprintf(note, sizeof(note), "%s from %s%s%s%s", ev.type, p->ops->name,
+	    ev.unsubscribed == 1 ? ": the recipient unsubscribed" : "",
+	    ev.object_id ? ", provider id " : "", ev.object_id ? ev.object_id : "");
+	found = ev.email ? record_for_email(e, &ev, ev.unsubscribed == 1 ? "Warning" : "Normal",
+	    reason, note) : 0;
+	if (found < 0) {
+		/* Not recorded: accept the redelivery, and ask for one. */
+		forget(e, ev.id);
+		provider_event_free(&ev);
+		*why = "the event could not be recorded now; deliver it again";
+		return 503;
 	}
-	event_reason(type, reason, sizeof(reason));
-	email = json_string_value(json_object_get(data, "email"));
-	if (!email && json_is_array(json_object_get(data, "to")))
-		email = json_string_value(json_array_get(json_object_get(data, "to"), 0));
-	if (strncmp(type, "contact.", 8) == 0 && strcmp(type, "contact.deleted") != 0 &&
-	    json_is_boolean(json_object_get(data, "unsubscribed")))
-		unsubscribed = json_is_true(json_object_get(data, "unsubscribed"));
-	snprintf(note, sizeof(note), "%s from the provider%s%s%s", type,
-	    unsubscribed == 1 ? ": the recipient unsubscribed" : "",
-	    json_string_value(json_object_get(data, "id")) ? ", provider id " : "",
-	    json_string_value(json_object_get(data, "id")) ?
-	    json_string_value(json_object_get(data, "id")) : "");
-	if (!email || !record_for_email(e, email, json_object_get(data, "segment_ids"),
-	    unsubscribed == 1 ? "Warning" : "Normal",
-	    reason, note, unsubscribed == 1 ? 1 : unsubscribed == 0 ? 0 : -1))
-		log_info("provider event for no known Contact", "{s:s, s:s, s:s?}", "svixId", id,
-		    "type", type, "email", email);
-	json_decref(doc);
-	*why = "recorded";
+	if (found == 0)
+		log_info("provider event for no known Contact", "{s:s, s:s, s:s, s:s?}",
+		    "provider", p->ops->name, "id", ev.id, "type", ev.type, "email", ev.email);
+	else if (found == 2)
+		log_info("provider event ignored: already recorded or older than the last one",
+		    "{s:s, s:s, s:s}", "provider", p->ops->name, "id", ev.id, "type", ev.type);
+	*why = found == 2 ? "already received" : "recorded";
+	provider_event_free(&ev);
 	return 200;
 }

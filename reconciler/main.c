@@ -1,4 +1,4 @@
-/* main.c -- contact-reconciler: flags, wiring, workers, leader election, signals */
+/* main.c -- contact-reconciler: wiring, workers, leader election, signals */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -11,6 +11,7 @@
 
 #include "authn.h"
 #include "cache.h"
+#include "clock.h"
 #include "httpd.h"
 #include "kube.h"
 #include "kubeconfig.h"
@@ -18,287 +19,43 @@
 #include "log.h"
 #include "metrics.h"
 #include "procmetrics.h"
+#include "provider_http.h"
+#include "provider.h"
 #include "reconciler.h"
-#include "resend.h"
 #include "signals.h"
 #include "svix.h"
 #include "tls.h"
 #include "workqueue.h"
 
-#ifndef MILO_VERSION
-#define MILO_VERSION "0.1.0"
-#endif
-#define MAX_WORKERS 32
 #define SECRET_FILE_MAX 4096
-
-struct options {
-	const char *kubeconfig;
-	const char *bind_address;
-	unsigned int port;
-	const char *cert_dir;
-	const char *cert_file, *key_file;
-	enum tls_min_version tls_min_version;
-	bool leader_elect;
-	const char *lease_namespace;
-	const char *lease_name;
-	unsigned int lease_duration_s, renew_deadline_s, retry_period_s;
-	const char *api_key_file;
-	const char *base_url;
-	double rate;
-	const char *webhook_secret_file;
-	const char *provider_ca_file;
-	unsigned int workers;
-	unsigned long resync_ms;
-	const char *log_level;
-	bool metrics_auth;
-};
-
-static void
-usage(FILE *out)
-{
-	fprintf(out,
-"Usage: " RECONCILER_PROGRAM " [flags]\n"
-"\n"
-"Keeps an email provider (Resend) in step with the Milo notification\n"
-"contacts: ContactGroups become segments, Contacts provider contacts,\n"
-"ContactGroupMemberships put contacts into segments, removals take them out.\n"
-"Status conditions (Ready, ProviderSynced) and Events record what happened.\n"
-"Serves /healthz, /readyz, /metrics and the provider's signed webhooks at\n"
-"POST /webhooks/resend over HTTPS.\n"
-"\n"
-"Flags:\n"
-"  --kubeconfig file                  kubeconfig; default $KUBECONFIG, else in-cluster\n"
-"  --secure-port int                  HTTPS port (default %d)\n"
-"  --bind-address ip                  address to listen on (default 0.0.0.0; :: for IPv6)\n"
-"  --cert-dir dir                     directory with tls.crt and tls.key\n"
-"                                     (default /tmp/k8s-webhook-server/serving-certs)\n"
-"  --tls-cert-file file               PEM serving certificate (with --tls-private-key-file)\n"
-"  --tls-private-key-file file        PEM private key\n"
-"  --tls-min-version version          VersionTLS12 or VersionTLS13 (default VersionTLS12)\n"
-"  --leader-elect bool                elect a leader through a Lease (default true);\n"
-"                                     --leader-elect=false for a single instance\n"
-"  --leader-election-namespace ns     the Lease's namespace (default: the pod's, else\n"
-"                                     milo-contacts)\n"
-"  --leader-election-id name          the Lease's name (default contact-reconciler)\n"
-"  --leader-elect-lease-duration d    how long a Lease is valid without renewal (default 15s)\n"
-"  --leader-elect-renew-deadline d    how long the leader keeps trying to renew before it\n"
-"                                     stops acting (default 10s)\n"
-"  --leader-elect-retry-period d      between acquire and renew attempts (default 2s);\n"
-"                                     whole seconds; 1.2 x retry < renew deadline < lease\n"
-"  --resend-api-key-file file         the Resend API key; default $RESEND_API_KEY\n"
-"  --resend-base-url url              the Resend API (default " RESEND_DEFAULT_BASE_URL ")\n"
-"  --resend-rate-limit float          provider requests per second (default %.0f)\n"
-"  --resend-ca-file file              extra CA for the provider URL (tests)\n"
-"  --resend-webhook-secret-file file  the whsec_... signing secret of the provider's\n"
-"                                     webhooks; without it /webhooks/resend answers 404\n"
-"  --workers int                      concurrent reconciles (default %d)\n"
-"  --resync-period duration           how often unsettled objects are looked at again,\n"
-"                                     e.g. 10m, 30s (default 10m)\n"
-"  --log-level level                  debug, info, warn or error (default info)\n"
-"  --metrics-auth bool                /metrics only for bearer tokens whose user may get\n"
-"                                     the non-resource URL /metrics (TokenReview and\n"
-"                                     SubjectAccessReview; default true)\n"
-"  -h, --help                         print this help and exit\n"
-"      --version                      print the version and exit\n",
-	    RECONCILER_DEFAULT_PORT, RESEND_DEFAULT_RATE, RECONCILER_DEFAULT_WORKERS);
-}
-
-/* "10m", "30s", "1500ms", "2h": milliseconds, or -1 when malformed. */
-static long
-duration_ms(const char *s)
-{
-	char *end;
-	double v = strtod(s, &end);
-
-	if (end == s || v < 0)
-		return -1;
-	if (strcmp(end, "ms") == 0)
-		return (long)v;
-	if (strcmp(end, "s") == 0)
-		return (long)(v * 1000);
-	if (strcmp(end, "m") == 0)
-		return (long)(v * 60000);
-	if (strcmp(end, "h") == 0)
-		return (long)(v * 3600000);
-	return -1;
-}
-
-static int
-parse_bool(const char *s, bool *out)
-{
-	if (strcmp(s, "true") == 0 || strcmp(s, "1") == 0)
-		*out = true;
-	else if (strcmp(s, "false") == 0 || strcmp(s, "0") == 0)
-		*out = false;
-	else
-		return -EINVAL;
-	return 0;
-}
-
-/* 0: run; 1: done (help/version); -1: bad flag, reason printed. */
-static int
-parse_flags(int argc, char **argv, struct options *o)
-{
-	static const char *const with_value[] = { "kubeconfig", "secure-port",
-		"bind-address", "cert-dir", "tls-cert-file", "tls-private-key-file",
-		"tls-min-version", "leader-election-namespace", "leader-election-id",
-		"resend-api-key-file", "resend-base-url", "resend-rate-limit",
-		"resend-ca-file", "resend-webhook-secret-file", "workers", "resync-period",
-		"log-level", "leader-elect", "leader-elect-lease-duration",
-		"leader-elect-renew-deadline", "leader-elect-retry-period", "metrics-auth",
-		NULL };
-
-	for (int i = 1; i < argc; i++) {
-		const char *arg = argv[i], *name, *eq, *val = NULL;
-		char key[64];
-		bool known = false;
-		char *end;
-
-		if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
-			usage(stdout);
-			return 1;
-		}
-		if (strcmp(arg, "--version") == 0) {
-			printf("%s %s\n", RECONCILER_PROGRAM, MILO_VERSION);
-			return 1;
-		}
-		if (strncmp(arg, "--", 2) != 0) {
-			fprintf(stderr, "%s: unexpected argument: %s (see --help)\n",
-			    RECONCILER_PROGRAM, arg);
-			return -1;
-		}
-		name = arg + 2;
-		eq = strchr(name, '=');
-		snprintf(key, sizeof(key), "%.*s", eq ? (int)(eq - name) : (int)strlen(name), name);
-		for (int k = 0; with_value[k]; k++)
-			known |= strcmp(key, with_value[k]) == 0;
-		if (!known) {
-			fprintf(stderr, "%s: unknown flag: --%s (see --help)\n",
-			    RECONCILER_PROGRAM, key);
-			return -1;
-		}
-		if (eq)
-			val = eq + 1;
-		else if (strcmp(key, "leader-elect") == 0 || strcmp(key, "metrics-auth") == 0)
-			val = "true";
-		else if (i + 1 < argc)
-			val = argv[++i];
-		else {
-			fprintf(stderr, "%s: flag needs an argument: --%s\n", RECONCILER_PROGRAM, key);
-			return -1;
-		}
-		errno = 0;
-		if (strcmp(key, "kubeconfig") == 0)
-			o->kubeconfig = val;
-		else if (strcmp(key, "secure-port") == 0) {
-			unsigned long p = strtoul(val, &end, 10);
-
-			if (*end || !*val || p == 0 || p > 65535)
-				goto bad_value;
-			o->port = (unsigned int)p;
-		} else if (strcmp(key, "bind-address") == 0)
-			o->bind_address = val;
-		else if (strcmp(key, "cert-dir") == 0)
-			o->cert_dir = val;
-		else if (strcmp(key, "tls-cert-file") == 0)
-			o->cert_file = val;
-		else if (strcmp(key, "tls-private-key-file") == 0)
-			o->key_file = val;
-		else if (strcmp(key, "tls-min-version") == 0) {
-			if (tls_min_version_parse(val, &o->tls_min_version) != 0)
-				goto bad_value;
-		} else if (strcmp(key, "leader-elect") == 0) {
-			if (parse_bool(val, &o->leader_elect) != 0)
-				goto bad_value;
-		} else if (strcmp(key, "metrics-auth") == 0) {
-			if (parse_bool(val, &o->metrics_auth) != 0)
-				goto bad_value;
-		} else if (strcmp(key, "leader-elect-lease-duration") == 0 ||
-		    strcmp(key, "leader-elect-renew-deadline") == 0 ||
-		    strcmp(key, "leader-elect-retry-period") == 0) {
-			long ms = duration_ms(val);
-			unsigned int *to = strcmp(key, "leader-elect-lease-duration") == 0 ?
-			    &o->lease_duration_s : strcmp(key, "leader-elect-renew-deadline") == 0 ?
-			    &o->renew_deadline_s : &o->retry_period_s;
-
-			/* The Lease counts whole seconds (leaseDurationSeconds). */
-			if (ms < 1000 || ms % 1000 != 0 || ms > 3600L * 1000)
-				goto bad_value;
-			*to = (unsigned int)(ms / 1000);
-		} else if (strcmp(key, "leader-election-namespace") == 0)
-			o->lease_namespace = val;
-		else if (strcmp(key, "leader-election-id") == 0)
-			o->lease_name = val;
-		else if (strcmp(key, "resend-api-key-file") == 0)
-			o->api_key_file = val;
-		else if (strcmp(key, "resend-base-url") == 0)
-			o->base_url = val;
-		else if (strcmp(key, "resend-rate-limit") == 0) {
-			o->rate = strtod(val, &end);
-			if (*end || !*val || !(o->rate > 0) || o->rate > 10000)
-				goto bad_value;
-		} else if (strcmp(key, "resend-ca-file") == 0)
-			o->provider_ca_file = val;
-		else if (strcmp(key, "resend-webhook-secret-file") == 0)
-			o->webhook_secret_file = val;
-		else if (strcmp(key, "workers") == 0) {
-			unsigned long w = strtoul(val, &end, 10);
-
-			if (*end || !*val || w == 0 || w > MAX_WORKERS)
-				goto bad_value;
-			o->workers = (unsigned int)w;
-		} else if (strcmp(key, "resync-period") == 0) {
-			long ms = duration_ms(val);
-
-			if (ms < 1000)
-				goto bad_value;
-			o->resync_ms = (unsigned long)ms;
-		} else if (strcmp(key, "log-level") == 0) {
-			if (log_set_level_name(val) != 0)
-				goto bad_value;
-			o->log_level = val;
-		}
-		continue;
-bad_value:
-		fprintf(stderr, "%s: invalid value \"%s\" for --%s\n", RECONCILER_PROGRAM, val, key);
-		return -1;
-	}
-	if (!(o->retry_period_s * 12 < o->renew_deadline_s * 10 &&
-	    o->renew_deadline_s < o->lease_duration_s)) {
-		/* client-go's rule: a leader gives up before its lease runs out. */
-		fprintf(stderr, "%s: need 1.2 x --leader-elect-retry-period (%us) < "
-		    "--leader-elect-renew-deadline (%us) < --leader-elect-lease-duration (%us)\n",
-		    RECONCILER_PROGRAM, o->retry_period_s, o->renew_deadline_s,
-		    o->lease_duration_s);
-		return -1;
-	}
-	return 0;
-}
-
-/* ---- runtime ---- */
+#define QUEUE_NAME "contact-reconciler"	/* the work queue metrics' name label */
 
 struct app {
-	struct options o;
+	struct reconciler_options o;
 	struct reconciler r;
 	struct kube_client *kube;
 	struct cache *cache;
 	struct workqueue *queue;
-	struct resend *resend;
+	struct provider *provider;
 	struct lease *lease;
 	struct metrics *metrics;
 	struct tls_store *tls;
 	struct httpd *httpd;
 	struct provider_events *events;
+	char events_path[64];			/* POST /webhooks/<provider> */
 	struct authn_guard metrics_guard;	/* /metrics; .authn NULL: open */
-	pthread_t workers[MAX_WORKERS];
+	pthread_t workers[RECONCILER_MAX_WORKERS];
 	unsigned int n_workers;
 	pthread_t resyncer;
 	bool resyncer_started;
 	char *lease_namespace;		/* owned when taken from the kubeconfig */
 	atomic_bool stopping, draining;
 	pthread_mutex_t lock;
-	pthread_cond_t wake;
+	pthread_cond_t wake;		/* on CLOCK_MONOTONIC */
 	struct metric *m_leader;
+	struct metric *m_reconciles;	/* controller_runtime_reconcile_total{controller,result} */
+	struct metric *m_errors;	/* controller_runtime_reconcile_errors_total{controller} */
+	struct metric *m_time;		/* controller_runtime_reconcile_time_seconds{controller} */
 	char identity[256];
 };
 
@@ -306,6 +63,15 @@ static bool
 leading(struct app *a)
 {
 	return !a->lease || lease_leading(a->lease);
+}
+
+/* The provider's writes stop the moment the lease is no longer ours. */
+static long
+write_budget(void *arg)
+{
+	struct app *a = arg;
+
+	return a->lease ? lease_remaining_ms(a->lease) : PROVIDER_HTTP_TIMEOUT_MS;
 }
 
 /* Unsettled objects are queued; settled ones need nothing (steady state: no calls). */
@@ -391,25 +157,44 @@ on_leadership(bool is_leader, void *arg)
 
 /* Waits ms or until stopping; true when stopping. */
 static bool
-nap(struct app *a, long ms)
+nap(struct app *a, unsigned long ms)
 {
-	struct timespec until;
 	bool stop;
 
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += ms / 1000;
-	until.tv_nsec += (ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&a->lock);
-	while (!atomic_load(&a->stopping) &&
-	    pthread_cond_timedwait(&a->wake, &a->lock, &until) == 0)
-		;
+	if (!atomic_load(&a->stopping))
+		clock_cond_wait(&a->wake, &a->lock, ms);
 	stop = atomic_load(&a->stopping);
 	pthread_mutex_unlock(&a->lock);
 	return stop;
+}
+
+/* Puts a key back as its reconcile asked, and counts how it went. */
+static void
+finish(struct app *a, const char *key, const struct reconcile_result *res, double seconds)
+{
+	const char *controller = reconciler_controller(key);
+	unsigned long delay = 0;
+
+	if (res->backoff) {
+		workqueue_add_backoff(a->queue, key, &delay);
+		/* The provider's retry-after, when longer than the backoff. */
+		if (res->after_ms > delay)
+			workqueue_add_after(a->queue, key, res->after_ms);
+		log_limited(LOG_INFO, "reconcile failed; retrying", "s:s, s:i", "key", key,
+		    "retryInMs", (int)(res->after_ms > delay ? res->after_ms : delay));
+	} else {
+		workqueue_forget(a->queue, key);
+		if (strcmp(res->result, "requeue") == 0)
+			workqueue_add(a->queue, key);
+		else if (res->after_ms)
+			workqueue_add_after(a->queue, key, res->after_ms);
+	}
+	metric_inc(metric_get(a->m_reconciles,
+	    (const char *const[]){ controller, res->result }));
+	if (strcmp(res->result, "error") == 0)
+		metric_inc(metric_get(a->m_errors, (const char *const[]){ controller }));
+	metric_observe(metric_get(a->m_time, (const char *const[]){ controller }), seconds);
 }
 
 static void *
@@ -418,10 +203,9 @@ worker(void *arg)
 	struct app *a = arg;
 
 	while (!atomic_load(&a->stopping)) {
+		struct reconcile_result res;
+		double started;
 		char *key;
-		long next;
-		const char *result;
-		char kind[64];
 
 		/*
 		 * Only the leader writes; the others keep their cache warm and
@@ -436,25 +220,11 @@ worker(void *arg)
 		key = workqueue_get(a->queue, 1000);
 		if (!key)
 			continue;
-		next = reconciler_run(&a->r, key);
-		if (next < 0) {
-			unsigned long delay;
-
-			workqueue_add_backoff(a->queue, key, &delay);
-			result = "error";
-			log_limited(LOG_INFO, "reconcile failed; retrying", "s:s, s:i", "key", key,
-			    "retryInMs", (int)delay);
-		} else {
-			workqueue_forget(a->queue, key);
-			if (next > 0)
-				workqueue_add_after(a->queue, key, (unsigned long)next);
-			result = next > 0 ? "requeue" : "success";
-		}
-		snprintf(kind, sizeof(kind), "%.*s", (int)strcspn(key, "/"), key);
-		metric_inc(metric_get(a->r.m_reconciles, (const char *const[]){ kind, result }));
+		started = clock_mono();
+		reconciler_run(&a->r, key, &res);
+		finish(a, key, &res, clock_mono() - started);
 		workqueue_done(a->queue, key);
 		free(key);
-		metric_set(metric_get(a->r.m_depth, NULL), (double)workqueue_len(a->queue));
 	}
 	return NULL;
 }
@@ -475,7 +245,7 @@ resyncer(void *arg)
 	    "contactgroupmembershipremovals", (int)cache_count(a->cache, KIND_REMOVAL));
 	if (leading(a))
 		resync(a);
-	while (!nap(a, (long)a->o.resync_ms))
+	while (!nap(a, a->o.resync_ms))
 		if (leading(a))
 			resync(a);
 	return NULL;
@@ -509,6 +279,12 @@ serve_readyz(const struct httpd_request *req, struct httpd_reply *reply, void *a
 	return httpd_reply_text(reply, 200, "ok");
 }
 
+static const char *
+request_header(const void *arg, const char *name)
+{
+	return httpd_header(arg, name);
+}
+
 static int
 serve_provider_webhook(const struct httpd_request *req, struct httpd_reply *reply,
     void *arg)
@@ -517,12 +293,11 @@ serve_provider_webhook(const struct httpd_request *req, struct httpd_reply *repl
 	const char *why = "";
 	int status;
 
-	status = provider_events_handle(a->events, httpd_header(req, "svix-id"),
-	    httpd_header(req, "svix-timestamp"), httpd_header(req, "svix-signature"),
-	    req->body, req->body_len, &why);
+	status = provider_events_handle(a->events, request_header, req, req->body,
+	    req->body_len, &why);
 	if (status != 200)
-		log_warn("provider webhook refused", "{s:i, s:s, s:s?}", "status", status,
-		    "reason", why, "svixId", httpd_header(req, "svix-id"));
+		log_warn("provider webhook refused", "{s:s, s:i, s:s}", "provider",
+		    a->provider->ops->name, "status", status, "reason", why);
 	return httpd_reply_text(reply, status, why);
 }
 
@@ -554,95 +329,159 @@ read_secret(const char *path, char *err, size_t errlen)
 	return s;
 }
 
-static int
-setup(struct app *a, char *err, size_t errlen)
+static void
+wipe(char *s)
 {
-	static const char *const by_kind_result[] = { "kind", "result", NULL };
+	if (s)
+		explicit_bzero(s, strlen(s));
+	free(s);
+}
+
+/*
+ * The webhook signing key: Resend's whsec_ secret (its base64 key) or
+ * Mailgun's key as it is. The file is optional (the Deployment mounts it
+ * with optional: true): a missing one turns provider events off.
+ */
+static int
+webhook_key(struct app *a, const struct reconciler_provider_flags *pf, unsigned char **key,
+    size_t *len, char *err, size_t errlen)
+{
+	char *secret;
+	int rc;
+
+	*key = NULL;
+	*len = 0;
+	if (!pf->webhook_secret_file || (access(pf->webhook_secret_file, F_OK) != 0 &&
+	    errno == ENOENT)) {
+		log_info("provider events off: no webhook signing secret", "{s:s, s:s?}",
+		    "provider", a->o.provider, "file", pf->webhook_secret_file);
+		return 0;
+	}
+	if (!(secret = read_secret(pf->webhook_secret_file, err, errlen)))
+		return -EINVAL;
+	if (strcmp(a->o.provider, "resend") == 0) {
+		rc = svix_secret_parse(secret, key, len);
+		if (rc != SVIX_OK)
+			snprintf(err, errlen, "%s: %s", pf->webhook_secret_file, svix_strerror(rc));
+		rc = rc == SVIX_OK ? 0 : -EINVAL;
+	} else {
+		*len = strlen(secret);
+		*key = (unsigned char *)strdup(secret);
+		rc = *key ? 0 : -ENOMEM;
+	}
+	wipe(secret);
+	return rc;
+}
+
+static int
+setup_provider(struct app *a, char *err, size_t errlen)
+{
+	const struct reconciler_provider_flags *pf = strcmp(a->o.provider, "mailgun") == 0 ?
+	    &a->o.mailgun : &a->o.resend;
+	const char *env = strcmp(a->o.provider, "mailgun") == 0 ? "MAILGUN_API_KEY" :
+	    "RESEND_API_KEY";
+	struct provider_options po = {
+		.base_url = pf->base_url, .rate = pf->rate, .ca_file = pf->ca_file,
+		.domain = pf->domain, .user_agent = RECONCILER_PROGRAM "/" RECONCILER_VERSION,
+		.metrics = a->metrics, .write_budget_ms = write_budget, .write_budget_arg = a,
+	};
+	char *api_key = NULL;
+	unsigned char *key = NULL;
+	size_t key_len = 0;
+	int rc;
+
+	if (pf->api_key_file) {
+		if (!(api_key = read_secret(pf->api_key_file, err, errlen)))
+			return -EINVAL;
+	} else if (getenv(env)) {
+		api_key = strdup(getenv(env));
+	}
+	if ((rc = webhook_key(a, pf, &key, &key_len, err, errlen)) != 0) {
+		wipe(api_key);
+		return rc;
+	}
+	po.api_key = api_key;
+	po.webhook_key = key;
+	po.webhook_key_len = key_len;
+	rc = provider_new(a->o.provider, &po, &a->provider, err, errlen);
+	wipe(api_key);
+	if (key)
+		explicit_bzero(key, key_len);
+	free(key);
+	if (rc)
+		return rc;
+	if (po.webhook_key) {
+		if ((rc = provider_events_new(&a->r, &a->events)) != 0)
+			return snprintf(err, errlen, "out of memory"), rc;
+		snprintf(a->events_path, sizeof(a->events_path), "/webhooks/%s",
+		    a->provider->ops->name);
+	}
+	return 0;
+}
+
+static int
+setup_metrics(struct app *a, char *err, size_t errlen)
+{
+	static const char *const by_controller_result[] = { "controller", "result", NULL };
+	static const char *const by_controller[] = { "controller", NULL };
 	static const char *const by_name[] = { "name", NULL };
-	struct resend_config rc = { 0 };
-	struct kube_config kc;
-	char cert[4096], key[4096], *api_key = NULL, host[128];
-	int rc_;
 
 	a->metrics = metrics_new();
 	if (!a->metrics)
 		return snprintf(err, errlen, "out of memory"), -ENOMEM;
-	a->r.m_reconciles = metrics_counter(a->metrics, "controller_runtime_reconcile_total",
-	    "Reconciles by kind and result (success, requeue, error).", by_kind_result);
-	a->r.m_depth = metrics_gauge(a->metrics, "workqueue_depth",
-	    "Keys waiting in the work queue.", NULL);
+	a->m_reconciles = metrics_counter(a->metrics, "controller_runtime_reconcile_total",
+	    "Reconciles per controller and result (success, error, requeue, requeue_after).",
+	    by_controller_result);
+	a->m_errors = metrics_counter(a->metrics, "controller_runtime_reconcile_errors_total",
+	    "Reconciles that ended in an error, per controller.", by_controller);
+	a->m_time = metrics_histogram(a->metrics, "controller_runtime_reconcile_time_seconds",
+	    "How long reconciles took, per controller.", by_controller,
+	    metrics_latency_buckets, metrics_latency_buckets_len);
 	a->m_leader = metrics_gauge(a->metrics, "leader_election_master_status",
 	    "1 while this replica holds the Lease.", by_name);
-	if (procmetrics_register(a->metrics, NULL) != 0)
+	if (!a->m_reconciles || !a->m_errors || !a->m_time || !a->m_leader ||
+	    procmetrics_register(a->metrics, NULL) != 0)
 		return snprintf(err, errlen, "out of memory"), -ENOMEM;
-	if ((rc_ = kubeconfig_resolve(a->o.kubeconfig, &kc, err, errlen)) != 0)
-		return rc_;
-	rc_ = kube_client_new(&kc, &a->kube, err, errlen);
+	/* Every series at zero from the start, as controller-runtime does, so rates work. */
+	for (int k = 0; k < KIND__COUNT; k++) {
+		static const char *const results[] = { "success", "error", "requeue",
+			"requeue_after" };
+		const char *c = kind_info((enum resource_kind)k)->singular;
+
+		for (size_t i = 0; i < sizeof(results) / sizeof(results[0]); i++)
+			metric_get(a->m_reconciles, (const char *const[]){ c, results[i] });
+		metric_get(a->m_errors, (const char *const[]){ c });
+		metric_get(a->m_time, (const char *const[]){ c });
+	}
+	return 0;
+}
+
+static int
+setup(struct app *a, char *err, size_t errlen)
+{
+	struct kube_config kc;
+	char cert[4096], key[4096], host[128];
+	int rc;
+
+	if ((rc = setup_metrics(a, err, errlen)) != 0)
+		return rc;
+	if ((rc = kubeconfig_resolve(a->o.kubeconfig, &kc, err, errlen)) != 0)
+		return rc;
+	rc = kube_client_new(&kc, &a->kube, err, errlen);
 	if (!a->o.lease_namespace && kc.namespace)
 		a->o.lease_namespace = a->lease_namespace = strdup(kc.namespace);
 	if (!a->o.lease_namespace)
 		a->o.lease_namespace = "milo-contacts";
 	kube_config_free(&kc);
-	if (rc_)
-		return rc_;
+	if (rc)
+		return rc;
 	a->metrics_guard = (struct authn_guard){ .handler = httpd_serve_metrics,
 	    .arg = a->metrics };
 	if (a->o.metrics_auth && authn_new(&(struct authn_config){ .client = a->kube,
 	    .metrics = a->metrics }, &a->metrics_guard.authn) != 0)
 		return snprintf(err, errlen, "out of memory"), -ENOMEM;
-	if (a->o.api_key_file) {
-		api_key = read_secret(a->o.api_key_file, err, errlen);
-		if (!api_key)
-			return -EINVAL;
-	} else if (getenv("RESEND_API_KEY")) {
-		api_key = strdup(getenv("RESEND_API_KEY"));
-	}
-	rc.base_url = a->o.base_url;
-	rc.api_key = api_key;
-	rc.rate = a->o.rate;
-	rc.ca_file = a->o.provider_ca_file;
-	rc.metrics = a->metrics;
-	rc.user_agent = RECONCILER_PROGRAM "/" MILO_VERSION;
-	rc_ = resend_new(&rc, &a->resend, err, errlen);
-	if (api_key)
-		explicit_bzero(api_key, strlen(api_key));
-	free(api_key);
-	if (rc_) {
-		if (rc_ == -EINVAL)
-			snprintf(err, errlen, "no Resend API key: set RESEND_API_KEY or "
-			    "--resend-api-key-file");
-		return rc_;
-	}
-	/*
-	 * The secret is optional: the Deployment mounts the key with
-	 * optional: true, so a missing file turns provider events off.
-	 */
-	if (a->o.webhook_secret_file && access(a->o.webhook_secret_file, F_OK) != 0 &&
-	    errno == ENOENT) {
-		log_warn("provider events off: the webhook signing secret file does not "
-		    "exist; POST /webhooks/resend answers 404", "{s:s}", "file",
-		    a->o.webhook_secret_file);
-	} else if (!a->o.webhook_secret_file) {
-		log_info("provider events off: no --resend-webhook-secret-file; "
-		    "POST /webhooks/resend answers 404", NULL);
-	} else {
-		char *secret = read_secret(a->o.webhook_secret_file, err, errlen);
-		unsigned char *k = NULL;
-		size_t klen = 0;
-
-		if (!secret)
-			return -EINVAL;
-		rc_ = svix_secret_parse(secret, &k, &klen);
-		explicit_bzero(secret, strlen(secret));
-		free(secret);
-		if (rc_ != SVIX_OK)
-			return snprintf(err, errlen, "%s: %s", a->o.webhook_secret_file,
-			    svix_strerror(rc_)), -EINVAL;
-		rc_ = provider_events_new(&a->r, k, klen, &a->events);
-		svix_key_free(k, klen);
-		if (rc_)
-			return snprintf(err, errlen, "out of memory"), rc_;
-	}
+	if ((rc = setup_provider(a, err, errlen)) != 0)
+		return rc;
 	snprintf(cert, sizeof(cert), "%s/tls.crt", a->o.cert_dir);
 	snprintf(key, sizeof(key), "%s/tls.key", a->o.cert_dir);
 	{
@@ -652,15 +491,16 @@ setup(struct app *a, char *err, size_t errlen)
 			.min_version = a->o.tls_min_version, .metrics = a->metrics,
 		};
 
-		if ((rc_ = tls_store_open(&tc, &a->tls, err, errlen)) != 0)
-			return rc_;
+		if ((rc = tls_store_open(&tc, &a->tls, err, errlen)) != 0)
+			return rc;
 		tls_store_watch(a->tls, 0);
 	}
-	if (cache_new(a->kube, &a->cache) != 0 || workqueue_new(&a->queue) != 0)
+	if (cache_new(a->kube, &a->cache) != 0 || workqueue_new(&a->queue) != 0 ||
+	    workqueue_instrument(a->queue, a->metrics, QUEUE_NAME) != 0)
 		return snprintf(err, errlen, "out of memory"), -ENOMEM;
 	a->r.kube = a->kube;
 	a->r.cache = a->cache;
-	a->r.resend = a->resend;
+	a->r.provider = a->provider;
 	a->r.queue = a->queue;
 	if (gethostname(host, sizeof(host)) != 0)
 		snprintf(host, sizeof(host), "reconciler");
@@ -685,7 +525,7 @@ start(struct app *a, char *err, size_t errlen)
 	routes[n++] = (struct httpd_route){ .path = "/metrics", .methods = HTTPD_GET,
 	    .handler = authn_guard_serve, .arg = &a->metrics_guard };
 	if (a->events)
-		routes[n++] = (struct httpd_route){ .path = "/webhooks/resend",
+		routes[n++] = (struct httpd_route){ .path = a->events_path,
 		    .methods = HTTPD_POST, .content_type = "application/json",
 		    .max_body = RECONCILER_EVENT_BODY_MAX, .handler = serve_provider_webhook,
 		    .arg = a };
@@ -704,9 +544,9 @@ start(struct app *a, char *err, size_t errlen)
 		struct lease_config lc = {
 			.client = a->kube, .namespace = a->o.lease_namespace,
 			.name = a->o.lease_name, .identity = a->identity,
-			.duration_s = a->o.lease_duration_s,
-			.renew_deadline_s = a->o.renew_deadline_s,
-			.retry_period_s = a->o.retry_period_s,
+			.duration_s = (unsigned int)(a->o.lease_duration_ms / 1000),
+			.renew_deadline_s = (unsigned int)(a->o.renew_deadline_ms / 1000),
+			.retry_period_s = (unsigned int)(a->o.retry_period_ms / 1000),
 			.on_change = on_leadership, .arg = a,
 		};
 
@@ -715,15 +555,16 @@ start(struct app *a, char *err, size_t errlen)
 	} else {
 		on_leadership(true, a);
 	}
-	for (; a->n_workers < a->o.workers; a->n_workers++)
+	for (; a->n_workers < (unsigned int)a->o.workers; a->n_workers++)
 		if (pthread_create(&a->workers[a->n_workers], NULL, worker, a) != 0)
 			return snprintf(err, errlen, "cannot start workers"), -EAGAIN;
 	if (pthread_create(&a->resyncer, NULL, resyncer, a) != 0)
 		return snprintf(err, errlen, "cannot start the resync"), -EAGAIN;
 	a->resyncer_started = true;
-	log_info("contact-reconciler started", "{s:s, s:i, s:b, s:s, s:i}", "apiServer",
-	    kube_client_server(a->kube), "port", (int)httpd_port(a->httpd), "leaderElect",
-	    a->o.leader_elect, "identity", a->identity, "workers", (int)a->o.workers);
+	log_info("contact-reconciler started", "{s:s, s:s, s:i, s:b, s:s, s:i}", "apiServer",
+	    kube_client_server(a->kube), "provider", a->provider->ops->name, "port",
+	    (int)httpd_port(a->httpd), "leaderElect", a->o.leader_elect, "identity",
+	    a->identity, "workers", (int)a->o.workers);
 	return 0;
 }
 
@@ -747,7 +588,7 @@ stop(struct app *a)
 	cache_free(a->cache);
 	workqueue_free(a->queue);
 	provider_events_free(a->events);
-	resend_free(a->resend);
+	provider_free(a->provider);
 	tls_store_free(a->tls);
 	authn_free(a->metrics_guard.authn);
 	kube_client_free(a->kube);
@@ -771,25 +612,21 @@ main(int argc, char **argv)
 	struct app a = { 0 };
 	char err[512] = "";
 	sigset_t sigs;
-	int rc, sig;
+	int sig;
 
-	a.o.bind_address = "0.0.0.0";
-	a.o.port = RECONCILER_DEFAULT_PORT;
-	a.o.cert_dir = "/tmp/k8s-webhook-server/serving-certs";
-	a.o.leader_elect = true;
-	a.o.metrics_auth = true;
-	a.o.lease_name = RECONCILER_PROGRAM;
-	a.o.lease_duration_s = LEASE_DURATION_S;
-	a.o.renew_deadline_s = LEASE_RENEW_DEADLINE_S;
-	a.o.retry_period_s = LEASE_RETRY_PERIOD_S;
-	a.o.workers = RECONCILER_DEFAULT_WORKERS;
-	a.o.resync_ms = RECONCILER_DEFAULT_RESYNC_S * 1000UL;
-	rc = parse_flags(argc, argv, &a.o);
-	if (rc)
-		return rc > 0 ? 0 : 2;
+	reconciler_options_defaults(&a.o);
+	switch (reconciler_parse_flags(argc, argv, &a.o, err, sizeof(err))) {
+	case FLAGS_DONE:
+		return 0;
+	case FLAGS_BAD:
+		fprintf(stderr, "%s: %s\n", RECONCILER_PROGRAM, err);
+		return 2;
+	case FLAGS_RUN:
+		break;
+	}
 	signals_block(&sigs);
 	pthread_mutex_init(&a.lock, NULL);
-	pthread_cond_init(&a.wake, NULL);
+	clock_cond_init(&a.wake);
 	if (setup(&a, err, sizeof(err)) != 0 || start(&a, err, sizeof(err)) != 0) {
 		fprintf(stderr, "%s: %s\n", RECONCILER_PROGRAM, err);
 		stop(&a);

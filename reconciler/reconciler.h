@@ -6,33 +6,75 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "flags.h"
+#include "provider.h"
 #include "resource.h"
+#include "tls.h"
 
 #define RECONCILER_PROGRAM "contact-reconciler"
 #define RECONCILER_CONTROLLER "notification.miloapis.com/contact-reconciler"
 #define RECONCILER_DEFAULT_PORT 9444
+#ifndef MILO_VERSION
+#define MILO_VERSION "0.1.0"
+#endif
+#define RECONCILER_VERSION MILO_VERSION
 #define RECONCILER_DEFAULT_WORKERS 2
+#define RECONCILER_MAX_WORKERS 32
 #define RECONCILER_DEFAULT_RESYNC_S 600		/* every object re-examined (cheaply) */
 #define RECONCILER_EVENT_BODY_MAX (1u << 20)	/* a provider webhook body */
-#define RECONCILER_SEEN_IDS 4096		/* svix-ids remembered for deduplication */
+#define RECONCILER_SEEN_IDS 4096		/* delivery ids remembered in memory */
+#define RECONCILER_EVENT_IDS 16			/* delivery ids kept in a Contact's status */
 
 struct cache;
 struct kube_client;
-struct resend;
 struct metrics;
 struct metric;
+struct provider;
 struct workqueue;
 
 /* Everything a reconcile needs; shared, read-only after start (borrowed). */
 struct reconciler {
 	struct kube_client *kube;
 	struct cache *cache;
-	struct resend *resend;
+	struct provider *provider;
 	struct workqueue *queue;
 	const char *instance;		/* reportingInstance of Events: the pod name */
-	struct metric *m_reconciles;	/* {kind, result} */
-	struct metric *m_depth;
 };
+
+/* flags.c */
+
+/* One provider's settings from the command line. */
+struct reconciler_provider_flags {
+	const char *api_key_file;
+	const char *base_url;
+	double rate;			/* 0: the provider's default */
+	const char *ca_file;
+	const char *webhook_secret_file;
+	const char *domain;		/* Mailgun */
+};
+
+struct reconciler_options {
+	const char *kubeconfig;
+	const char *bind_address;
+	long port;
+	const char *cert_dir;
+	const char *cert_file, *key_file;
+	enum tls_min_version tls_min_version;
+	bool leader_elect;
+	const char *lease_namespace;
+	const char *lease_name;
+	uint64_t lease_duration_ms, renew_deadline_ms, retry_period_ms;
+	const char *provider;
+	struct reconciler_provider_flags resend, mailgun;
+	long workers;
+	uint64_t resync_ms;
+	const char *log_level;
+	bool metrics_auth;
+};
+
+void reconciler_options_defaults(struct reconciler_options *o);
+enum flags_result reconciler_parse_flags(int argc, char **argv, struct reconciler_options *o,
+    char *err, size_t errlen);
 
 /* controller.c */
 
@@ -40,82 +82,57 @@ struct reconciler {
 int reconciler_key(char *out, size_t len, enum resource_kind kind, const char *ns,
     const char *name);
 
-/*
- * Reconciles one key. Returns 0 when done, a positive number of
- * milliseconds after which to look again (waiting on something), or a
- * negative code for a failure to retry with backoff.
- */
-long reconciler_run(struct reconciler *r, const char *key);
+/* How one reconcile ended, controller-runtime's way. */
+struct reconcile_result {
+	const char *result;	/* "success", "error", "requeue", "requeue_after" (metric label) */
+	bool backoff;		/* put the key back after its per-key backoff */
+	unsigned long after_ms;	/* put it back after this (with backoff: at least this) */
+};
 
 /*
- * Records an Event on a Contact and, for an unsubscribe reported by the
- * provider, sets its ProviderUnsubscribed condition. Used by events.c.
+ * Reconciles one key. Never sleeps on a retry: a failure comes back as
+ * backoff (and the provider's retry-after as after_ms) for the worker to
+ * queue the key again while it takes the next one.
  */
-int reconciler_contact_event(struct reconciler *r, const char *ns, const char *name,
-    const char *type, const char *reason, const char *note, int unsubscribed);
+void reconciler_run(struct reconciler *r, const char *key, struct reconcile_result *out);
+
+/* The controller a key belongs to: "contact", "contactgroup", … (static). */
+const char *reconciler_controller(const char *key);
+
+/*
+ * A provider event for the Contact ns/name: recorded as an Event unless
+ * the Contact's status.providerEvents shows it is a repeat (its id is
+ * among the newest RECONCILER_EVENT_IDS kept) or, for an event that
+ * changes the subscription, older than the newest such event (its time);
+ * ProviderUnsubscribed then follows it. This survives restarts: a replay
+ * or a late older event changes nothing. Returns 0, -EALREADY (ignored),
+ * -ENOENT (no such Contact) or an API error.
+ */
+int reconciler_provider_event(struct reconciler *r, const char *ns, const char *name,
+    const struct provider_event *ev, const char *type, const char *reason, const char *note);
 
 /*
  * Records the Event also on the Contact's memberships whose provider
- * segment is among segment_ids (the event's data.segment_ids). Returns how
+ * group is among group_ids (the event's list or segments). Returns how
  * many got it.
  */
 int reconciler_membership_events(struct reconciler *r, const char *ns, const char *name,
-    const json_t *segment_ids, const char *type, const char *reason, const char *note);
+    const json_t *group_ids, const char *type, const char *reason, const char *note);
 
-/* provider.c: the Resend side of each kind. Strings returned are malloc'd. */
-
-/* The segment name for a group: "<displayName> [<namespace>/<name>]". */
-char *provider_segment_name(const char *display_name, const char *ns, const char *name);
-/*
- * Finds the segment whose name carries this group's "[ns/name]" suffix (an
- * adoption after a crash) or creates one. *id is set on success.
- */
-int provider_segment_ensure(struct resend *p, const char *want_name, const char *ns,
-    const char *name, char **id, bool *created, char **why);
-int provider_segment_rename(struct resend *p, const char *id, const char *want_name,
-    char **why);
-int provider_segment_delete(struct resend *p, const char *id, char **why);
-
-/*
- * Creates or updates the provider contact for email; id (NULL when not
- * known yet) is updated in place: an email change moves the same contact.
- */
-int provider_contact_ensure(struct resend *p, const char *known_id, const char *email,
-    const char *given, const char *family, char **id, bool *created, char **why);
-int provider_contact_delete(struct resend *p, const char *id, char **why);
-int provider_membership_add(struct resend *p, const char *contact_id,
-    const char *segment_id, char **why);
-int provider_membership_remove(struct resend *p, const char *contact_id,
-    const char *segment_id, char **why);
-
-/*
- * Beyond negative errno codes, the provider functions return these when
- * the provider refused the request (a 4xx other than 429 and 409):
- * retrying the same request cannot help.
- */
-#define PROVIDER_REFUSED (-4000)	/* 400, 404, 422…: this object's request is wrong */
-#define PROVIDER_UNAUTHORIZED (-4001)	/* 401, 403: the API key, not the object */
-
-/*
- * True when a provider failure is the caller's (a refusal, or an HTTP 4xx
- * other than 429 and 409 when rc is -EIO): do not retry in a loop.
- */
-bool provider_error_is_permanent(int rc, long status);
-
-/* events.c: POST /webhooks/resend */
+/* events.c: POST /webhooks/<provider> */
 struct provider_events;
 
-int provider_events_new(struct reconciler *r, const unsigned char *secret,
-    size_t secret_len, struct provider_events **out);
+int provider_events_new(struct reconciler *r, struct provider_events **out);
 void provider_events_free(struct provider_events *e);
 
 /*
- * Handles one delivery: verifies the Svix signature (401 on failure),
- * drops a repeated svix-id (200), and records an Event on the matching
- * Contact. Returns the HTTP status to answer and a short reason in *why.
+ * Handles one delivery: the provider verifies and decodes it (401 for a
+ * bad signature, 400 for what is not its event), a repeated id is dropped
+ * (200), and an Event is recorded on the matching Contact (503 when the
+ * API server failed us, so the provider delivers it again). Returns the
+ * HTTP status to answer and a short reason in *why.
  */
-int provider_events_handle(struct provider_events *e, const char *id,
-    const char *timestamp, const char *signature, const char *body, size_t len,
-    const char **why);
+int provider_events_handle(struct provider_events *e, provider_header_fn header, const void *arg,
+    const char *body, size_t len, const char **why);
 
 #endif

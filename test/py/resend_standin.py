@@ -113,7 +113,9 @@ authenticated, never rate-limited, not in the call log). JSON in and out.
                                  rateMode ("sliding" | "bucket"), rateBurst (null =
                                  rateLimit), rateGraceMs (50), createExisting ("keep":
                                  POST of an existing email changes nothing | "update":
-                                 it applies the given fields), allowEmailChange (true).
+                                 it applies the given fields), allowEmailChange (true),
+                                 rateHeaders (true; false: no ratelimit-* headers, a
+                                 quota enforced but not stated).
                                  Rate settings reset the limiter.
   GET    /_standin/calls         ?since=N&log=0 -> {total, next, counts:{"POST
                                  /segments": n}, countsByStatus:{"POST /segments":
@@ -232,6 +234,7 @@ DEFAULT_CONFIG = {
     "rateGraceMs": 50,
     "createExisting": "keep",
     "allowEmailChange": True,
+    "rateHeaders": True,
 }
 
 LOG = {"verbose": False}
@@ -474,6 +477,8 @@ class State:
                 raise ControlError(400, "apiKeys must be a list or null")
             if k == "restrictedKeys" and not isinstance(v, list):
                 raise ControlError(400, "restrictedKeys must be a list")
+            if k == "rateHeaders" and not isinstance(v, bool):
+                raise ControlError(400, "rateHeaders must be true or false")
 
     def configure(self, changes):
         with self.lock:
@@ -1230,6 +1235,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def answer(self, method, template, params, methods, query, raw, rec):
         """-> (status, payload, headers, content type, drop)."""
+        status, payload, headers, ctype, drop = self._answer(method, template, params,
+                                                             methods, query, raw, rec)
+        if not self.st.config["rateHeaders"]:
+            # A provider that enforces a quota it does not state (retry-after stays).
+            headers = {k: v for k, v in headers.items() if not k.startswith("ratelimit-")}
+        return status, payload, headers, ctype, drop
+
+    def _answer(self, method, template, params, methods, query, raw, rec):
         st = self.st
         json_type = "application/json; charset=utf-8"
         if st.config["requireUserAgent"] and not self.headers.get("User-Agent"):

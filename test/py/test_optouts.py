@@ -178,7 +178,7 @@ class TestOrder(Base):
         notes = [e["note"] for e in env.events("first", REMOVAL, "r0")
                  if e["reason"] == "Removed"]
         self.assertIn("the contact opted out: 1 membership(s) deleted now, 1 in all; the "
-                      "contact is out of the provider segment", notes)
+                      "contact is out of the provider group", notes)
         # The other contact is unaffected.
         env.membership("first", "m1", "c1", "news")
         env.wait_ready(MEMBERSHIP, "first", "m1")

@@ -112,7 +112,7 @@ class TestGroup(Base):
         sid = g["status"]["providerID"]
         self.assertEqual(self.segment(env, sid)["name"], "Organization Admins [org-a/admins]")
         self.assertEqual(len(env.segments()), 1)
-        env.wait_event(NS, "ContactGroup", "admins", "SegmentCreated")
+        env.wait_event(NS, "ContactGroup", "admins", "GroupCreated")
         ev = env.events(NS, "ContactGroup", "admins")[0]
         self.assertEqual(ev["apiVersion"], "events.k8s.io/v1")
         self.assertEqual(ev["type"], "Normal")
@@ -133,14 +133,14 @@ class TestGroup(Base):
                          before.get("PATCH /segments/{id}", 0), 1)
         self.assertEqual(after.get("POST /segments"), 1)
         self.assertEqual(len(env.segments()), 1)
-        env.wait_event(NS, "ContactGroup", "admins", "SegmentUpdated")
+        env.wait_event(NS, "ContactGroup", "admins", "GroupUpdated")
 
         # delete -> DELETE /segments/{id}, then the finalizer comes off.
         env.delete("ContactGroup", NS, "admins")
         env.wait_gone("ContactGroup", NS, "admins")
         self.assertEqual(env.segments(), [])
         self.assertEqual(env.calls()["counts"].get("DELETE /segments/{id}"), 1)
-        env.wait_event(NS, "ContactGroup", "admins", "SegmentDeleted")
+        env.wait_event(NS, "ContactGroup", "admins", "GroupDeleted")
         self.stop_ok(rec)
 
 
@@ -216,7 +216,7 @@ class TestMembership(Base):
         self.assertConditions(m, "True", "Added")
         self.assertFinalizer(m, MEMBERSHIP)
         self.assertEqual(self.segment(env, sid)["contacts"], [cid])
-        env.wait_event(NS, MEMBERSHIP, "m1", "AddedToSegment")
+        env.wait_event(NS, MEMBERSHIP, "m1", "AddedToGroup")
 
         env.delete(MEMBERSHIP, NS, "m1")
         env.wait_gone(MEMBERSHIP, NS, "m1")
@@ -224,7 +224,7 @@ class TestMembership(Base):
         self.assertEqual(self.pcontact(env, cid)["segments"], [])
         self.assertEqual(env.calls()["counts"].get(
             "DELETE /contacts/{contact}/segments/{segment}"), 1)
-        env.wait_event(NS, MEMBERSHIP, "m1", "RemovedFromSegment")
+        env.wait_event(NS, MEMBERSHIP, "m1", "RemovedFromGroup")
         # The contact and the group are untouched.
         self.assertIsNotNone(self.segment(env, sid))
         self.assertIsNotNone(self.pcontact(env, cid))
@@ -262,7 +262,7 @@ class TestMembership(Base):
         self.assertEqual(env.calls()["counts"].get(
             "DELETE /contacts/{contact}/segments/{segment}") - before, 2)
         env.wait_ready(MEMBERSHIP, NS, "other")
-        env.wait_event(NS, MEMBERSHIP, "m2", "RemovedFromSegment")
+        env.wait_event(NS, MEMBERSHIP, "m2", "RemovedFromGroup")
         env.wait_event(NS, "Contact", "c1", "ContactDeleted")
         self.stop_ok(rec)
 
@@ -433,7 +433,7 @@ class TestCrashRestart(Base):
         self.assertEqual([p["id"] for p in env.provider_contacts()],
                          [c["status"]["providerID"]])
         self.assertEqual(env.calls()["countsByStatus"]["POST /segments"], {"503": 1})
-        env.wait_event(NS, "ContactGroup", "g1", "SegmentAdopted")
+        env.wait_event(NS, "ContactGroup", "g1", "GroupAdopted")
         self.stop_ok(rec)
 
     def test_seeded_segment_is_adopted(self):
@@ -447,7 +447,7 @@ class TestCrashRestart(Base):
         self.assertEqual(self.segment(env, sid)["name"], "New Name [org-a/g2]")
         self.assertEqual(len(env.segments()), 2)
         self.assertNotIn("POST /segments", env.calls()["counts"])
-        env.wait_event(NS, "ContactGroup", "g2", "SegmentAdopted")
+        env.wait_event(NS, "ContactGroup", "g2", "GroupAdopted")
         self.stop_ok(rec)
 
 
