@@ -78,6 +78,25 @@ struct provider_event {
 
 void provider_event_free(struct provider_event *ev);
 
+/* A group (segment, mailing list) as the provider lists it, for the audit (borrowed). */
+struct provider_group_info {
+	const char *id;
+	const char *name;		/* its name as the provider shows it */
+	const char *description;	/* or NULL */
+};
+
+/* A member of a group as the provider lists it, for the audit (borrowed). */
+struct provider_member_info {
+	const char *contact_id;		/* the provider's contact id (Mailgun: the address) */
+	const char *email;
+	const char *given_name, *family_name;	/* or NULL */
+	int unsubscribed;		/* 1, 0, or -1 when the provider does not say */
+};
+
+/* Called per listed item; a nonzero return stops the listing (and is returned). */
+typedef int (*provider_group_fn)(const struct provider_group_info *g, void *arg);
+typedef int (*provider_member_fn)(const struct provider_member_info *m, void *arg);
+
 /* One header of a webhook delivery (case-insensitive name), or NULL. */
 typedef const char *(*provider_header_fn)(const void *arg, const char *name);
 
@@ -112,6 +131,23 @@ struct provider_ops {
 	    const struct provider_contact *c, struct provider_error *e);
 	int (*member_remove)(struct provider *p, const char *group_id,
 	    const struct provider_contact *c, struct provider_error *e);
+
+	/*
+	 * The audit's reads (--provider-audit-period), with the largest page
+	 * the provider allows: every group of the account, and every member
+	 * of one group (a group the provider no longer has: -ENOENT).
+	 */
+	int (*list_groups)(struct provider *p, provider_group_fn fn, void *arg,
+	    struct provider_error *e);
+	int (*list_members)(struct provider *p, const char *group_id, provider_member_fn fn,
+	    void *arg, struct provider_error *e);
+	/*
+	 * Whether a listed group is one this reconciler made, and for which
+	 * ContactGroup: 1 with ns and name filled (from the "[ns/name]" suffix,
+	 * an address or a description the implementation derived), else 0.
+	 */
+	int (*group_owner)(struct provider *p, const struct provider_group_info *g, char *ns,
+	    size_t ns_len, char *name, size_t name_len);
 
 	/*
 	 * Verifies and decodes one webhook delivery. Returns the HTTP status
