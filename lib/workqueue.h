@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define WORKQUEUE_BACKOFF_MIN_MS 500		/* first retry of a failing key */
+#define WORKQUEUE_BACKOFF_MIN_MS 5		/* first retry of a failing key (client-go: 5 ms, doubling) */
 #define WORKQUEUE_BACKOFF_MAX_MS (5 * 60 * 1000)	/* cap */
 
 /*

@@ -21,6 +21,7 @@
  */
 #define WAIT_FOR_DEPENDENCY_MS 30000
 #define WAIT_FOR_DEPENDENTS_MS 1000	/* a contact or group waiting for its memberships */
+#define REPORT_AFTER_FAILURES 3		/* a provider blip goes into status on the 3rd in a row */
 
 /* One object being reconciled: its latest JSON and what we decoded of it. */
 struct obj {
@@ -32,6 +33,7 @@ struct obj {
 	json_t *status_extra;	/* status fields set beside the conditions (owned), or NULL */
 	bool refused;		/* the provider refused this generation: an error, not retried */
 	long retry_after_ms;	/* the provider asked for this delay, or -1 */
+	unsigned int failures;	/* the key's failures in a row before this reconcile */
 };
 
 static void
@@ -341,14 +343,17 @@ record(struct reconciler *r, const struct obj *o, const char *type, const char *
 }
 
 /*
- * After a provider failure: say so in status, an Event and the log, and
+ * After a provider failure: say so in the log, status and an Event, and
  * decide how to go on. A refusal of this object's request (400, 404,
  * 422…) is final for this generation: reason ProviderRejected, which the
  * cache counts as settled, so neither the queue nor a resync sends it
  * again until the object changes; it still counts as a reconcile error.
  * Anything else (a refused key included) is retried with backoff, after
- * the provider's retry-after at least. A replica that lost its lease
- * wrote nothing and says nothing: the new leader takes over.
+ * the provider's retry-after at least; a passing blip (429, 5xx, no
+ * answer, a key being rotated) goes into status and one Event only once
+ * it failed REPORT_AFTER_FAILURES times in a row, so it costs no API
+ * writes and leaves no noise. A replica that lost its lease wrote nothing and says
+ * nothing: the new leader takes over.
  */
 static long
 provider_failed(struct reconciler *r, struct obj *o, int rc, const char *call,
@@ -364,11 +369,15 @@ provider_failed(struct reconciler *r, struct obj *o, int rc, const char *call,
 	}
 	/* A refused key is logged by the provider client, once a minute. */
 	if (rc != PROVIDER_UNAUTHORIZED)
-		log_warn("provider call failed", "{s:s, s:s, s:s, s:s, s:s, s:s}", "provider",
-		    r->provider->ops->name, "kind", kind_info(o->kind)->kind, "namespace", o->ns,
-		    "name", o->name, "call", call, "error", why);
-	report(r, o, NULL, false, reason, why);
-	record(r, o, "Warning", reason, call, "%s", why);
+		log_warn("provider call failed", "{s:s, s:s, s:s, s:s, s:s, s:s, s:i}",
+		    "provider", r->provider->ops->name, "kind", kind_info(o->kind)->kind,
+		    "namespace", o->ns, "name", o->name, "call", call, "error", why,
+		    "failuresInARow", (int)o->failures + 1);
+	/* One Warning Event when a failure turns out to last, not one per retry. */
+	if (rc == PROVIDER_REFUSED || o->failures + 1 >= REPORT_AFTER_FAILURES)
+		report(r, o, NULL, false, reason, why);
+	if (rc == PROVIDER_REFUSED || o->failures + 1 == REPORT_AFTER_FAILURES)
+		record(r, o, "Warning", reason, call, "%s", why);
 	o->refused = rc == PROVIDER_REFUSED;
 	o->retry_after_ms = e->retry_after_ms;
 	provider_error_free(e);
@@ -1066,6 +1075,7 @@ reconciler_run(struct reconciler *r, const char *key, struct reconcile_result *o
 		return;
 	rc = fetch(r, kind, ns, name, &o);
 	o.retry_after_ms = -1;
+	o.failures = r->queue ? workqueue_failures(r->queue, key) : 0;
 	if (rc <= 0) {
 		obj_free(&o);
 		if (rc < 0)

@@ -134,7 +134,8 @@ authenticated, never rate-limited, not in the call log). JSON in and out.
                                  matching calls; omitted = until cleared), fraction
                                  (0..1: fire on that share of matching calls, drawn
                                  from random.Random(seed); a call that is not drawn
-                                 does not use up count), seed (0), method, route
+                                 does not use up count), every (N: fire on every Nth
+                                 matching call), seed (0), method, route
                                  (template such as "/contacts/{contact}"), and per kind:
                                    error: status (500), name (application_error for
                                      500, service_unavailable for 503, ...), message,
@@ -402,6 +403,10 @@ class Fault:
         self.fraction = float(spec.get("fraction", 1.0))
         if not 0.0 <= self.fraction <= 1.0:
             raise ControlError(400, "fraction must be within 0..1")
+        self.every = spec.get("every")
+        if self.every is not None and (not isinstance(self.every, int) or self.every < 1):
+            raise ControlError(400, "every must be a positive integer")
+        self.seen = 0
         self.rng = random.Random(spec.get("seed", 0))
         self.method = spec.get("method")
         self.route = spec.get("route")
@@ -581,6 +586,10 @@ class State:
                     continue
                 if f.fraction < 1.0 and f.rng.random() >= f.fraction:
                     continue
+                if f.every is not None:
+                    f.seen += 1
+                    if f.seen % f.every:
+                        continue
                 f.fired += 1
                 if f.count is not None:
                     f.count -= 1
