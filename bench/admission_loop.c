@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "admission.h"
+#include "jsonparse.h"
 #include "log.h"
 
 static char *
@@ -66,6 +67,7 @@ main(int argc, char **argv)
 	char *body;
 	double t0, dt;
 
+	jsonparse_init();
 	while ((opt = getopt(argc, argv, "n:qk:")) != -1) {
 		switch (opt) {
 		case 'n':

@@ -149,7 +149,8 @@ def start_reconciler(procs, name, kubeconfig, resend_url, rate, resync):
     argv = [binary, "--kubeconfig", kubeconfig, "--resend-base-url", resend_url,
             "--resend-rate-limit", str(rate), "--leader-elect=false",
             "--secure-port", str(port), "--bind-address", "127.0.0.1",
-            "--cert-dir", os.path.join(TOP, "certs/dev"), "--resync-period", resync]
+            "--cert-dir", os.path.join(TOP, "certs/dev"), "--resync-period", resync,
+            "--metrics-auth=false"]
     if os.environ.get("BENCH_WORKERS"):
         argv += ["--workers", os.environ["BENCH_WORKERS"]]
     env = dict(os.environ, RESEND_API_KEY=API_KEY)

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "admission.h"
+#include "jsonparse.h"
 #include "log.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -16,6 +17,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argc;
 	(void)argv;
 	log_set_level(LOG_ERROR);
+	jsonparse_init();	/* the arena path, as in the webhook */
 	return 0;
 }
 

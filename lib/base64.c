@@ -1,91 +1,75 @@
-/* base64.c -- RFC 4648 base64 (standard alphabet, padded) */
+/* base64.c -- RFC 4648 base64 (standard alphabet, padded), GnuTLS's codec */
 #include "base64.h"
 
+#include <gnutls/gnutls.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
-static const char alphabet[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+/*
+ * GnuTLS's datums are allocated with gnutls_malloc; the callers free with
+ * free(), so the result is copied (the inputs here are small: a patch, a
+ * key, a certificate).
+ */
+static void *
+copy_out(const gnutls_datum_t *d, size_t *out_len)
+{
+	unsigned char *p = malloc((size_t)d->size + 1);
+
+	if (p) {
+		if (d->size)
+			memcpy(p, d->data, d->size);
+		p[d->size] = '\0';
+		if (out_len)
+			*out_len = d->size;
+	}
+	gnutls_free(d->data);
+	return p;
+}
 
 char *
 base64_encode(const void *data, size_t len, size_t *out_len)
 {
-	const unsigned char *p = data;
-	size_t n = (len + 2) / 3 * 4, o = 0;
-	char *out;
+	gnutls_datum_t in = { (unsigned char *)(uintptr_t)data, (unsigned int)len };
+	gnutls_datum_t out = { NULL, 0 };
 
-	if (len > SIZE_MAX / 2)
+	if (len > UINT32_MAX / 2)
 		return NULL;
-	out = malloc(n + 1);
-	if (!out)
+	if (len == 0)
+		return copy_out(&out, out_len);
+	if (gnutls_base64_encode2(&in, &out) != 0)
 		return NULL;
-	for (size_t i = 0; i < len; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16;
-
-		if (i + 1 < len)
-			v |= (uint32_t)p[i + 1] << 8;
-		if (i + 2 < len)
-			v |= p[i + 2];
-		out[o++] = alphabet[(v >> 18) & 63];
-		out[o++] = alphabet[(v >> 12) & 63];
-		out[o++] = i + 1 < len ? alphabet[(v >> 6) & 63] : '=';
-		out[o++] = i + 2 < len ? alphabet[v & 63] : '=';
-	}
-	out[o] = '\0';
-	if (out_len)
-		*out_len = o;
-	return out;
+	return copy_out(&out, out_len);
 }
 
+/* Padded standard base64 only: GnuTLS would also take line breaks. */
 static int
-value_of(unsigned char c)
+canonical(const char *text, size_t len)
 {
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
+	if (len % 4)
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		char c = text[i];
+
+		if (c == '=' ? i + 2 < len || (i + 1 < len && text[i + 1] != '=') :
+		    !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		    (c >= '0' && c <= '9') || c == '+' || c == '/'))
+			return 0;
+	}
+	return 1;
 }
 
 unsigned char *
 base64_decode(const char *text, size_t len, size_t *out_len)
 {
-	unsigned char *out;
-	size_t o = 0;
+	gnutls_datum_t in = { (unsigned char *)(uintptr_t)text, (unsigned int)len };
+	gnutls_datum_t out = { NULL, 0 };
 
-	if (len % 4 != 0)
+	if (len > UINT32_MAX || !canonical(text, len))
 		return NULL;
-	out = malloc(len / 4 * 3 + 1);
-	if (!out)
+	if (len == 0)
+		return copy_out(&out, out_len);	/* GnuTLS refuses nothing to decode */
+	if (gnutls_base64_decode2(&in, &out) != 0)
 		return NULL;
-	for (size_t i = 0; i < len; i += 4) {
-		int v[4], pad = 0;
-
-		for (int k = 0; k < 4; k++) {
-			unsigned char c = (unsigned char)text[i + k];
-
-			if (c == '=' && i + 4 == len && k >= 2) {
-				v[k] = 0;
-				pad++;
-			} else if (pad || (v[k] = value_of(c)) < 0) {
-				free(out);
-				return NULL;
-			}
-		}
-		out[o++] = (unsigned char)(v[0] << 2 | v[1] >> 4);
-		if (pad < 2)
-			out[o++] = (unsigned char)((v[1] & 15) << 4 | v[2] >> 2);
-		if (pad < 1)
-			out[o++] = (unsigned char)((v[2] & 3) << 6 | v[3]);
-	}
-	out[o] = '\0';
-	if (out_len)
-		*out_len = o;
-	return out;
+	return copy_out(&out, out_len);
 }

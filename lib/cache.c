@@ -45,7 +45,7 @@ struct cache {
 	struct informer informers[KIND__COUNT];
 	pthread_t threads[KIND__COUNT];
 	bool started;
-	volatile int stop;
+	atomic_bool stop;		/* read by the informers, set by cache_stop() */
 	pthread_mutex_t sleep_lock;
 	pthread_cond_t wake;
 };
@@ -850,7 +850,7 @@ cache_new(struct kube_client *client, struct cache **out)
 		pthread_rwlockattr_destroy(&attr);
 	}
 	pthread_mutex_init(&c->sleep_lock, NULL);
-	pthread_cond_init(&c->wake, NULL);
+	clock_cond_init(&c->wake);
 	for (int k = 0; k < KIND__COUNT; k++) {
 		hmap_init(&c->by_name[k]);
 		atomic_init(&c->synced[k], false);
@@ -874,14 +874,13 @@ cache_new(struct kube_client *client, struct cache **out)
 static bool
 nap(struct cache *c, unsigned int ms)
 {
-	struct timespec until;
+	uint64_t end = clock_mono_ms() + ms, now;
 	bool stopping;
 
-	clock_deadline(&until, ms);
 	pthread_mutex_lock(&c->sleep_lock);
-	while (!c->stop && pthread_cond_timedwait(&c->wake, &c->sleep_lock, &until) == 0)
-		;
-	stopping = c->stop;
+	while (!atomic_load(&c->stop) && (now = clock_mono_ms()) < end)
+		clock_cond_wait(&c->wake, &c->sleep_lock, (unsigned long)(end - now));
+	stopping = atomic_load(&c->stop);
 	pthread_mutex_unlock(&c->sleep_lock);
 	return stopping;
 }
@@ -960,7 +959,7 @@ relist(struct informer *inf, const char *collection)
 			cont = strdup(json_string_value(json_object_get(json_object_get(resp.body,
 			    "metadata"), "continue")));
 		kube_response_free(&resp);
-	} while (rc == 0 && cont && !inf->cache->stop);
+	} while (rc == 0 && cont && !atomic_load(&inf->cache->stop));
 	free(cont);
 	if (rc) {
 		free_items(items, n);
@@ -1021,7 +1020,7 @@ informer_run(void *arg)
 
 	kube_path(collection, sizeof(collection), RESOURCE_GROUP, RESOURCE_VERSION, NULL,
 	    kind_info(inf->kind)->plural, NULL, NULL);
-	while (!c->stop) {
+	while (!atomic_load(&c->stop)) {
 		struct kube_response resp;
 		unsigned int timeout;
 		int rc;
@@ -1061,10 +1060,10 @@ cache_start(struct cache *c)
 {
 	for (int k = 0; k < KIND__COUNT; k++) {
 		if (pthread_create(&c->threads[k], NULL, informer_run, &c->informers[k]) != 0) {
-			c->stop = 1;
+			atomic_store(&c->stop, true);
 			for (int j = 0; j < k; j++)
 				pthread_join(c->threads[j], NULL);
-			c->stop = 0;
+			atomic_store(&c->stop, false);
 			return -EAGAIN;
 		}
 	}
@@ -1078,7 +1077,7 @@ cache_stop(struct cache *c)
 	if (!c->started)
 		return;
 	pthread_mutex_lock(&c->sleep_lock);
-	c->stop = 1;
+	atomic_store(&c->stop, true);
 	pthread_cond_broadcast(&c->wake);
 	pthread_mutex_unlock(&c->sleep_lock);
 	for (int k = 0; k < KIND__COUNT; k++)

@@ -13,12 +13,6 @@ double clock_mono(void);
 uint64_t clock_mono_ms(void);
 
 /*
- * The CLOCK_REALTIME instant ms from now, for pthread_cond_timedwait on a
- * condition variable with the default clock.
- */
-void clock_deadline(struct timespec *ts, unsigned long ms);
-
-/*
  * Timed waits that a wall-clock jump can neither stall nor hurry (libuv's
  * uv_cond_timedwait): clock_cond_init makes a condition variable on
  * CLOCK_MONOTONIC, clock_cond_wait waits on it for at most ms (with the

@@ -33,6 +33,8 @@
 #include <locale.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -560,10 +562,13 @@ json_release(void *p)
 		free(p);
 }
 
-__attribute__((constructor)) static void
-install_allocator(void)
+static atomic_bool installed;
+
+void
+jsonparse_init(void)
 {
 	json_set_alloc_funcs(json_alloc, json_release);
+	atomic_store(&installed, true);
 }
 
 void
@@ -639,7 +644,7 @@ jsonparse_load_scoped(const char *buf, size_t len, size_t flags,
 {
 	json_t *v = NULL;
 
-	if ((flags & ~(size_t)JSON_REJECT_DUPLICATES) == 0) {
+	if ((flags & ~(size_t)JSON_REJECT_DUPLICATES) == 0 && atomic_load(&installed)) {
 		arena.active = 1;
 		v = jsonparse_fast(buf, len);
 		arena.active = 0;

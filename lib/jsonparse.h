@@ -32,6 +32,15 @@ json_t *jsonparse_load(const char *buf, size_t len, size_t flags,
 json_t *jsonparse_load_scoped(const char *buf, size_t len, size_t flags,
     json_error_t *err);
 
+/*
+ * Installs this module's allocator in jansson (json_set_alloc_funcs) so
+ * that jsonparse_load_scoped() can take a tree's memory from a per-thread
+ * arena. Call once at start, before the threads that parse (the webhook's
+ * main does). Values allocated before it are freed as usual. Without it,
+ * jsonparse_load_scoped() allocates as jsonparse_load() does.
+ */
+void jsonparse_init(void);
+
 /* Reclaims this thread's arena; keeps its first 32 KiB chunk for reuse. */
 void jsonparse_scope_end(void);
 

@@ -704,7 +704,7 @@ struct watch_state {
 	CURL *h;
 	kube_watch_fn fn;
 	void *arg;
-	const volatile int *stop;
+	const atomic_bool *stop;
 	struct kube_response *out;
 	int rc;			/* why we stopped early */
 };
@@ -767,13 +767,13 @@ watch_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d
 	struct watch_state *w = arg;
 
 	(void)a, (void)b, (void)c, (void)d;
-	return w->stop && *w->stop;
+	return w->stop && atomic_load(w->stop);
 }
 
 int
 kube_watch(struct kube_client *c, const char *collection,
     const char *resource_version, unsigned int timeout_s, kube_watch_fn fn,
-    void *arg, const volatile int *stop, struct kube_response *out)
+    void *arg, const atomic_bool *stop, struct kube_response *out)
 {
 	struct watch_state w = { .fn = fn, .arg = arg, .stop = stop, .out = out };
 	struct curl_slist *hdrs = NULL;

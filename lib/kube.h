@@ -3,6 +3,7 @@
 #define MILO_KUBE_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -164,7 +165,7 @@ typedef int (*kube_watch_fn)(const char *type, json_t *object, void *arg);
 
 int kube_watch(struct kube_client *c, const char *collection,
     const char *resource_version, unsigned int timeout_s,
-    kube_watch_fn fn, void *arg, const volatile int *stop,
+    kube_watch_fn fn, void *arg, const atomic_bool *stop,
     struct kube_response *out);
 
 #endif

@@ -229,18 +229,12 @@ lose_if_stale(struct lease *l)
 static bool
 wait_until(struct lease *l, double due)
 {
-	struct timespec until;
 	bool stopping;
+	double now;
 
-	until.tv_sec = (time_t)due;
-	until.tv_nsec = (long)((due - (double)until.tv_sec) * 1e9);
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&l->lock);
-	while (!l->stopping && pthread_cond_timedwait(&l->wake, &l->lock, &until) == 0)
-		;
+	while (!l->stopping && (now = clock_mono()) < due)
+		clock_cond_wait(&l->wake, &l->lock, (unsigned long)((due - now) * 1000) + 1);
 	stopping = l->stopping;
 	pthread_mutex_unlock(&l->lock);
 	return stopping;
@@ -361,19 +355,11 @@ lease_free(struct lease *l)
 static int
 init_sync(struct lease *l)
 {
-	pthread_condattr_t attr;
-	int rc = -ENOMEM;
-
-	if (pthread_condattr_init(&attr) != 0)
+	if (clock_cond_init(&l->wake) != 0)
 		return -ENOMEM;
-	if (pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) == 0 &&
-	    pthread_cond_init(&l->wake, &attr) == 0) {
-		pthread_mutex_init(&l->lock, NULL);
-		pthread_mutex_init(&l->change_lock, NULL);
-		rc = 0;
-	}
-	pthread_condattr_destroy(&attr);
-	return rc;
+	pthread_mutex_init(&l->lock, NULL);
+	pthread_mutex_init(&l->change_lock, NULL);
+	return 0;
 }
 
 int

@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 #define LOG_LINE_FAST_MAX 2048	/* longer lines take the jansson path */
 #define LOG_FIELDS_MAX 32
 #define LOG_BUFFER_SIZE (64 * 1024)
@@ -116,7 +118,8 @@ flusher(void *arg)
 		    (now.tv_sec == at.tv_sec && now.tv_nsec >= at.tv_nsec))
 			flush_locked();
 		else	/* woken early (the buffer filled and restarted): wait on */
-			pthread_cond_timedwait(&lb.cv, &lb.mu, &at);
+			clock_cond_wait(&lb.cv, &lb.mu, (unsigned long)((at.tv_sec - now.tv_sec) *
+			    1000 + (at.tv_nsec - now.tv_nsec) / 1000000) + 1);
 	}
 	return NULL;
 }
@@ -124,17 +127,13 @@ flusher(void *arg)
 static int
 start_flusher(void)
 {
-	pthread_condattr_t ca;
 	pthread_attr_t ta;
 	pthread_t t;
 	int rc;
 
 	if (!(lb.buf = malloc(LOG_BUFFER_SIZE)))
 		return -ENOMEM;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&lb.cv, &ca);
-	pthread_condattr_destroy(&ca);
+	clock_cond_init(&lb.cv);
 	pthread_attr_init(&ta);
 	pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
 	rc = pthread_create(&t, &ta, flusher, NULL);

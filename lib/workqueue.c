@@ -128,16 +128,12 @@ int
 workqueue_new(struct workqueue **out)
 {
 	struct workqueue *q = calloc(1, sizeof(*q));
-	pthread_condattr_t attr;
 
 	*out = NULL;
 	if (!q)
 		return -ENOMEM;
 	pthread_mutex_init(&q->lock, NULL);
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&q->cond, &attr);
-	pthread_condattr_destroy(&attr);
+	clock_cond_init(&q->cond);
 	hmap_init(&q->keys);
 	*out = q;
 	return 0;
@@ -351,7 +347,6 @@ workqueue_get(struct workqueue *q, unsigned long timeout_ms)
 	pthread_mutex_lock(&q->lock);
 	for (;;) {
 		uint64_t now = clock_mono_ms(), wake;
-		struct timespec ts;
 
 		promote(q, now);
 		if (q->shutdown || q->head)
@@ -365,9 +360,7 @@ workqueue_get(struct workqueue *q, unsigned long timeout_ms)
 			pthread_cond_wait(&q->cond, &q->lock);
 			continue;
 		}
-		ts.tv_sec = (time_t)(wake / 1000);
-		ts.tv_nsec = (long)(wake % 1000) * 1000000L;
-		pthread_cond_timedwait(&q->cond, &q->lock, &ts);
+		clock_cond_wait(&q->cond, &q->lock, (unsigned long)(wake - now));
 	}
 	if (!q->shutdown && q->head) {
 		struct entry *e = q->head;

@@ -1,5 +1,6 @@
 /* check_kube.c -- the Kubernetes API client against the stand-in, over real sockets */
 #include <check.h>
+#include <stdatomic.h>
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
@@ -1257,7 +1258,7 @@ struct watcher {
 	char from_rv[32];
 	unsigned int timeout_s;
 	bool resume;
-	volatile int stop;
+	atomic_bool stop;
 	int calls;
 	int rcs[WATCHER_MAX_CALLS];
 	struct kube_response out;	/* of the last call */
@@ -1281,7 +1282,7 @@ watcher_main(void *arg)
 		if (w->seen.last_rv[0])
 			snprintf(rv, sizeof(rv), "%s", w->seen.last_rv);
 		pthread_mutex_unlock(&w->seen.lock);
-		if (!w->resume || w->stop || rc == -EXDEV || rc > 0 ||
+		if (!w->resume || atomic_load(&w->stop) || rc == -EXDEV || rc > 0 ||
 		    w->calls >= WATCHER_MAX_CALLS)
 			break;
 		kube_response_free(&w->out);
@@ -1415,7 +1416,7 @@ START_TEST(test_watch_resume_after_cut)
 		tu_standin_post(&standin, "cut-watches", "{\"mode\": \"%s\"}", cut_mode[round]);
 	}
 	wait_events(&w.seen, total);
-	w.stop = 1;
+	atomic_store(&w.stop, true);
 	watcher_join(&w);
 
 	ck_assert_uint_eq(json_array_size(w.seen.events), total);
@@ -1518,7 +1519,7 @@ START_TEST(test_watch_stop_flag)
 	watcher_start(&w, rv0, 120, false);
 	wait_events(&w.seen, 1);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	w.stop = 1;
+	atomic_store(&w.stop, true);
 	watcher_join(&w);
 	ck_assert_msg(elapsed_ms(&t0) < slack(2500), "stopping took %ld ms", elapsed_ms(&t0));
 	ck_assert_int_eq(w.calls, 1);

@@ -2,6 +2,8 @@
 #include <check.h>
 #include <stdlib.h>
 
+#include "jsonparse.h"
+
 #define SUITE(name) Suite *name##_suite(void);
 #include "suites.h"
 #undef SUITE
@@ -9,9 +11,11 @@
 int
 main(void)
 {
-	SRunner *sr = srunner_create(NULL);
+	SRunner *sr;
 	int failed;
 
+	jsonparse_init();	/* as the webhook does: review trees in the arena */
+	sr = srunner_create(NULL);
 #define SUITE(name) srunner_add_suite(sr, name##_suite());
 #include "suites.h"
 #undef SUITE

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "jsonparse.h"
 #include "log.h"
 #include "webhook.h"
 
@@ -80,6 +81,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s: %s\n", WEBHOOK_PROGRAM, err);
 		return 2;
 	}
+
+	jsonparse_init();	/* review trees in per-thread arenas */
 
 	/*
 	 * Signals are taken synchronously by this thread; every thread the
