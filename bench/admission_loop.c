@@ -89,7 +89,7 @@ main(int argc, char **argv)
 		file = argv[optind];
 	body = slurp(file, &len);
 	log_set_fd(open("/dev/null", O_WRONLY));
-	log_set_level(LOG_INFO);
+	log_set_level(LOG_LEVEL_INFO);
 	const char *path = admission_path(kind, ADMISSION_VALIDATE);
 
 	t0 = now_s();
@@ -105,7 +105,7 @@ main(int argc, char **argv)
 		}
 		allowed += out.allowed;
 		/* webhook/server.c log_decision(), field for field. */
-		if (!quiet && log_enabled(LOG_INFO))
+		if (!quiet && log_enabled(LOG_LEVEL_INFO))
 			log_info("admission", "{s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:b, s:b, "
 			    "s:b, s:f}", "webhook", path, "uid", out.uid, "kind", out.kind,
 			    "namespace", out.namespace, "name", out.name,

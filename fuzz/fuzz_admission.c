@@ -16,7 +16,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	log_set_level(LOG_ERROR);
+	log_set_level(LOG_LEVEL_ERROR);
 	jsonparse_init();	/* the arena path, as in the webhook */
 	return 0;
 }

@@ -7,7 +7,7 @@
 #include "jsonparse.h"
 
 void
-json_stream_init(struct json_stream *s, size_t max_value)
+jsonstream_init(struct jsonstream *s, size_t max_value)
 {
 	memset(s, 0, sizeof(*s));
 	s->max_value = max_value;
@@ -16,14 +16,14 @@ json_stream_init(struct json_stream *s, size_t max_value)
 }
 
 void
-json_stream_free(struct json_stream *s)
+jsonstream_free(struct jsonstream *s)
 {
 	buf_free(&s->in);
 	memset(s, 0, sizeof(*s));
 }
 
 int
-json_stream_partial(const struct json_stream *s)
+jsonstream_partial(const struct jsonstream *s)
 {
 	return s->depth > 0;
 }
@@ -34,7 +34,7 @@ json_stream_partial(const struct json_stream *s)
  * must not see a stale scan position (the buffer may have been freed).
  */
 static int
-discard(struct json_stream *s, int rc)
+discard(struct jsonstream *s, int rc)
 {
 	buf_reset(&s->in);
 	s->scan = s->start = 0;
@@ -44,7 +44,7 @@ discard(struct json_stream *s, int rc)
 
 /* Drops the consumed prefix so the buffer holds only what is pending. */
 static void
-compact(struct json_stream *s, size_t upto)
+compact(struct jsonstream *s, size_t upto)
 {
 	if (upto == 0)
 		return;
@@ -57,7 +57,7 @@ compact(struct json_stream *s, size_t upto)
 
 /* Parses the complete value in [start, end); NULL when it is too big or bad. */
 static json_t *
-parse(struct json_stream *s, size_t end, int *err)
+parse(struct jsonstream *s, size_t end, int *err)
 {
 	json_error_t jerr;
 	json_t *v;
@@ -74,8 +74,8 @@ parse(struct json_stream *s, size_t end, int *err)
 }
 
 int
-json_stream_feed(struct json_stream *s, const char *data, size_t len,
-    json_stream_fn fn, void *arg)
+jsonstream_feed(struct jsonstream *s, const char *data, size_t len,
+    jsonstream_fn fn, void *arg)
 {
 	size_t consumed = 0;
 	int rc = 0, err;

@@ -13,7 +13,7 @@
  * fed in as they arrive; each complete top-level object is parsed and
  * handed to the callback. A partial object waits for more bytes.
  */
-struct json_stream {
+struct jsonstream {
 	struct buf in;		/* bytes not yet consumed */
 	size_t scan;		/* how far in has been scanned */
 	size_t start;		/* where the current value began */
@@ -22,10 +22,10 @@ struct json_stream {
 	size_t max_value;	/* largest single value accepted */
 };
 
-typedef int (*json_stream_fn)(json_t *value, void *arg);
+typedef int (*jsonstream_fn)(json_t *value, void *arg);
 
-void json_stream_init(struct json_stream *s, size_t max_value);
-void json_stream_free(struct json_stream *s);
+void jsonstream_init(struct jsonstream *s, size_t max_value);
+void jsonstream_free(struct jsonstream *s);
 
 /*
  * Feeds len bytes. Returns 0; -EINVAL when the stream is not a sequence of
@@ -35,10 +35,10 @@ void json_stream_free(struct json_stream *s);
  * -ENOMEM everything buffered is dropped and the stream is empty again.
  * fn's value is borrowed: json_incref it to keep it past the call.
  */
-int json_stream_feed(struct json_stream *s, const char *data, size_t len,
-    json_stream_fn fn, void *arg);
+int jsonstream_feed(struct jsonstream *s, const char *data, size_t len,
+    jsonstream_fn fn, void *arg);
 
 /* True when a partial value is buffered (a stream cut mid-object). */
-int json_stream_partial(const struct json_stream *s);
+int jsonstream_partial(const struct jsonstream *s);
 
 #endif

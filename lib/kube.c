@@ -699,7 +699,7 @@ kube_event_create(struct kube_client *c, const struct kube_event *e,
 /* ---- watch ---- */
 
 struct watch_state {
-	struct json_stream stream;
+	struct jsonstream stream;
 	struct buf error_body;	/* the answer when it is not a 200 stream */
 	CURL *h;
 	kube_watch_fn fn;
@@ -753,7 +753,7 @@ watch_write(char *data, size_t size, size_t n, void *arg)
 	curl_easy_getinfo(w->h, CURLINFO_RESPONSE_CODE, &status);
 	if (status != 200)
 		return buf_add(&w->error_body, data, size * n) == 0 ? size * n : 0;
-	rc = json_stream_feed(&w->stream, data, size * n, on_event, w);
+	rc = jsonstream_feed(&w->stream, data, size * n, on_event, w);
 	if (rc) {
 		w->rc = rc;
 		return 0;
@@ -793,7 +793,7 @@ kube_watch(struct kube_client *c, const char *collection,
 		curl_easy_cleanup(w.h);
 		return -ENOMEM;
 	}
-	json_stream_init(&w.stream, KUBE_WATCH_EVENT_MAX);
+	jsonstream_init(&w.stream, KUBE_WATCH_EVENT_MAX);
 	buf_init(&w.error_body, 1u << 20);
 	auth = auth_header(c, false);
 	hdrs = curl_slist_append(hdrs, "Accept: application/json");
@@ -831,12 +831,12 @@ kube_watch(struct kube_client *c, const char *collection,
 		    curl_easy_strerror(cc));
 	}
 	/*
-	 * A stream cut mid-event (json_stream_partial) ends like any other:
+	 * A stream cut mid-event (jsonstream_partial) ends like any other:
 	 * the caller resumes from the last resourceVersion it saw.
 	 */
 	curl_slist_free_all(hdrs);
 	curl_easy_cleanup(w.h);
-	json_stream_free(&w.stream);
+	jsonstream_free(&w.stream);
 	buf_free(&w.error_body);
 	free(auth);
 	free(url);

@@ -21,7 +21,7 @@
 #define LOG_FIELDS_MAX 32
 #define LOG_BUFFER_SIZE (64 * 1024)
 
-static _Atomic int threshold = LOG_INFO;
+static _Atomic int threshold = LOG_LEVEL_INFO;
 static _Atomic int out_fd = STDERR_FILENO;
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
@@ -173,9 +173,9 @@ emit(enum log_level level, const char *p, size_t n)
 		return;
 	}
 	pthread_mutex_lock(&lb.mu);
-	if (level >= LOG_WARN || n > LOG_BUFFER_SIZE - lb.len)
+	if (level >= LOG_LEVEL_WARN || n > LOG_BUFFER_SIZE - lb.len)
 		flush_locked();
-	if (level >= LOG_WARN || n > LOG_BUFFER_SIZE) {
+	if (level >= LOG_LEVEL_WARN || n > LOG_BUFFER_SIZE) {
 		write_all(out_fd, p, n);
 	} else {
 		if (!lb.len) {

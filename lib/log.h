@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR };
 
 /* Sets the threshold from "debug", "info", "warn" or "error"; -EINVAL otherwise. */
 int log_set_level_name(const char *name);
@@ -56,7 +56,7 @@ void log_set_reference_path(int on);
  * outage writes a bounded number of lines. fields are written without
  * their braces:
  *
- *	log_limited(LOG_WARN, "cannot read", "s:s, s:s", "path", p, "error", e);
+ *	log_limited(LOG_LEVEL_WARN, "cannot read", "s:s, s:s", "path", p, "error", e);
  */
 #define LOG_LIMIT_INTERVAL_MS 10000
 
@@ -86,9 +86,9 @@ bool log_limit_pass(struct log_limit *l, unsigned long *suppressed);
 		    "suppressed", (long long)n_);				\
 } while (0)
 
-#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
-#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
-#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
-#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
+#define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
 
 #endif

@@ -120,7 +120,7 @@ fetch(struct reconciler *r, enum resource_kind kind, const char *ns, const char 
 		return 0;
 	}
 	if (rc) {
-		log_limited(LOG_WARN, "reconcile: cannot read the object", "s:s, s:s", "path",
+		log_limited(LOG_LEVEL_WARN, "reconcile: cannot read the object", "s:s, s:s", "path",
 		    o->path, "error", resp.message ? resp.message : "");
 		kube_response_free(&resp);
 		return rc;
@@ -176,7 +176,7 @@ set_finalizer(struct reconciler *r, struct obj *o, bool on)
 	if (rc == 0 && resp.body)
 		rc = obj_set(o, json_incref(resp.body));
 	else if (rc)
-		log_limited(LOG_INFO, "reconcile: finalizer update failed; will retry",
+		log_limited(LOG_LEVEL_INFO, "reconcile: finalizer update failed; will retry",
 		    "s:s, s:s", "path", o->path, "error", resp.message ? resp.message : "");
 	kube_response_free(&resp);
 	return rc;
@@ -275,7 +275,7 @@ write_status(struct reconciler *r, struct obj *o, const char *provider_id,
 	if (rc == 0 && resp.body)
 		rc = obj_set(o, json_incref(resp.body));
 	else if (rc)
-		log_limited(LOG_INFO, "reconcile: status update failed; will retry",
+		log_limited(LOG_LEVEL_INFO, "reconcile: status update failed; will retry",
 		    "s:s, s:s", "path", o->path, "error", resp.message ? resp.message : "");
 	kube_response_free(&resp);
 	return rc;
@@ -337,7 +337,7 @@ record(struct reconciler *r, const struct obj *o, const char *type, const char *
 	va_end(ap);
 	e.note = note;
 	if (kube_event_create(r->kube, &e, &resp) != 0)
-		log_limited(LOG_WARN, "reconcile: cannot record an Event", "s:s, s:s", "reason",
+		log_limited(LOG_LEVEL_WARN, "reconcile: cannot record an Event", "s:s, s:s", "reason",
 		    reason, "error", resp.message ? resp.message : "");
 	kube_response_free(&resp);
 }
@@ -526,7 +526,7 @@ delete_object(struct reconciler *r, enum resource_kind kind, const char *ns,
 	else if (kube_is_not_found(&resp))
 		rc = 0;
 	else
-		log_limited(LOG_WARN, "reconcile: cannot delete", "s:s, s:s", "path", path,
+		log_limited(LOG_LEVEL_WARN, "reconcile: cannot delete", "s:s, s:s", "path", path,
 		    "error", resp.message ? resp.message : "");
 	kube_response_free(&resp);
 	return rc;

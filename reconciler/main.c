@@ -181,7 +181,7 @@ finish(struct app *a, const char *key, const struct reconcile_result *res, doubl
 		/* The provider's retry-after, when longer than the backoff. */
 		if (res->after_ms > delay)
 			workqueue_add_after(a->queue, key, res->after_ms);
-		log_limited(LOG_INFO, "reconcile failed; retrying", "s:s, s:i", "key", key,
+		log_limited(LOG_LEVEL_INFO, "reconcile failed; retrying", "s:s, s:i", "key", key,
 		    "retryInMs", (int)(res->after_ms > delay ? res->after_ms : delay));
 	} else {
 		workqueue_forget(a->queue, key);

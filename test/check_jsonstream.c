@@ -142,15 +142,15 @@ next_rand(uint32_t *state)
 
 START_TEST(test_whole_stream_in_one_feed)
 {
-	struct json_stream s;
+	struct jsonstream s;
 	struct got g;
 
 	got_init(&g);
-	json_stream_init(&s, MAX_VALUE);
-	ck_assert_int_eq(json_stream_feed(&s, stream, stream_len, collect, &g), 0);
+	jsonstream_init(&s, MAX_VALUE);
+	ck_assert_int_eq(jsonstream_feed(&s, stream, stream_len, collect, &g), 0);
 	assert_all_events(&g, "one feed");
-	ck_assert(!json_stream_partial(&s));
-	json_stream_free(&s);
+	ck_assert(!jsonstream_partial(&s));
+	jsonstream_free(&s);
 	json_decref(g.values);
 }
 END_TEST
@@ -158,22 +158,22 @@ END_TEST
 START_TEST(test_split_at_every_byte)
 {
 	for (size_t cut = 0; cut <= stream_len; cut++) {
-		struct json_stream s;
+		struct jsonstream s;
 		struct got g;
 		char how[64];
 
 		snprintf(how, sizeof(how), "cut at %zu", cut);
 		got_init(&g);
-		json_stream_init(&s, MAX_VALUE);
-		ck_assert_int_eq(json_stream_feed(&s, stream, cut, collect, &g), 0);
+		jsonstream_init(&s, MAX_VALUE);
+		ck_assert_int_eq(jsonstream_feed(&s, stream, cut, collect, &g), 0);
 		ck_assert_msg(json_array_size(g.values) == complete_after(cut),
 		    "%s: %zu events after the first part", how, json_array_size(g.values));
-		ck_assert_msg(json_stream_partial(&s) == open_after(cut), "%s: partial", how);
-		ck_assert_int_eq(json_stream_feed(&s, stream + cut, stream_len - cut,
+		ck_assert_msg(jsonstream_partial(&s) == open_after(cut), "%s: partial", how);
+		ck_assert_int_eq(jsonstream_feed(&s, stream + cut, stream_len - cut,
 		    collect, &g), 0);
 		assert_all_events(&g, how);
-		ck_assert(!json_stream_partial(&s));
-		json_stream_free(&s);
+		ck_assert(!jsonstream_partial(&s));
+		jsonstream_free(&s);
 		json_decref(g.values);
 	}
 }
@@ -181,18 +181,18 @@ END_TEST
 
 START_TEST(test_one_byte_at_a_time)
 {
-	struct json_stream s;
+	struct jsonstream s;
 	struct got g;
 
 	got_init(&g);
-	json_stream_init(&s, MAX_VALUE);
+	jsonstream_init(&s, MAX_VALUE);
 	for (size_t i = 0; i < stream_len; i++) {
-		ck_assert_int_eq(json_stream_feed(&s, stream + i, 1, collect, &g), 0);
+		ck_assert_int_eq(jsonstream_feed(&s, stream + i, 1, collect, &g), 0);
 		ck_assert_uint_eq(json_array_size(g.values), complete_after(i + 1));
-		ck_assert_int_eq(json_stream_partial(&s), open_after(i + 1));
+		ck_assert_int_eq(jsonstream_partial(&s), open_after(i + 1));
 	}
 	assert_all_events(&g, "byte by byte");
-	json_stream_free(&s);
+	jsonstream_free(&s);
 	json_decref(g.values);
 }
 END_TEST
@@ -203,26 +203,26 @@ START_TEST(test_random_chunks)
 	int rounds = tu_under_valgrind() ? 40 : 400;
 
 	for (int r = 0; r < rounds; r++) {
-		struct json_stream s;
+		struct jsonstream s;
 		struct got g;
 		size_t off = 0;
 		char how[64];
 
 		snprintf(how, sizeof(how), "round %d", r);
 		got_init(&g);
-		json_stream_init(&s, MAX_VALUE);
+		jsonstream_init(&s, MAX_VALUE);
 		while (off < stream_len) {
 			size_t n = 1 + next_rand(&seed) % (r % 3 == 0 ? 8 : 97);
 
 			if (n > stream_len - off)
 				n = stream_len - off;
-			ck_assert_int_eq(json_stream_feed(&s, stream + off, n, collect, &g), 0);
+			ck_assert_int_eq(jsonstream_feed(&s, stream + off, n, collect, &g), 0);
 			off += n;
 			ck_assert_msg(json_array_size(g.values) == complete_after(off),
 			    "%s: %zu events after %zu bytes", how, json_array_size(g.values), off);
 		}
 		assert_all_events(&g, how);
-		json_stream_free(&s);
+		jsonstream_free(&s);
 		json_decref(g.values);
 	}
 }
@@ -231,7 +231,7 @@ END_TEST
 START_TEST(test_many_events_in_one_feed)
 {
 	char *text = malloc(1000 * 32);
-	struct json_stream s;
+	struct jsonstream s;
 	struct got g;
 	size_t len = 0;
 
@@ -240,13 +240,13 @@ START_TEST(test_many_events_in_one_feed)
 		len += (size_t)snprintf(text + len, 32, "{\"i\":%d,\"a\":[\"}\"]}%s", i,
 		    i % 2 ? "\n" : "");
 	got_init(&g);
-	json_stream_init(&s, MAX_VALUE);
-	ck_assert_int_eq(json_stream_feed(&s, text, len, collect, &g), 0);
+	jsonstream_init(&s, MAX_VALUE);
+	ck_assert_int_eq(jsonstream_feed(&s, text, len, collect, &g), 0);
 	ck_assert_uint_eq(json_array_size(g.values), 1000);
 	for (size_t i = 0; i < 1000; i++)
 		ck_assert_int_eq(json_integer_value(json_object_get(
 		    json_array_get(g.values, i), "i")), (json_int_t)i);
-	json_stream_free(&s);
+	jsonstream_free(&s);
 	json_decref(g.values);
 	free(text);
 }
@@ -255,36 +255,36 @@ END_TEST
 START_TEST(test_whitespace_only)
 {
 	static const char ws[] = " \n\t\r\n  \n";
-	struct json_stream s;
+	struct jsonstream s;
 	struct got g;
 
 	got_init(&g);
-	json_stream_init(&s, MAX_VALUE);
-	ck_assert_int_eq(json_stream_feed(&s, ws, sizeof(ws) - 1, collect, &g), 0);
-	ck_assert_int_eq(json_stream_feed(&s, ws, 0, collect, &g), 0);
+	jsonstream_init(&s, MAX_VALUE);
+	ck_assert_int_eq(jsonstream_feed(&s, ws, sizeof(ws) - 1, collect, &g), 0);
+	ck_assert_int_eq(jsonstream_feed(&s, ws, 0, collect, &g), 0);
 	ck_assert_uint_eq(json_array_size(g.values), 0);
-	ck_assert(!json_stream_partial(&s));
-	json_stream_free(&s);
+	ck_assert(!jsonstream_partial(&s));
+	jsonstream_free(&s);
 	json_decref(g.values);
 }
 END_TEST
 
 START_TEST(test_callback_stops_and_keeps_the_rest)
 {
-	struct json_stream s;
+	struct jsonstream s;
 	struct got g;
 
 	got_init(&g);
 	g.stop_at = 2;
 	g.stop_rc = 7;
-	json_stream_init(&s, MAX_VALUE);
-	ck_assert_int_eq(json_stream_feed(&s, stream, stream_len, collect, &g), 7);
+	jsonstream_init(&s, MAX_VALUE);
+	ck_assert_int_eq(jsonstream_feed(&s, stream, stream_len, collect, &g), 7);
 	ck_assert_uint_eq(json_array_size(g.values), 2);
 	/* Feeding nothing hands over what was kept. */
 	g.stop_at = 0;
-	ck_assert_int_eq(json_stream_feed(&s, NULL, 0, collect, &g), 0);
+	ck_assert_int_eq(jsonstream_feed(&s, NULL, 0, collect, &g), 0);
 	assert_all_events(&g, "after the stop");
-	json_stream_free(&s);
+	jsonstream_free(&s);
 	json_decref(g.values);
 }
 END_TEST
@@ -292,22 +292,22 @@ END_TEST
 START_TEST(test_stop_with_a_partial_event_behind)
 {
 	size_t cut = ev_start[3] + 9;	/* inside the fourth event */
-	struct json_stream s;
+	struct jsonstream s;
 	struct got g;
 
 	got_init(&g);
 	g.stop_at = 1;
 	g.stop_rc = -ECANCELED;
-	json_stream_init(&s, MAX_VALUE);
-	ck_assert_int_eq(json_stream_feed(&s, stream, cut, collect, &g), -ECANCELED);
+	jsonstream_init(&s, MAX_VALUE);
+	ck_assert_int_eq(jsonstream_feed(&s, stream, cut, collect, &g), -ECANCELED);
 	ck_assert_uint_eq(json_array_size(g.values), 1);
 	g.stop_at = 0;
-	ck_assert_int_eq(json_stream_feed(&s, NULL, 0, collect, &g), 0);
+	ck_assert_int_eq(jsonstream_feed(&s, NULL, 0, collect, &g), 0);
 	ck_assert_uint_eq(json_array_size(g.values), 3);
-	ck_assert(json_stream_partial(&s));
-	ck_assert_int_eq(json_stream_feed(&s, stream + cut, stream_len - cut, collect, &g), 0);
+	ck_assert(jsonstream_partial(&s));
+	ck_assert_int_eq(jsonstream_feed(&s, stream + cut, stream_len - cut, collect, &g), 0);
 	assert_all_events(&g, "resumed");
-	json_stream_free(&s);
+	jsonstream_free(&s);
 	json_decref(g.values);
 }
 END_TEST
@@ -324,15 +324,15 @@ START_TEST(test_cut_mid_object)
 	};
 
 	for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
-		struct json_stream s;
+		struct jsonstream s;
 		struct got g;
 
 		got_init(&g);
-		json_stream_init(&s, MAX_VALUE);
-		ck_assert_int_eq(json_stream_feed(&s, cuts[i], strlen(cuts[i]), collect, &g), 0);
-		ck_assert_msg(json_stream_partial(&s), "cut %zu: not partial", i);
+		jsonstream_init(&s, MAX_VALUE);
+		ck_assert_int_eq(jsonstream_feed(&s, cuts[i], strlen(cuts[i]), collect, &g), 0);
+		ck_assert_msg(jsonstream_partial(&s), "cut %zu: not partial", i);
 		ck_assert_uint_eq(json_array_size(g.values), i == 5 ? 1 : 0);
-		json_stream_free(&s);	/* drops the partial value without a leak */
+		jsonstream_free(&s);	/* drops the partial value without a leak */
 		json_decref(g.values);
 	}
 }
@@ -342,20 +342,20 @@ START_TEST(test_string_brace_then_close)
 {
 	static const char part1[] = "{\"a\":\"}{\\\\\",\"b\":\"\\\"}";
 	static const char part2[] = "\"}";
-	struct json_stream s;
+	struct jsonstream s;
 	struct got g;
 
 	got_init(&g);
-	json_stream_init(&s, MAX_VALUE);
-	ck_assert_int_eq(json_stream_feed(&s, part1, sizeof(part1) - 1, collect, &g), 0);
-	ck_assert(json_stream_partial(&s));
-	ck_assert_int_eq(json_stream_feed(&s, part2, sizeof(part2) - 1, collect, &g), 0);
+	jsonstream_init(&s, MAX_VALUE);
+	ck_assert_int_eq(jsonstream_feed(&s, part1, sizeof(part1) - 1, collect, &g), 0);
+	ck_assert(jsonstream_partial(&s));
+	ck_assert_int_eq(jsonstream_feed(&s, part2, sizeof(part2) - 1, collect, &g), 0);
 	ck_assert_uint_eq(json_array_size(g.values), 1);
 	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(g.values, 0), "a")),
 	    "}{\\");
 	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(g.values, 0), "b")),
 	    "\"}");
-	json_stream_free(&s);
+	jsonstream_free(&s);
 	json_decref(g.values);
 }
 END_TEST
@@ -378,14 +378,14 @@ value_of_size(size_t n)
 START_TEST(test_value_at_the_limit)
 {
 	char *v = value_of_size(64);
-	struct json_stream s;
+	struct jsonstream s;
 	struct got g;
 
 	got_init(&g);
-	json_stream_init(&s, 64);
-	ck_assert_int_eq(json_stream_feed(&s, v, 64, collect, &g), 0);
+	jsonstream_init(&s, 64);
+	ck_assert_int_eq(jsonstream_feed(&s, v, 64, collect, &g), 0);
 	ck_assert_uint_eq(json_array_size(g.values), 1);
-	json_stream_free(&s);
+	jsonstream_free(&s);
 	json_decref(g.values);
 	free(v);
 }
@@ -395,19 +395,19 @@ START_TEST(test_value_too_big_in_one_feed)
 {
 	static const char small[] = "{\"ok\":1}\n";
 	char *v = value_of_size(65);
-	struct json_stream s;
+	struct jsonstream s;
 	struct got g;
 
 	got_init(&g);
-	json_stream_init(&s, 64);
-	ck_assert_int_eq(json_stream_feed(&s, small, sizeof(small) - 1, collect, &g), 0);
-	ck_assert_int_eq(json_stream_feed(&s, v, 65, collect, &g), -E2BIG);
+	jsonstream_init(&s, 64);
+	ck_assert_int_eq(jsonstream_feed(&s, small, sizeof(small) - 1, collect, &g), 0);
+	ck_assert_int_eq(jsonstream_feed(&s, v, 65, collect, &g), -E2BIG);
 	ck_assert_uint_eq(json_array_size(g.values), 1);
-	ck_assert(!json_stream_partial(&s));
+	ck_assert(!jsonstream_partial(&s));
 	/* The stream is empty again and frames what comes next. */
-	ck_assert_int_eq(json_stream_feed(&s, small, sizeof(small) - 1, collect, &g), 0);
+	ck_assert_int_eq(jsonstream_feed(&s, small, sizeof(small) - 1, collect, &g), 0);
 	ck_assert_uint_eq(json_array_size(g.values), 2);
-	json_stream_free(&s);
+	jsonstream_free(&s);
 	json_decref(g.values);
 	free(v);
 }
@@ -417,23 +417,23 @@ START_TEST(test_value_too_big_in_pieces)
 {
 	static const char small[] = "{\"ok\":1}";
 	char *v = value_of_size(200);
-	struct json_stream s;
+	struct jsonstream s;
 	struct got g;
 	size_t off = 0;
 	int rc = 0;
 
 	got_init(&g);
-	json_stream_init(&s, 64);
+	jsonstream_init(&s, 64);
 	while (off < 200 && rc == 0) {
-		rc = json_stream_feed(&s, v + off, 10, collect, &g);
+		rc = jsonstream_feed(&s, v + off, 10, collect, &g);
 		off += 10;
 	}
 	ck_assert_int_eq(rc, -E2BIG);
 	ck_assert_uint_le(off, 80);	/* refused as soon as it outgrew the limit */
 	ck_assert_uint_eq(json_array_size(g.values), 0);
-	ck_assert_int_eq(json_stream_feed(&s, small, sizeof(small) - 1, collect, &g), 0);
+	ck_assert_int_eq(jsonstream_feed(&s, small, sizeof(small) - 1, collect, &g), 0);
 	ck_assert_uint_eq(json_array_size(g.values), 1);
-	json_stream_free(&s);
+	jsonstream_free(&s);
 	json_decref(g.values);
 	free(v);
 }
@@ -460,18 +460,18 @@ START_TEST(test_garbage)
 	static const char good[] = "{\"good\":true}";
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct json_stream s;
+		struct jsonstream s;
 		struct got g;
 
 		got_init(&g);
-		json_stream_init(&s, MAX_VALUE);
-		ck_assert_msg(json_stream_feed(&s, cases[i].text, strlen(cases[i].text),
+		jsonstream_init(&s, MAX_VALUE);
+		ck_assert_msg(jsonstream_feed(&s, cases[i].text, strlen(cases[i].text),
 		    collect, &g) == -EINVAL, "case %zu (%s) not refused", i, cases[i].text);
 		ck_assert_uint_eq(json_array_size(g.values), cases[i].before);
-		ck_assert(!json_stream_partial(&s));
-		ck_assert_int_eq(json_stream_feed(&s, good, sizeof(good) - 1, collect, &g), 0);
+		ck_assert(!jsonstream_partial(&s));
+		ck_assert_int_eq(jsonstream_feed(&s, good, sizeof(good) - 1, collect, &g), 0);
 		ck_assert_uint_eq(json_array_size(g.values), cases[i].before + 1);
-		json_stream_free(&s);
+		jsonstream_free(&s);
 		json_decref(g.values);
 	}
 }
@@ -481,7 +481,7 @@ START_TEST(test_deep_nesting)
 {
 	enum { DEPTH = 5000 };
 	char *v = malloc(2 * DEPTH + 16);
-	struct json_stream s;
+	struct jsonstream s;
 	struct got g;
 	size_t n = 0;
 
@@ -494,11 +494,11 @@ START_TEST(test_deep_nesting)
 	n += DEPTH;
 	v[n++] = '}';
 	got_init(&g);
-	json_stream_init(&s, 4 * DEPTH);
+	jsonstream_init(&s, 4 * DEPTH);
 	/* jansson refuses it (its depth limit); the framer must not crash. */
-	ck_assert_int_eq(json_stream_feed(&s, v, n, collect, &g), -EINVAL);
+	ck_assert_int_eq(jsonstream_feed(&s, v, n, collect, &g), -EINVAL);
 	ck_assert_uint_eq(json_array_size(g.values), 0);
-	json_stream_free(&s);
+	jsonstream_free(&s);
 	json_decref(g.values);
 	free(v);
 }

@@ -22,14 +22,14 @@ capture(void)
 	tmp = tmpfile();
 	ck_assert_ptr_nonnull(tmp);
 	log_set_fd(fileno(tmp));
-	log_set_level(LOG_INFO);
+	log_set_level(LOG_LEVEL_INFO);
 }
 
 static void
 release(void)
 {
 	log_set_fd(-1);
-	log_set_level(LOG_INFO);
+	log_set_level(LOG_LEVEL_INFO);
 	if (tmp)
 		fclose(tmp);
 	tmp = NULL;
@@ -104,7 +104,7 @@ START_TEST(test_levels)
 	log_debug("hidden", NULL);
 	log_error("shown", NULL);
 	ck_assert_int_ne(log_set_level_name("loud"), 0);
-	ck_assert_int_eq(log_get_level(), LOG_WARN);
+	ck_assert_int_eq(log_get_level(), LOG_LEVEL_WARN);
 	all = lines();
 	ck_assert_uint_eq(json_array_size(all), 1);
 	json_decref(all);

@@ -615,7 +615,7 @@ START_TEST(test_key_never_logged)
 
 	ck_assert_ptr_nonnull(tmp);
 	log_set_fd(fileno(tmp));
-	log_set_level(LOG_DEBUG);
+	log_set_level(LOG_LEVEL_DEBUG);
 	cfg.base_url = standin.url;
 	h = client_with(&cfg);
 	/* Refused (the stand-in does not know the canary): logged as an error, keyless. */

@@ -163,7 +163,7 @@ main(int argc, char **argv)
 		return 2;
 	fd = fileno(tmp);
 	log_set_fd(fd);
-	log_set_level(LOG_DEBUG);
+	log_set_level(LOG_LEVEL_DEBUG);
 
 	/* ---- hand-picked ---- */
 	SAME(log_info("plain", NULL));

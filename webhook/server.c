@@ -67,7 +67,7 @@ static void
 log_decision(const struct endpoint *ep, const struct admission_outcome *out,
     double ms)
 {
-	if (!log_enabled(LOG_INFO))
+	if (!log_enabled(LOG_LEVEL_INFO))
 		return;
 	log_info("admission", "{s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:b, s:b, "
 	    "s:b, s:f}", "webhook", ep->path, "uid", out->uid, "kind", out->kind,
