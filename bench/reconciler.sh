@@ -1,16 +1,17 @@
 #!/bin/sh
 # reconciler.sh -- contact-reconciler against the kube and Resend stand-ins:
-# provider calls by route and the time to sync 10 groups x 100 contacts =
-# 1,000 memberships at --resend-rate-limit 10 (stand-in --rate 10), calls in
-# steady state over one resync, and RSS with 100,000 cached memberships.
+# provider calls by route and the time to sync 50 groups x 100 contacts =
+# 5,000 memberships at --resend-rate-limit 10 (stand-in --rate 10) with the
+# default workers, calls in steady state over one resync, and RSS with
+# 100,000 cached memberships.
 # The work is in bench/reconciler_bench.py (its docstring has the details).
 #
 # A benchmark, not a test: it prints numbers and fails only when something
-# does not run. About 6 minutes with the defaults.
+# does not run. About 12 minutes with the defaults.
 #
 #   make bench-reconciler
 #
-# Environment: MILO_RECONCILER_BIN, BENCH_GROUPS (10), BENCH_CONTACTS (100),
+# Environment: MILO_RECONCILER_BIN, BENCH_GROUPS (50), BENCH_CONTACTS (100),
 # BENCH_RATE (10), BENCH_SERVER_RATE (BENCH_RATE), BENCH_RESYNC (20s),
 # BENCH_OBJECTS (100000; 0 skips the memory part), BENCH_SKIP_SYNC.
 set -eu

@@ -2,7 +2,7 @@
 """reconciler_bench.py -- contact-reconciler: provider calls, time and memory (bench/reconciler.sh runs it).
 
 Part 1, sync: G ContactGroups, C Contacts and every (contact, group) pair as
-a ContactGroupMembership (C*G of them; 10 x 100 = 1,000 by default) are
+a ContactGroupMembership (C*G of them; 50 x 100 = 5,000 by default) are
 created in the kube stand-in (test/py/kube_standin.py), then the real
 contact-reconciler starts against it and the Resend stand-in
 (test/py/resend_standin.py --rate R, sliding window) with
@@ -19,7 +19,7 @@ Part 2, memory: N settled memberships (finalizer on, Ready for generation
 started on it lists them, queues none and calls the provider for none; its
 RSS beside a reconciler's on an empty stand-in.
 
-Environment: MILO_RECONCILER_BIN, BENCH_GROUPS (10), BENCH_CONTACTS (100),
+Environment: MILO_RECONCILER_BIN, BENCH_GROUPS (50), BENCH_CONTACTS (100),
 BENCH_RATE (10), BENCH_RESYNC (20s), BENCH_OBJECTS (100000; 0 skips part 2),
 BENCH_WORKERS (the reconciler's default), BENCH_SERVER_RATE (the Resend
 stand-in's limit; BENCH_RATE: the same as the client's).
@@ -380,7 +380,7 @@ def report_memory(m):
 
 
 def main():
-    groups = env_int("BENCH_GROUPS", 10)
+    groups = env_int("BENCH_GROUPS", 50)
     contacts = env_int("BENCH_CONTACTS", 100)
     rate = float(os.environ.get("BENCH_RATE") or 10)
     resync = os.environ.get("BENCH_RESYNC") or "20s"
