@@ -2,6 +2,8 @@
 #include <check.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -303,20 +305,27 @@ START_TEST(test_replace)
 END_TEST
 
 struct reader_arg {
-	volatile int *stop;
-	long lookups;
+	atomic_bool *stop;
+	long lookups, found, torn;	/* torn: a name that is not the email's */
 };
 
 static void *
 reader(void *p)
 {
 	struct reader_arg *a = p;
-	char *ns, *name, email[64];
+	char *ns, *name, email[64], want[32];
 
-	while (!*a->stop) {
-		snprintf(email, sizeof(email), "c%ld@x.io", a->lookups % 500);
+	while (!atomic_load(a->stop)) {
+		long k = a->lookups % 500;
+
+		snprintf(email, sizeof(email), "c%ld@x.io", k);
+		snprintf(want, sizeof(want), "c%ld", k);
 		ns = name = NULL;
 		if (cache_contact_by_email(c, email, "other", "x", &ns, &name) == 1) {
+			a->found++;
+			/* A record is replaced whole, never edited: no mixed view. */
+			if (strcmp(ns, "ns") != 0 || strcmp(name, want) != 0)
+				a->torn++;
 			free(ns);
 			free(name);
 		}
@@ -331,15 +340,15 @@ reader(void *p)
 /* Readers on several threads while the store changes under them. */
 START_TEST(test_concurrent_readers)
 {
-	volatile int stop = 0;
+	atomic_bool stop = false;
 	struct reader_arg args[3];
 	pthread_t threads[3];
 	int rounds = tu_under_valgrind() ? 500 : 20000;
 	char name[32], email[64];
+	long lookups = 0, found = 0;
 
 	for (int i = 0; i < 3; i++) {
-		args[i].stop = &stop;
-		args[i].lookups = 0;
+		args[i] = (struct reader_arg){ .stop = &stop };
 		ck_assert_int_eq(pthread_create(&threads[i], NULL, reader, &args[i]), 0);
 	}
 	for (int i = 0; i < rounds; i++) {
@@ -350,9 +359,15 @@ START_TEST(test_concurrent_readers)
 		else
 			ck_assert_int_eq(cache_upsert(c, contact("ns", name, email, name)), 0);
 	}
-	stop = 1;
-	for (int i = 0; i < 3; i++)
+	atomic_store(&stop, true);
+	for (int i = 0; i < 3; i++) {
 		pthread_join(threads[i], NULL);
+		ck_assert_int_eq(args[i].torn, 0);
+		lookups += args[i].lookups;
+		found += args[i].found;
+	}
+	ck_assert_int_gt(lookups, 0);
+	ck_assert_int_gt(found, 0);
 	ck_assert_uint_le(cache_count(c, KIND_CONTACT), 500);
 }
 END_TEST

@@ -199,6 +199,7 @@ field_suite(void)
 	tcase_add_test(core, test_status_invalid);
 	tcase_add_test(limits, test_status_invalid_name_quoting);
 	tcase_add_test(limits, test_many_errors);
+	tcase_set_timeout(limits, 60);	/* 5,000 errors under the sanitizers */
 	suite_add_tcase(s, core);
 	suite_add_tcase(s, limits);
 	return s;
