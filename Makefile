@@ -98,7 +98,7 @@ $(TEST_BIN): $(TEST_OBJ) $(LIB_A)
 TEST_ENV = MILO_BUILD=$(CURDIR)/$(BUILD) MILO_TOP=$(CURDIR) \
 	MILO_WEBHOOK_BIN=$(CURDIR)/$(BUILD)/contact-webhook \
 	MILO_RECONCILER_BIN=$(CURDIR)/$(BUILD)/contact-reconciler \
-	PATH=$(CURDIR)/build/tools/bin:$$PATH MILO_REQUIRE_TOOLS=1
+	PATH=$(CURDIR)/build/tools/bin:$$PATH MILO_REQUIRE_TOOLS=1 MILO_SANITIZE=$(SANITIZE)
 
 test: deps
 	@$(MAKE) --no-print-directory build-tests

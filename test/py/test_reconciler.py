@@ -613,10 +613,11 @@ class TestLeaderElection(Base):
     RETRY_S = 1
 
     def identity(self, rec):
-        for line in rec.logs():
-            if line.get("msg") == "contact-reconciler started":
-                ident = line.get("identity")
-        return ident
+        """The replica's Lease identity, from its start line (written just after /readyz)."""
+        started = wait_for(lambda: [line for line in rec.logs()
+                                    if line.get("msg") == "contact-reconciler started"],
+                           10, "%s's start line" % rec.name)
+        return started[-1].get("identity")
 
     def holder(self, env):
         lease = env.lease()

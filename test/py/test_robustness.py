@@ -146,8 +146,11 @@ class TestProviderFaults(unittest.TestCase):
         faulty, counts = self.run_sync([{"kind": "error", "status": 500, "every": 3}])
         failed = sum(n for by in counts.values() for code, n in by.items() if code == "500")
         self.assertGreater(failed, 20, counts)
-        self.assertLessEqual(faulty, 1.3 * clean + 1.0,
-                             "fault-free %.1f s, a third failing %.1f s" % (clean, faulty))
+        # The ratio only means something for an optimised build (CPU-bound
+        # sanitizer builds pay for every extra call several times over).
+        if not os.environ.get("MILO_SANITIZE"):
+            self.assertLessEqual(faulty, 1.3 * clean + 1.0,
+                                 "fault-free %.1f s, a third failing %.1f s" % (clean, faulty))
 
     def test_quota_below_the_configured_rate_is_used(self):
         """A provider quota of 5/s under a configured 20/s: the rate is learned
