@@ -657,8 +657,11 @@ contact_groups(struct reconciler *r, const struct obj *o, struct group_ids *out)
 		char *key = out->groups.v[i];
 		const char *name = key_split(key);
 		struct cache_found f;
+		int rc = cache_get(r->cache, KIND_CONTACT_GROUP, key, name, &f);
 
-		if (cache_get(r->cache, KIND_CONTACT_GROUP, key, name, &f) == 1 && f.provider_id) {
+		if (rc < 0)
+			return rc;
+		if (rc == 1 && f.provider_id) {
 			/* The key's storage now holds the id: one allocation to free. */
 			free(out->groups.v[i]);
 			out->groups.v[i] = f.provider_id;
