@@ -83,8 +83,9 @@ struct agroup {
 
 /* A Contact with a provider contact. */
 struct acontact {
-	char *ns, *name, *uid, *email, *given, *family, *id;
+	char *ns, *name, *email, *given, *family, *id;
 	bool unsubscribed;		/* ProviderUnsubscribed=True already */
+	bool gone;			/* marked ContactMissing: its members follow it */
 	unsigned int expected;		/* audited groups it should be in */
 	unsigned int seen;		/* audited groups that listed it */
 	bool checked;			/* its listed fields were compared */
@@ -116,10 +117,8 @@ struct run {
 	struct vec groups, contacts;	/* struct agroup *, struct acontact * */
 	struct hmap groups_by_id, contacts_by_id, contacts_by_name;
 	struct vec missing;		/* struct expect * whose member was not listed */
-	/* The group being listed. */
-	struct agroup *cur;
-	struct hmap expected;		/* struct expect * of cur, by contact id */
-	struct vec expects;		/* the same, to free */
+	struct hmap expected;		/* struct expect * of the group being read, by contact id */
+	struct vec expects;		/* every struct expect made, to free */
 	struct vec extras;		/* struct extra * */
 	int oom;
 	/* Counts for the log line. */
@@ -257,7 +256,6 @@ acontact_free(struct acontact *c)
 		return;
 	free(c->ns);
 	free(c->name);
-	free(c->uid);
 	free(c->email);
 	free(c->given);
 	free(c->family);
@@ -276,7 +274,7 @@ snap_contact(const struct cache_item *it, void *arg)
 		return;
 	c = calloc(1, sizeof(*c));
 	if (!c || !(c->ns = strdup(it->namespace)) || !(c->name = strdup(it->name)) ||
-	    !(c->uid = dup0(it->uid)) || !(c->email = dup0(it->u.contact.email_folded)) ||
+	    !(c->email = dup0(it->u.contact.email_folded)) ||
 	    !(c->given = dup0(it->u.contact.given_name)) ||
 	    !(c->family = dup0(it->u.contact.family_name)) ||
 	    !(c->id = strdup(it->u.contact.provider_id)) || vec_push(&run->contacts, c) != 0) {
@@ -351,13 +349,16 @@ snapshot(struct run *run)
 
 /* ---- marks and direct repairs ---- */
 
-static void
+static int
 mark(struct run *run, enum resource_kind kind, const char *ns, const char *name,
     const char *reason, bool forget_id, const char *fmt, ...)
     __attribute__((format(printf, 7, 8)));
 
-/* Marks an object of the cluster as drifted: its controller repairs it (see the top). */
-static void
+/*
+ * Marks an object of the cluster as drifted: its controller repairs it
+ * (see the top). 1 when marked, else 0.
+ */
+static int
 mark(struct run *run, enum resource_kind kind, const char *ns, const char *name,
     const char *reason, bool forget_id, const char *fmt, ...)
 {
@@ -375,6 +376,7 @@ mark(struct run *run, enum resource_kind kind, const char *ns, const char *name,
 		run->unchanged++;	/* gone or changed since: its reconcile sees to it */
 	else
 		run->failed++;		/* the next audit finds it again */
+	return rc > 0;
 }
 
 struct first_key {
@@ -452,8 +454,14 @@ group_gone(struct run *run, struct agroup *g)
 {
 	struct vec keys = { 0 };
 
-	mark(run, KIND_CONTACT_GROUP, g->ns, g->name, "SegmentMissing", true,
-	    "the provider group %s of this ContactGroup is gone", g->id);
+	/*
+	 * Unless the group took the mark, its members are left alone: marked
+	 * now, they would be added to the group that is gone, refused, and
+	 * wait for a change. The next audit sees them again.
+	 */
+	if (!mark(run, KIND_CONTACT_GROUP, g->ns, g->name, "SegmentMissing", true,
+	    "the provider group %s of this ContactGroup is gone", g->id))
+		return;
 	cache_refs_foreach(run->r->cache, KIND_MEMBERSHIP, CACHE_BY_GROUP, g->ns, g->name,
 	    each_ready_membership, &keys);
 	for (size_t i = 0; i < keys.n; i++) {
@@ -574,7 +582,8 @@ on_group(const struct provider_group_info *info, void *arg)
 	run->listed_groups++;
 	owned = p->ops->group_owner(p, info, ns, sizeof(ns), name, sizeof(name));
 	if (g) {
-		char *want = provider_owned_name(g->display, g->ns, g->name);
+		char *want = provider_owned_name(g->display[0] ? g->display : NULL, g->ns,
+		    g->name);
 
 		if (!want)
 			return -ENOMEM;
@@ -721,7 +730,6 @@ group_done(struct run *run)
 	for (size_t i = 0; i < run->extras.n; i++)
 		extra_free(run->extras.v[i]);
 	run->extras.n = 0;
-	run->cur = NULL;
 }
 
 /*
@@ -737,7 +745,6 @@ audit_group(struct run *run, struct agroup *g)
 	size_t first = run->expects.n;
 	int rc;
 
-	run->cur = g;
 	if ((rc = expect_members(run, g)) != 0)
 		goto out;
 	if ((rc = yield_to_work(run->a)) != 0)
@@ -826,7 +833,7 @@ contacts_done(struct run *run)
 		struct acontact *c = run->contacts.v[i];
 
 		if (c->expected && !c->seen)
-			mark(run, KIND_CONTACT, c->ns, c->name, "ContactMissing", true,
+			c->gone = mark(run, KIND_CONTACT, c->ns, c->name, "ContactMissing", true,
 			    "provider contact %s (%s) is in none of the %u provider group(s) it "
 			    "belongs in: deleted at the provider, or taken out of all of them",
 			    c->id, c->email, c->expected);
@@ -834,7 +841,10 @@ contacts_done(struct run *run)
 	for (size_t i = 0; i < run->missing.n; i++) {
 		struct expect *x = run->missing.v[i];
 
-		if (x->c->expected && !x->c->seen)
+		/* As for a group that is gone: members follow a contact that took its mark. */
+		if (x->c->expected && !x->c->seen && !x->c->gone)
+			continue;
+		if (x->c->gone)
 			mark(run, KIND_MEMBERSHIP, x->ns, x->name, "MemberMissing", false,
 			    "provider contact %s of Contact %s/%s is gone from provider group %s "
 			    "of ContactGroup %s/%s with its contact", x->c->id, x->c->ns,
@@ -1067,12 +1077,20 @@ audit_new(struct reconciler *r, const struct audit_config *c, struct audit **out
 int
 audit_start(struct audit *a)
 {
+	const struct provider_ops *ops;
+
 	if (!a || !a->c.period_ms || a->started)
 		return 0;
+	ops = a->r->provider->ops;
+	if (!ops->list_groups || !ops->list_members || !ops->group_owner) {
+		log_warn("provider audits off: this provider cannot list what it owns", "{s:s}",
+		    "provider", ops->name);
+		return 0;
+	}
 	if (pthread_create(&a->thread, NULL, audit_main, a) != 0)
 		return -EAGAIN;
 	a->started = true;
-	log_info("provider audits on", "{s:i}", "periodSeconds", (int)(a->c.period_ms / 1000));
+	log_info("provider audits on", "{s:f}", "periodSeconds", (double)a->c.period_ms / 1000);
 	return 0;
 }
 
