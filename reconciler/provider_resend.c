@@ -143,13 +143,14 @@ list_pages(struct provider *p, const char *path, page_item_fn fn, void *arg,
     struct provider_error *e)
 {
 	char url[RESEND_PATH_MAX], *after = NULL;
-	int rc = 0;
+	int rc = 0, page;
+	bool more = true;
 
-	for (int page = 0; page < RESEND_LIST_PAGES_MAX; page++) {
+	for (page = 0; more && rc == 0 && page < RESEND_LIST_PAGES_MAX; page++) {
 		struct provider_http_result res;
 		json_t *data, *item;
+		const char *last = NULL;
 		size_t i;
-		bool more;
 
 		if (snprintf(url, sizeof(url), "%slimit=%d%s%s", path, RESEND_PAGE,
 		    after ? "&after=" : "", after ? after : "") >= (int)sizeof(url)) {
@@ -171,19 +172,17 @@ list_pages(struct provider *p, const char *path, page_item_fn fn, void *arg,
 
 			if (rc == 0 && json_is_object(item) && id)
 				rc = fn(item, arg);
-			if (i + 1 == json_array_size(data) && id)
-				after = strdup(id);
+			last = id;
 		}
 		more = json_is_true(json_object_get(res.body, "has_more"));
+		/* The next page starts after this one's last item (1.5 of the reference). */
+		if (rc == 0 && more && !(last && (after = provider_http_escape(last))))
+			rc = last ? -ENOMEM : -EPROTO;
 		provider_http_result_free(&res);
-		if (rc || !more)
-			break;
-		if (!after) {
-			rc = -ENOMEM;
-			break;
-		}
 	}
 	free(after);
+	if (rc == 0 && more)
+		rc = -EOVERFLOW;	/* past RESEND_LIST_PAGES_MAX pages: not the whole list */
 	return rc;
 }
 
