@@ -400,6 +400,51 @@ class TestCrash(Base):
         self.assertEqual(rec.stop(), 0, rec.log_tail())
 
 
+    LEASE = ["--leader-elect-lease-duration", "6s", "--leader-elect-renew-deadline", "4s",
+             "--leader-elect-retry-period", "1s", "--provider-audit-period", "1s"]
+
+    def test_only_the_leader_audits_and_a_new_leader_takes_over(self):
+        env = Env(self)
+        env.resend.control("config", {"apiKeys": ["re_key_a", "re_key_b"]})
+        recs = {"a": env.reconciler("a", leader_elect=True, args=self.LEASE, api_key="re_key_a",
+                                    token="token-a"),
+                "b": env.reconciler("b", leader_elect=True, args=self.LEASE, api_key="re_key_b",
+                                    token="token-b")}
+
+        def holder():
+            spec = (env.lease() or {}).get("spec") or {}
+            for name, r in recs.items():
+                ident = [x.get("identity") for x in r.logs()
+                         if x.get("msg") == "contact-reconciler started"]
+                if ident and spec.get("holderIdentity") == ident[-1]:
+                    return name
+            return None
+        leader = recs[wait_for(holder, 15, "a leader")]
+        follower = recs["b" if leader is recs["a"] else "a"]
+        self.converge(env, {"g1": ("G", "public")},
+                      {"c%d" % i: ("c%d@example.com" % i, None, None) for i in range(5)},
+                      {"m%d" % i: ("c%d" % i, "g1") for i in range(5)})
+        self.next_audit(leader)
+        self.assertEqual(audits(follower, "provider audit started"), [])
+        keys = {c["headers"]["authorization"] for c in env.calls(log=True)["calls"]}
+        self.assertEqual(keys, {"Bearer " + leader.api_key})
+        # The segment goes, and so does the leader: the new one audits and repairs.
+        sid = self.pid(env, "ContactGroup", "g1")
+        env.resend.control("drift", {"op": "deleteSegment", "segment": sid})
+        leader.kill()
+        since = env.calls()["next"]
+        wait_for(lambda: holder() is not None and recs[holder()] is follower, 20,
+                 "the follower to lead")
+        found = self.next_audit(follower, 20)
+        self.assertEqual(found["driftMarked"], 6, found)     # the group and its 5 members
+        wait_for(lambda: (self.pid(env, "ContactGroup", "g1") or sid) != sid and
+                 len(self.members(env, self.pid(env, "ContactGroup", "g1")) or ()) == 5,
+                 20, "the segment and its members back")
+        keys = {c["headers"]["authorization"] for c in env.calls(since, log=True)["calls"]}
+        self.assertEqual(keys, {"Bearer " + follower.api_key})
+        self.assertEqual(follower.stop(), 0, follower.log_tail())
+
+
 class TestOff(Base):
     def test_period_zero_turns_audits_off(self):
         env = Env(self)
