@@ -446,6 +446,21 @@ class TestCrash(Base):
 
 
 class TestOff(Base):
+    def test_flag(self):
+        import subprocess
+
+        def run(*args):
+            return subprocess.run([h.binary()] + list(args), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, timeout=10, text=True)
+        r = run("--help")
+        self.assertEqual(r.returncode, 0)
+        self.assertRegex(r.stdout, r"--provider-audit-period duration .*\n(.*\n)*.*"
+                         r"\(default 1h\)")
+        for bad in ("-1s", "soon", "8d", ""):
+            r = run("--provider-audit-period", bad)
+            self.assertEqual(r.returncode, 2, (bad, r.stderr))
+            self.assertIn("--provider-audit-period", r.stderr)
+
     def test_period_zero_turns_audits_off(self):
         env = Env(self)
         rec = env.reconciler(args=["--provider-audit-period", "0"])
