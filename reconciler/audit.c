@@ -485,7 +485,7 @@ remove_extra(struct run *run, struct agroup *g, const struct extra *x, const cha
 	struct provider_contact c = { .namespace = "", .name = "", .email = x->email,
 	    .id = x->id };
 	struct cache_found f;
-	char note[AUDIT_NOTE_MAX];
+	char found[AUDIT_NOTE_MAX], done[AUDIT_NOTE_MAX], note[2 * AUDIT_NOTE_MAX];
 	bool same;
 	int rc;
 
@@ -495,8 +495,6 @@ remove_extra(struct run *run, struct agroup *g, const struct extra *x, const cha
 	cache_found_free(&f);
 	if (!same)
 		return 0;
-	if ((rc = yield_to_work(run->a)) != 0)
-		return rc;
 	rc = p->ops->member_remove(p, g->id, &c, &e);
 	if (rc) {
 		log_warn("provider audit: cannot remove a member", "{s:s, s:s, s:s, s:s, s:s}",
@@ -506,15 +504,16 @@ remove_extra(struct run *run, struct agroup *g, const struct extra *x, const cha
 		run->failed++;
 		return rc == -ECANCELED ? rc : 0;
 	}
-	if (snprintf(note, sizeof(note), "found provider contact %s (%s, %s) in provider group "
-	    "%s, which no ContactGroupMembership asks for; repaired: removed it from the group",
-	    x->id, x->email, who, g->id) < 0)
+	if (snprintf(found, sizeof(found), "found provider contact %s (%s, %s) in provider "
+	    "group %s, which no ContactGroupMembership asks for", x->id, x->email, who,
+	    g->id) < 0 || snprintf(done, sizeof(done), "removed it from the group") < 0 ||
+	    snprintf(note, sizeof(note), "%s; repaired: %s", found, done) < 0)
 		return -ENOMEM;
 	reconciler_event(run->r, KIND_CONTACT_GROUP, g->ns, g->name, g->uid, "Warning",
 	    "ProviderDriftRepaired", "RepairDrift", note);
 	log_info("provider drift repaired", "{s:s, s:s, s:s, s:s, s:s, s:s}", "kind",
 	    "ContactGroup", "namespace", g->ns, "name", g->name, "drift", "MemberExtra",
-	    "found", note, "done", "removed the member");
+	    "found", found, "done", done);
 	audit_count_repair(run->r, "MemberExtra");
 	run->removed++;
 	return 0;
@@ -531,8 +530,11 @@ judge_extra(struct run *run, struct agroup *g, const struct extra *x)
 	struct acontact *c = contact_by_id(run, x->id);
 	char *ns = NULL, *name = NULL, who[2 * AUDIT_REF_MAX + 16];
 	struct first_key removal = { .found = false };
-	int rc = 0;
+	int rc;
 
+	/* Judged after any reconcile queued meanwhile, on what the cache holds then. */
+	if ((rc = yield_to_work(run->a)) != 0)
+		return rc;
 	if (c) {
 		ns = strdup(c->ns);
 		name = strdup(c->name);
