@@ -188,10 +188,12 @@ bench: all $(BUILD)/cache_bench $(BUILD)/admission_loop $(BUILD)/log_equiv
 	$(BENCH_ENV) sh bench/cache.sh
 	$(BENCH_ENV) sh bench/admission_state.sh
 	$(BENCH_ENV) sh bench/reconciler.sh
+	$(BENCH_ENV) sh bench/audit.sh
 	$(BENCH_ENV) sh bench/profile.sh
 
 # --- cache, admission with cluster state, reconciler, profile (bench/README.md) ---
-.PHONY: bench-webhook bench-cache bench-admission-state bench-reconciler bench-profile
+.PHONY: bench-webhook bench-cache bench-admission-state bench-reconciler bench-audit \
+	bench-profile
 
 $(BUILD)/cache_bench: bench/cache_bench.c $(LIB_A)
 	@mkdir -p $(dir $@)
@@ -222,6 +224,10 @@ bench-admission-state: all
 # Provider calls and time to sync 1,000 memberships at 10 requests/s.
 bench-reconciler: all
 	$(BENCH_ENV) sh bench/reconciler.sh
+
+# The provider audit of 10,000 memberships in 50 groups at 10 requests/s.
+bench-audit: all
+	$(BENCH_ENV) sh bench/audit.sh
 
 # Where a request's CPU goes: callgrind over admission_handle().
 bench-profile: all $(BUILD)/admission_loop $(BUILD)/log_equiv

@@ -99,6 +99,23 @@ has_finalizer(const struct resource *r, const char *finalizer)
 	return false;
 }
 
+/* The condition of this type in r's status, or NULL. */
+static const struct condition *
+condition_find(const struct resource *r, const char *type)
+{
+	for (size_t i = 0; i < r->status.n_conditions; i++)
+		if (r->status.conditions[i].type &&
+		    strcmp(r->status.conditions[i].type, type) == 0)
+			return &r->status.conditions[i];
+	return NULL;
+}
+
+static bool
+condition_true(const struct condition *c)
+{
+	return c && c->status && strcmp(c->status, "True") == 0;
+}
+
 /*
  * Settled: the reconciler finished this generation and needs to do nothing
  * until it changes. Its status observed the current generation with a
@@ -110,24 +127,16 @@ static bool
 settled(const struct resource *r)
 {
 	const char *fin = kind_info(r->kind)->finalizer;
+	const struct condition *c = condition_find(r, "Ready");
 
 	if (r->meta.deletion_timestamp || !r->meta.generation ||
 	    r->status.observed_generation != r->meta.generation ||
-	    (fin && !has_finalizer(r, fin)))
+	    (fin && !has_finalizer(r, fin)) || !c ||
+	    (c->observed_generation && c->observed_generation != r->meta.generation))
 		return false;
-	for (size_t i = 0; i < r->status.n_conditions; i++) {
-		const struct condition *c = &r->status.conditions[i];
-
-		if (!c->type || strcmp(c->type, "Ready") != 0)
-			continue;
-		if (c->observed_generation && c->observed_generation != r->meta.generation)
-			return false;
-		/* Rejected: a private group's removal; ProviderRejected: a 4xx for this generation. */
-		return (c->status && strcmp(c->status, "True") == 0) ||
-		    (c->reason && (strcmp(c->reason, "Rejected") == 0 ||
-		    strcmp(c->reason, "ProviderRejected") == 0));
-	}
-	return false;
+	/* Rejected: a private group's removal; ProviderRejected: a 4xx for this generation. */
+	return condition_true(c) || (c->reason && (strcmp(c->reason, "Rejected") == 0 ||
+	    strcmp(c->reason, "ProviderRejected") == 0));
 }
 
 struct cache_item *
@@ -153,7 +162,8 @@ cache_item_from_json(enum resource_kind kind, const json_t *obj)
 	if (kind == KIND_CONTACT) {
 		sref = subject_ref(r.spec.contact.subject, &sk);
 		size += slen(r.spec.contact.email) + slen(sref ? sref->namespace : NULL) +
-		    slen(sref ? sref->name : NULL);
+		    slen(sref ? sref->name : NULL) + slen(r.spec.contact.given_name) +
+		    slen(r.spec.contact.family_name) + slen(r.status.provider_id);
 	} else if (kind == KIND_CONTACT_GROUP) {
 		size += slen(r.spec.group.display_name) + slen(r.status.provider_id);
 	} else {
@@ -174,6 +184,7 @@ cache_item_from_json(enum resource_kind kind, const json_t *obj)
 	it->kind = kind;
 	it->deleting = r.meta.deletion_timestamp != NULL;
 	it->settled = settled(&r);
+	it->ready = it->settled && condition_true(condition_find(&r, "Ready"));
 	it->namespace = put(&p, r.meta.namespace, false);
 	it->name = put(&p, r.meta.name, false);
 	it->uid = put(&p, r.meta.uid, false);
@@ -182,6 +193,12 @@ cache_item_from_json(enum resource_kind kind, const json_t *obj)
 		it->u.contact.subject = sk;
 		it->u.contact.subject_namespace = put(&p, sref ? sref->namespace : NULL, false);
 		it->u.contact.subject_name = put(&p, sref ? sref->name : NULL, false);
+		it->u.contact.given_name = put(&p, r.spec.contact.given_name, false);
+		it->u.contact.family_name = put(&p, r.spec.contact.family_name, false);
+		it->u.contact.provider_id = put(&p, r.status.provider_id, false);
+		/* Whatever generation it was written for: a spec change does not resubscribe. */
+		it->u.contact.unsubscribed = condition_true(condition_find(&r,
+		    "ProviderUnsubscribed"));
 	} else if (kind == KIND_CONTACT_GROUP) {
 		it->u.group.display_name = put(&p, r.spec.group.display_name, false);
 		it->u.group.visibility = r.spec.group.visibility;
@@ -199,8 +216,10 @@ out:
 }
 
 /* The string members of a record of its kind; returns how many. */
+#define CACHE_ITEM_STRINGS 9	/* the most string members a record has (a Contact's) */
+
 static size_t
-item_strings(struct cache_item *it, const char **fields[8])
+item_strings(struct cache_item *it, const char **fields[CACHE_ITEM_STRINGS])
 {
 	size_t n = 0;
 
@@ -211,6 +230,9 @@ item_strings(struct cache_item *it, const char **fields[8])
 		fields[n++] = &it->u.contact.email_folded;
 		fields[n++] = &it->u.contact.subject_namespace;
 		fields[n++] = &it->u.contact.subject_name;
+		fields[n++] = &it->u.contact.given_name;
+		fields[n++] = &it->u.contact.family_name;
+		fields[n++] = &it->u.contact.provider_id;
 	} else if (it->kind == KIND_CONTACT_GROUP) {
 		fields[n++] = &it->u.group.display_name;
 		fields[n++] = &it->u.group.provider_id;
@@ -227,7 +249,7 @@ struct cache_item *
 cache_item_dup(const struct cache_item *it)
 {
 	struct cache_item tmp = *it, *copy;
-	const char **fields[8];
+	const char **fields[CACHE_ITEM_STRINGS];
 	size_t n = item_strings(&tmp, fields), size = sizeof(*it);
 	char *p;
 

@@ -22,6 +22,7 @@ struct cache_item {
 	enum resource_kind kind;
 	bool deleting;		/* deletionTimestamp set */
 	bool settled;		/* status says this generation is done (see cache.c) */
+	bool ready;		/* settled with Ready=True: the provider has it (the audit's view) */
 	const char *namespace;
 	const char *name;
 	const char *uid;
@@ -31,6 +32,9 @@ struct cache_item {
 			enum subject_kind subject;
 			const char *subject_namespace;	/* "" for a User */
 			const char *subject_name;
+			const char *given_name, *family_name;	/* "" when absent */
+			const char *provider_id;	/* status.providerID, or "" */
+			bool unsubscribed;	/* condition ProviderUnsubscribed=True */
 		} contact;
 		struct {
 			const char *display_name;

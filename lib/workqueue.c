@@ -36,6 +36,7 @@ struct workqueue {
 	struct hmap keys;
 	struct entry *head, *tail;	/* ready, FIFO */
 	size_t n_ready;
+	size_t n_processing;		/* keys workers hold */
 	struct delayed *heap;		/* min-heap on at */
 	size_t n_heap, cap_heap;
 	bool shutdown;
@@ -372,11 +373,13 @@ workqueue_get(struct workqueue *q, unsigned long timeout_ms)
 		metric_set(q->m_depth, (double)q->n_ready);
 		e->queued = false;
 		e->processing = true;
+		q->n_processing++;
 		e->started_at = clock_mono_ms();
 		metric_observe(q->m_queue_s, (double)(e->started_at - e->ready_at) / 1000);
 		key = strdup(e->key);
 		if (!key) {
 			e->processing = false;
+			q->n_processing--;
 			push_ready(q, e);
 		}
 	}
@@ -392,9 +395,11 @@ workqueue_done(struct workqueue *q, const char *key)
 	pthread_mutex_lock(&q->lock);
 	e = find(q, key);
 	if (e) {
-		if (e->processing)
+		if (e->processing) {
 			metric_observe(q->m_work_s,
 			    (double)(clock_mono_ms() - e->started_at) / 1000);
+			q->n_processing--;
+		}
 		e->processing = false;
 		if (e->dirty) {
 			e->dirty = false;
@@ -413,6 +418,17 @@ workqueue_len(struct workqueue *q)
 
 	pthread_mutex_lock(&q->lock);
 	n = q->n_ready;
+	pthread_mutex_unlock(&q->lock);
+	return n;
+}
+
+size_t
+workqueue_active(struct workqueue *q)
+{
+	size_t n;
+
+	pthread_mutex_lock(&q->lock);
+	n = q->n_ready + q->n_processing;
 	pthread_mutex_unlock(&q->lock);
 	return n;
 }

@@ -53,6 +53,11 @@ void workqueue_done(struct workqueue *q, const char *key);
 /* Keys ready or waiting for their delay; keys being processed are not counted. */
 size_t workqueue_len(struct workqueue *q);
 size_t workqueue_delayed(struct workqueue *q);
+/*
+ * Keys ready plus keys workers hold now: background work (the provider
+ * audit) waits while this is above 0, so it never delays a reconcile.
+ */
+size_t workqueue_active(struct workqueue *q);
 
 /* Wakes every waiter; later gets return NULL at once. */
 void workqueue_shutdown(struct workqueue *q);

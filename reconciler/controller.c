@@ -34,6 +34,7 @@ struct obj {
 	bool refused;		/* the provider refused this generation: an error, not retried */
 	long retry_after_ms;	/* the provider asked for this delay, or -1 */
 	unsigned int failures;	/* the key's failures in a row before this reconcile */
+	char did[512];		/* the last change made at the provider, for a drift repair */
 };
 
 static void
@@ -232,9 +233,15 @@ put_condition(json_t *conds, const struct cond *c, json_int_t generation)
 		json_array_append_new(conds, fresh);
 }
 
+static void drift_closing(const struct obj *o, const struct cond *conds, size_t n,
+    char *reason, size_t reason_len, char *found, size_t found_len);
+static void drift_repaired(struct reconciler *r, struct obj *o, const char *reason,
+    const char *found);
+
 /*
  * Writes status through the status subresource: providerID (when given),
- * observedGeneration and the conditions, the others kept.
+ * observedGeneration and the conditions, the others kept. A drift repair
+ * the audit asked for is closed by the write that makes Ready True again.
  */
 static int
 write_status(struct reconciler *r, struct obj *o, const char *provider_id,
@@ -243,7 +250,7 @@ write_status(struct reconciler *r, struct obj *o, const char *provider_id,
 	json_t *body = json_deep_copy(o->json), *status, *list;
 	json_int_t gen = o->res.meta.generation;
 	struct kube_response resp;
-	char path[700];
+	char path[700], drift[64] = "", found[512] = "";
 	int rc;
 
 	if (!body)
@@ -260,6 +267,16 @@ write_status(struct reconciler *r, struct obj *o, const char *provider_id,
 	}
 	for (size_t i = 0; i < n; i++)
 		put_condition(list, &conds[i], gen);
+	drift_closing(o, conds, n, drift, sizeof(drift), found, sizeof(found));
+	if (drift[0]) {
+		struct cond closed = { .type = "ProviderDrift", .status = "False",
+		    .reason = "Repaired" };
+
+		if (snprintf(closed.message, sizeof(closed.message), "repaired: %s",
+		    o->did[0] ? o->did : "the provider matches again") < 0)
+			closed.message[0] = '\0';
+		put_condition(list, &closed, gen);
+	}
 	json_object_set_new(status, "observedGeneration", json_integer(gen));
 	if (provider_id)
 		json_object_set_new(status, "providerID", json_string(provider_id));
@@ -278,6 +295,8 @@ write_status(struct reconciler *r, struct obj *o, const char *provider_id,
 		log_limited(LOG_LEVEL_INFO, "reconcile: status update failed; will retry",
 		    "s:s, s:s", "path", o->path, "error", resp.message ? resp.message : "");
 	kube_response_free(&resp);
+	if (rc == 0 && drift[0])
+		drift_repaired(r, o, drift, found);
 	return rc;
 }
 
@@ -316,30 +335,39 @@ static void
 record(struct reconciler *r, const struct obj *o, const char *type, const char *reason,
     const char *action, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
+void
+reconciler_event(struct reconciler *r, enum resource_kind kind, const char *ns,
+    const char *name, const char *uid, const char *type, const char *reason,
+    const char *action, const char *note)
+{
+	struct kube_event e = {
+		.namespace = ns, .regarding_api_version = RESOURCE_API_VERSION,
+		.regarding_kind = kind_info(kind)->kind, .regarding_name = name,
+		.regarding_uid = uid, .type = type, .reason = reason,
+		.action = action, .reporting_controller = RECONCILER_CONTROLLER,
+		.reporting_instance = r->instance, .note = note,
+	};
+	struct kube_response resp;
+
+	if (kube_event_create(r->kube, &e, &resp) != 0)
+		log_limited(LOG_LEVEL_WARN, "reconcile: cannot record an Event", "s:s, s:s", "reason",
+		    reason, "error", resp.message ? resp.message : "");
+	kube_response_free(&resp);
+}
+
 /* An events.k8s.io/v1 Event on the object: the activity log. Best effort. */
 static void
 record(struct reconciler *r, const struct obj *o, const char *type, const char *reason,
     const char *action, const char *fmt, ...)
 {
-	struct kube_event e = {
-		.namespace = o->ns, .regarding_api_version = RESOURCE_API_VERSION,
-		.regarding_kind = kind_info(o->kind)->kind, .regarding_name = o->name,
-		.regarding_uid = o->res.meta.uid, .type = type, .reason = reason,
-		.action = action, .reporting_controller = RECONCILER_CONTROLLER,
-		.reporting_instance = r->instance,
-	};
-	struct kube_response resp;
 	char note[1024];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(note, sizeof(note), fmt, ap);
 	va_end(ap);
-	e.note = note;
-	if (kube_event_create(r->kube, &e, &resp) != 0)
-		log_limited(LOG_LEVEL_WARN, "reconcile: cannot record an Event", "s:s, s:s", "reason",
-		    reason, "error", resp.message ? resp.message : "");
-	kube_response_free(&resp);
+	reconciler_event(r, o->kind, o->ns, o->name, o->res.meta.uid, type, reason, action,
+	    note);
 }
 
 /*
@@ -386,11 +414,11 @@ provider_failed(struct reconciler *r, struct obj *o, int rc, const char *call,
 
 /* An Event and an info line for a change made at the provider. */
 static void
-changed(struct reconciler *r, const struct obj *o, const char *reason, const char *action,
+changed(struct reconciler *r, struct obj *o, const char *reason, const char *action,
     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 static void
-changed(struct reconciler *r, const struct obj *o, const char *reason, const char *action,
+changed(struct reconciler *r, struct obj *o, const char *reason, const char *action,
     const char *fmt, ...)
 {
 	char note[1024];
@@ -399,6 +427,8 @@ changed(struct reconciler *r, const struct obj *o, const char *reason, const cha
 	va_start(ap, fmt);
 	vsnprintf(note, sizeof(note), fmt, ap);
 	va_end(ap);
+	if (snprintf(o->did, sizeof(o->did), "%s", note) >= (int)sizeof(o->did))
+		o->did[sizeof(o->did) - 1] = '\0';	/* cut short: the Event note holds it all */
 	log_info("provider changed", "{s:s, s:s, s:s, s:s, s:s, s:s}", "provider",
 	    r->provider->ops->name, "kind", kind_info(o->kind)->kind, "namespace", o->ns,
 	    "name", o->name, "reason", reason, "note", note);
@@ -1038,6 +1068,9 @@ reconcile_removal(struct reconciler *r, struct obj *o)
 	    rc = r->provider->ops->member_remove(r->provider, p.segment_id, &c, &e)) != 0) {
 		next = provider_failed(r, o, rc, "RemoveMember", &e);
 	} else {
+		if ((deleted || !settled) && p.contact_id && p.segment_id)
+			snprintf(o->did, sizeof(o->did), "removed provider contact %s from group %s",
+			    p.contact_id, p.segment_id);
 		total = removed_so_far(o) + deleted;
 		obj_status_set(o, "membershipsRemoved", json_integer(total));
 		if (deleted || !settled)
@@ -1249,4 +1282,96 @@ reconciler_membership_events(struct reconciler *r, const char *ns, const char *n
 	}
 	keys_free(&m);
 	return recorded;
+}
+
+/* ---- drift the provider audit found (audit.c) ---- */
+
+/* The open ProviderDrift condition of o's status (True), or NULL. */
+static const json_t *
+drift_condition(const struct obj *o)
+{
+	const json_t *conds = json_object_get(json_object_get(o->json, "status"), "conditions");
+	size_t i;
+	json_t *c;
+
+	json_array_foreach(conds, i, c) {
+		const char *t = json_string_value(json_object_get(c, "type"));
+		const char *st = json_string_value(json_object_get(c, "status"));
+
+		if (t && strcmp(t, "ProviderDrift") == 0)
+			return st && strcmp(st, "True") == 0 ? c : NULL;
+	}
+	return NULL;
+}
+
+/*
+ * When this status write makes Ready True and a drift repair is open:
+ * its reason and what was found (copied out: the write replaces o->json).
+ */
+static void
+drift_closing(const struct obj *o, const struct cond *conds, size_t n, char *reason,
+    size_t reason_len, char *found, size_t found_len)
+{
+	const char *r_text, *m_text;
+	const json_t *drift;
+	bool ready = false;
+
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(conds[i].type, "Ready") == 0 && strcmp(conds[i].status, "True") == 0)
+			ready = true;
+	if (!ready || !(drift = drift_condition(o)))
+		return;
+	r_text = json_string_value(json_object_get(drift, "reason"));
+	m_text = json_string_value(json_object_get(drift, "message"));
+	snprintf(reason, reason_len, "%s", r_text ? r_text : "Drift");
+	snprintf(found, found_len, "%s", m_text ? m_text : "drift at the provider");
+}
+
+static void
+drift_repaired(struct reconciler *r, struct obj *o, const char *reason, const char *found)
+{
+	const char *did = o->did[0] ? o->did : "the provider matches again";
+
+	log_info("provider drift repaired", "{s:s, s:s, s:s, s:s, s:s, s:s}", "kind",
+	    kind_info(o->kind)->kind, "namespace", o->ns, "name", o->name, "drift", reason,
+	    "found", found, "done", did);
+	record(r, o, "Warning", "ProviderDriftRepaired", "RepairDrift", "%s; repaired: %s",
+	    found, did);
+	audit_count_repair(r, reason);
+}
+
+int
+reconciler_drift_mark(struct reconciler *r, enum resource_kind kind, const char *ns,
+    const char *name, const char *reason, bool forget_id, const char *found)
+{
+	struct cache_item *it;
+	struct cond c[3];
+	struct obj o;
+	bool ready;
+	int rc = fetch(r, kind, ns, name, &o);
+
+	if (rc <= 0) {
+		obj_free(&o);
+		return rc;
+	}
+	/* Anything not done and said so is being reconciled already. */
+	it = cache_item_from_json(kind, o.json);
+	ready = it && it->ready;
+	free(it);
+	if (!ready) {
+		obj_free(&o);
+		return 0;
+	}
+	if (forget_id)
+		json_object_del(json_object_get(o.json, "status"), "providerID");
+	cond_set(&c[0], "Ready", false, "ProviderDrift", "%s", found);
+	cond_set(&c[1], "ProviderSynced", false, "ProviderDrift", "%s", found);
+	cond_set(&c[2], "ProviderDrift", true, reason, "%s", found);
+	rc = write_status(r, &o, NULL, c, 3);
+	if (rc == 0)
+		log_info("provider drift found", "{s:s, s:s, s:s, s:s, s:s}", "kind",
+		    kind_info(kind)->kind, "namespace", ns, "name", name, "drift", reason,
+		    "found", found);
+	obj_free(&o);
+	return rc ? rc : 1;
 }

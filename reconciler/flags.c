@@ -53,6 +53,7 @@ reconciler_options_defaults(struct reconciler_options *o)
 	o->retry_period_ms = LEASE_RETRY_PERIOD_S * 1000;
 	o->workers = RECONCILER_DEFAULT_WORKERS;
 	o->resync_ms = RECONCILER_DEFAULT_RESYNC_S * 1000;
+	o->audit_period_ms = RECONCILER_DEFAULT_AUDIT_S * 1000;
 	o->provider = "resend";
 	o->log_level = "info";
 }
@@ -172,6 +173,12 @@ reconciler_parse_flags(int argc, char **argv, struct reconciler_options *o, char
 		  .help = "how often unsettled objects are looked at again, e.g. "
 		      "10m, 1m30s",
 		  .def = "10m", .min = 1000, .max = 86400000 },
+		{ .name = "provider-audit-period", .type = FLAG_DURATION,
+		  .out = &o->audit_period_ms, .arg = "duration",
+		  .help = "how often the leader reads what it owns at the provider and "
+		      "repairs drift (list calls only when nothing drifted); 0 turns "
+		      "audits off",
+		  .def = "1h", .min = 0, .max = 7 * 86400000.0 },
 		{ .name = "log-level", .type = FLAG_FUNC, .out = &o->log_level,
 		  .arg = "level", .help = "debug, info, warn or error", .def = "info",
 		  .parse = parse_log_level },

@@ -42,6 +42,7 @@ struct app {
 	struct tls_store *tls;
 	struct httpd *httpd;
 	struct provider_events *events;
+	struct audit *audit;			/* --provider-audit-period */
 	char events_path[64];			/* POST /webhooks/<provider> */
 	struct authn_guard metrics_guard;	/* /metrics; .authn NULL: open */
 	pthread_t workers[RECONCILER_MAX_WORKERS];
@@ -63,6 +64,12 @@ static bool
 leading(struct app *a)
 {
 	return !a->lease || lease_leading(a->lease);
+}
+
+static bool
+audit_leading(void *arg)
+{
+	return leading(arg) && !atomic_load(&((struct app *)arg)->stopping);
 }
 
 /* The provider's writes stop the moment the lease is no longer ours. */
@@ -508,6 +515,9 @@ setup(struct app *a, char *err, size_t errlen)
 	srand((unsigned int)time(NULL) ^ (unsigned int)getpid());
 	snprintf(a->identity, sizeof(a->identity), "%s_%08x", host, (unsigned int)rand());
 	a->r.instance = a->identity;
+	if (audit_new(&a->r, &(struct audit_config){ .period_ms = a->o.audit_period_ms,
+	    .leading = audit_leading, .arg = a, .metrics = a->metrics }, &a->audit) != 0)
+		return snprintf(err, errlen, "out of memory"), -ENOMEM;
 	return 0;
 }
 
@@ -561,6 +571,8 @@ start(struct app *a, char *err, size_t errlen)
 	if (pthread_create(&a->resyncer, NULL, resyncer, a) != 0)
 		return snprintf(err, errlen, "cannot start the resync"), -EAGAIN;
 	a->resyncer_started = true;
+	if (audit_start(a->audit) != 0)
+		return snprintf(err, errlen, "cannot start the provider audit"), -EAGAIN;
 	log_info("contact-reconciler started", "{s:s, s:s, s:i, s:b, s:s, s:i}", "apiServer",
 	    kube_client_server(a->kube), "provider", a->provider->ops->name, "port",
 	    (int)httpd_port(a->httpd), "leaderElect", a->o.leader_elect, "identity",
@@ -582,6 +594,7 @@ stop(struct app *a)
 		pthread_join(a->workers[i], NULL);
 	if (a->resyncer_started)
 		pthread_join(a->resyncer, NULL);
+	audit_free(a->audit);
 	lease_stop(a->lease);	/* a leader hands the Lease back */
 	if (a->httpd)
 		httpd_stop(a->httpd, HTTPD_STOP_TIMEOUT_MS);

@@ -128,6 +128,156 @@ find_segment(struct provider *p, const char *ns, const char *name, char **id, ch
 	return 0;
 }
 
+/* One listed item: its JSON object (borrowed) for the caller's callback. */
+typedef int (*page_item_fn)(json_t *item, void *arg);
+
+/*
+ * Walks a Resend list with its largest page (limit=100) and the after
+ * cursor (the last id of a page) while has_more says so; fn sees every
+ * item, and a nonzero return stops the walk (returned). path already
+ * holds the query's start ("/segments?" or "/contacts?segment_id=X&").
+ * A 404 is -ENOENT.
+ */
+static int
+list_pages(struct provider *p, const char *path, page_item_fn fn, void *arg,
+    struct provider_error *e)
+{
+	char url[RESEND_PATH_MAX], *after = NULL;
+	int rc = 0, page;
+	bool more = true;
+
+	for (page = 0; more && rc == 0 && page < RESEND_LIST_PAGES_MAX; page++) {
+		struct provider_http_result res;
+		json_t *data, *item;
+		const char *last = NULL;
+		size_t i;
+
+		if (snprintf(url, sizeof(url), "%slimit=%d%s%s", path, RESEND_PAGE,
+		    after ? "&after=" : "", after ? after : "") >= (int)sizeof(url)) {
+			rc = -ENAMETOOLONG;
+			break;
+		}
+		free(after);
+		after = NULL;
+		if ((rc = read_call(p, "GET", url, NULL, &res, e)) != 0) {
+			if (rc == -EIO) {	/* a 404: the list's owner is gone */
+				provider_http_result_free(&res);
+				rc = -ENOENT;
+			}
+			break;
+		}
+		data = json_object_get(res.body, "data");
+		json_array_foreach(data, i, item) {
+			const char *id = json_string_value(json_object_get(item, "id"));
+
+			if (rc == 0 && json_is_object(item) && id)
+				rc = fn(item, arg);
+			last = id;
+		}
+		more = json_is_true(json_object_get(res.body, "has_more"));
+		/* The next page starts after this one's last item (1.5 of the reference). */
+		if (rc == 0 && more && !(last && (after = provider_http_escape(last))))
+			rc = last ? -ENOMEM : -EPROTO;
+		provider_http_result_free(&res);
+	}
+	free(after);
+	if (rc == 0 && more)
+		rc = -EOVERFLOW;	/* past RESEND_LIST_PAGES_MAX pages: not the whole list */
+	return rc;
+}
+
+struct list_ctx {
+	provider_group_fn group_fn;
+	provider_member_fn member_fn;
+	void *arg;
+};
+
+static int
+group_item(json_t *item, void *arg)
+{
+	struct list_ctx *c = arg;
+	struct provider_group_info g = {
+		.id = json_string_value(json_object_get(item, "id")),
+		.name = json_string_value(json_object_get(item, "name")),
+	};
+
+	if (!g.name)
+		g.name = "";
+	return c->group_fn(&g, c->arg);
+}
+
+/* GET /segments?limit=100[&after=…]: every segment of the account, ours or not. */
+static int
+list_groups(struct provider *p, provider_group_fn fn, void *arg, struct provider_error *e)
+{
+	struct list_ctx c = { .group_fn = fn, .arg = arg };
+
+	return list_pages(p, "/segments?", group_item, &c, e);
+}
+
+static int
+member_item(json_t *item, void *arg)
+{
+	struct list_ctx *c = arg;
+	json_t *unsub = json_object_get(item, "unsubscribed");
+	struct provider_member_info m = {
+		.contact_id = json_string_value(json_object_get(item, "id")),
+		.email = json_string_value(json_object_get(item, "email")),
+		.given_name = json_string_value(json_object_get(item, "first_name")),
+		.family_name = json_string_value(json_object_get(item, "last_name")),
+		.unsubscribed = json_is_boolean(unsub) ? json_is_true(unsub) : -1,
+	};
+
+	if (!m.email)
+		m.email = "";
+	return c->member_fn(&m, c->arg);
+}
+
+/* GET /contacts?segment_id=X&limit=100[&after=…] (1.5 of the reference). */
+static int
+list_members(struct provider *p, const char *group_id, provider_member_fn fn, void *arg,
+    struct provider_error *e)
+{
+	struct list_ctx c = { .member_fn = fn, .arg = arg };
+	char path[RESEND_PATH_MAX], *esc = provider_http_escape(group_id);
+	int rc;
+
+	if (!esc)
+		return -ENOMEM;
+	rc = snprintf(path, sizeof(path), "/contacts?segment_id=%s&", esc) >= (int)sizeof(path) ?
+	    -ENAMETOOLONG : list_pages(p, path, member_item, &c, e);
+	free(esc);
+	return rc;
+}
+
+/*
+ * "<display name> [<namespace>/<name>]": the suffix provider_owned_name()
+ * puts on every segment this reconciler makes. Namespaces and names are
+ * DNS labels and subdomains, so neither holds a space, "/" or "]".
+ */
+static int
+group_owner(struct provider *p, const struct provider_group_info *g, char *ns, size_t ns_len,
+    char *name, size_t name_len)
+{
+	const char *s = g->name, *open, *slash;
+	size_t len = s ? strlen(s) : 0, a, b;
+
+	(void)p;
+	if (len < 6 || s[len - 1] != ']' || !(open = strrchr(s, '[')) || open == s ||
+	    open[-1] != ' ' || !(slash = memchr(open, '/', (size_t)(s + len - open))))
+		return 0;
+	a = (size_t)(slash - open - 1);
+	b = (size_t)(s + len - 1 - slash - 1);
+	if (!a || !b || a >= ns_len || b >= name_len || memchr(slash + 1, '/', b) ||
+	    memchr(open + 1, ' ', a) || memchr(slash + 1, ' ', b))
+		return 0;
+	memcpy(ns, open + 1, a);
+	ns[a] = '\0';
+	memcpy(name, slash + 1, b);
+	name[b] = '\0';
+	return 1;
+}
+
 /* PATCH /segments/{id} {name}; *gone when the provider no longer has it. */
 static int
 segment_rename(struct provider *p, const char *id, const char *want, bool *gone,
@@ -496,6 +646,9 @@ static const struct provider_ops resend_ops = {
 	.contact_delete = contact_delete,
 	.member_add = member_add,
 	.member_remove = member_remove,
+	.list_groups = list_groups,
+	.list_members = list_members,
+	.group_owner = group_owner,
 	.event_parse = event_parse,
 	.free = resend_free,
 };

@@ -21,10 +21,12 @@
 #define RECONCILER_DEFAULT_WORKERS 2
 #define RECONCILER_MAX_WORKERS 32
 #define RECONCILER_DEFAULT_RESYNC_S 600		/* every object re-examined (cheaply) */
+#define RECONCILER_DEFAULT_AUDIT_S 3600		/* the provider read back and compared */
 #define RECONCILER_EVENT_BODY_MAX (1u << 20)	/* a provider webhook body */
 #define RECONCILER_SEEN_IDS 4096		/* delivery ids remembered in memory */
 #define RECONCILER_EVENT_IDS 16			/* delivery ids kept in a Contact's status */
 
+struct audit;
 struct cache;
 struct kube_client;
 struct metrics;
@@ -39,6 +41,7 @@ struct reconciler {
 	struct provider *provider;
 	struct workqueue *queue;
 	const char *instance;		/* reportingInstance of Events: the pod name */
+	struct audit *audit;		/* the provider audit's metrics, or NULL */
 };
 
 /* flags.c */
@@ -68,6 +71,7 @@ struct reconciler_options {
 	struct reconciler_provider_flags resend, mailgun;
 	long workers;
 	uint64_t resync_ms;
+	uint64_t audit_period_ms;	/* --provider-audit-period; 0: no audits */
 	const char *log_level;
 	bool metrics_auth;
 };
@@ -118,6 +122,50 @@ int reconciler_provider_event(struct reconciler *r, const char *ns, const char *
  */
 int reconciler_membership_events(struct reconciler *r, const char *ns, const char *name,
     const json_t *group_ids, const char *type, const char *reason, const char *note);
+
+/* An events.k8s.io/v1 Event on kind ns/name (uid may be NULL). Best effort. */
+void reconciler_event(struct reconciler *r, enum resource_kind kind, const char *ns,
+    const char *name, const char *uid, const char *type, const char *reason,
+    const char *action, const char *note);
+
+/*
+ * The provider audit found drift on kind ns/name. When the object is done
+ * and says so (settled, Ready=True), its status is marked: Ready and
+ * ProviderSynced False with reason ProviderDrift, and ProviderDrift=True
+ * with reason (the drift's kind, "MemberMissing"…) and found (what the
+ * audit saw); forget_id drops status.providerID, for a provider object that
+ * is gone. The write queues the object through the watch, and the
+ * controller's own reconcile repairs the provider: the status write that
+ * makes Ready True again closes the drift (ProviderDrift=False, reason
+ * Repaired) and records a Warning Event ProviderDriftRepaired saying what
+ * was found and what was done. The mark is in the API server, so a crash
+ * loses nothing: the resync queues unsettled objects. Returns 1 (marked),
+ * 0 (gone, or changed since: being reconciled), or an API error.
+ */
+int reconciler_drift_mark(struct reconciler *r, enum resource_kind kind, const char *ns,
+    const char *name, const char *reason, bool forget_id, const char *found);
+
+/* audit.c: --provider-audit-period */
+
+struct audit_config {
+	uint64_t period_ms;		/* 0: no audits (the metrics still exist) */
+	bool (*leading)(void *arg);	/* may this replica write now? */
+	void *arg;
+	struct metrics *metrics;
+};
+
+/*
+ * The audit of r's provider (borrowed; r->audit is set). Registers its
+ * metrics. Returns 0 or -ENOMEM.
+ */
+int audit_new(struct reconciler *r, const struct audit_config *c, struct audit **out);
+/* Starts the audit thread (nothing with period 0). 0 or -EAGAIN. */
+int audit_start(struct audit *a);
+/* Stops and joins it: an audit in progress ends at its next step. Idempotent. */
+void audit_stop(struct audit *a);
+void audit_free(struct audit *a);
+/* Counts one repaired drift in milo_provider_drift_repaired_total (reason: a ProviderDrift reason). */
+void audit_count_repair(struct reconciler *r, const char *reason);
 
 /* events.c: POST /webhooks/<provider> */
 struct provider_events;

@@ -436,6 +436,57 @@ START_TEST(test_settled)
 }
 END_TEST
 
+START_TEST(test_ready_and_contact_provider_fields)
+{
+	struct cache_item *it, *copy;
+
+	/* Done and Ready: ready; the provider id, names and unsubscribe are kept. */
+	it = item("{\"kind\":\"Contact\",\"metadata\":{\"name\":\"c\",\"namespace\":\"n\","
+	    "\"generation\":3,\"finalizers\":[\"notification.miloapis.com/contact\"]},"
+	    "\"spec\":{\"email\":\"Ada@X.io\",\"givenName\":\"Ada\",\"familyName\":"
+	    "\"Lovelace\",\"subject\":{\"userRef\":{\"name\":\"u\"}}},\"status\":{"
+	    "\"observedGeneration\":3,\"providerID\":\"pid-1\",\"conditions\":[{\"type\":"
+	    "\"Ready\",\"status\":\"True\",\"observedGeneration\":3,\"reason\":\"Synced\"},"
+	    "{\"type\":\"ProviderUnsubscribed\",\"status\":\"True\",\"observedGeneration\":1,"
+	    "\"reason\":\"Unsubscribed\"}]}}");
+	ck_assert(it->settled && it->ready);
+	ck_assert_str_eq(it->u.contact.provider_id, "pid-1");
+	ck_assert_str_eq(it->u.contact.given_name, "Ada");
+	ck_assert_str_eq(it->u.contact.family_name, "Lovelace");
+	ck_assert_str_eq(it->u.contact.email_folded, "ada@x.io");
+	/* An unsubscribe written for an older generation still holds. */
+	ck_assert(it->u.contact.unsubscribed);
+	copy = cache_item_dup(it);
+	ck_assert_ptr_nonnull(copy);
+	ck_assert_str_eq(copy->u.contact.provider_id, "pid-1");
+	ck_assert_str_eq(copy->u.contact.family_name, "Lovelace");
+	ck_assert_ptr_ne(copy->u.contact.provider_id, it->u.contact.provider_id);
+	ck_assert(copy->ready && copy->u.contact.unsubscribed);
+	free(copy);
+	free(it);
+	/* Absent fields are empty strings; a refused request is settled, not ready. */
+	it = item("{\"kind\":\"Contact\",\"metadata\":{\"name\":\"c\",\"namespace\":\"n\","
+	    "\"generation\":1,\"finalizers\":[\"notification.miloapis.com/contact\"]},"
+	    "\"spec\":{\"email\":\"a@x.io\"},\"status\":{\"observedGeneration\":1,"
+	    "\"conditions\":[{\"type\":\"Ready\",\"status\":\"False\",\"reason\":"
+	    "\"ProviderRejected\"}]}}");
+	ck_assert(it->settled && !it->ready);
+	ck_assert_str_eq(it->u.contact.provider_id, "");
+	ck_assert_str_eq(it->u.contact.given_name, "");
+	ck_assert(!it->u.contact.unsubscribed);
+	free(it);
+	/* A drift the audit marked: neither settled nor ready until repaired. */
+	it = item("{\"kind\":\"ContactGroup\",\"metadata\":{\"name\":\"g\",\"namespace\":"
+	    "\"n\",\"generation\":1,\"finalizers\":[\"notification.miloapis.com/contactgroup\"]},"
+	    "\"spec\":{\"displayName\":\"G\",\"visibility\":\"public\"},\"status\":{"
+	    "\"observedGeneration\":1,\"conditions\":[{\"type\":\"Ready\",\"status\":"
+	    "\"False\",\"reason\":\"ProviderDrift\"},{\"type\":\"ProviderDrift\",\"status\":"
+	    "\"True\",\"reason\":\"SegmentMissing\"}]}}");
+	ck_assert(!it->settled && !it->ready);
+	free(it);
+}
+END_TEST
+
 static int changes;
 static char last_change[256];
 
@@ -490,6 +541,7 @@ cache_suite(void)
 	tcase_add_test(core, test_unsynced_names_the_kind);
 	tcase_add_test(core, test_replace);
 	tcase_add_test(core, test_settled);
+	tcase_add_test(core, test_ready_and_contact_provider_fields);
 	tcase_add_test(core, test_change_handler);
 	tcase_add_test(limits, test_concurrent_readers);
 	tcase_add_test(limits, test_many_objects);

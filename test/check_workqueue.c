@@ -68,6 +68,37 @@ START_TEST(test_dirty_while_processing)
 }
 END_TEST
 
+START_TEST(test_active_counts_ready_and_held_keys)
+{
+	char *k;
+
+	ck_assert_uint_eq(workqueue_active(q), 0);
+	workqueue_add(q, "a");
+	workqueue_add(q, "b");
+	workqueue_add_after(q, "later", 60000);
+	/* Delayed keys are not active: background work may go on beside them. */
+	ck_assert_uint_eq(workqueue_active(q), 2);
+	k = workqueue_get(q, 1000);
+	ck_assert_uint_eq(workqueue_len(q), 1);
+	ck_assert_uint_eq(workqueue_active(q), 2);	/* one ready, one held */
+	workqueue_done(q, k);
+	free(k);
+	ck_assert_uint_eq(workqueue_active(q), 1);
+	expect_key("b");
+	ck_assert_uint_eq(workqueue_active(q), 0);
+	/* A key added while held counts once, and again once it is back in the list. */
+	workqueue_add(q, "a");
+	k = workqueue_get(q, 1000);
+	workqueue_add(q, "a");
+	ck_assert_uint_eq(workqueue_active(q), 1);
+	workqueue_done(q, k);
+	free(k);
+	ck_assert_uint_eq(workqueue_active(q), 1);
+	expect_key("a");
+	ck_assert_uint_eq(workqueue_active(q), 0);
+}
+END_TEST
+
 START_TEST(test_add_after)
 {
 	struct timespec a, b;
@@ -201,6 +232,7 @@ workqueue_suite(void)
 	tcase_add_checked_fixture(limits, setup, teardown);
 	tcase_add_test(core, test_dedup_and_order);
 	tcase_add_test(core, test_dirty_while_processing);
+	tcase_add_test(core, test_active_counts_ready_and_held_keys);
 	tcase_add_test(core, test_add_after);
 	tcase_add_test(core, test_backoff);
 	tcase_add_test(core, test_shutdown_wakes);

@@ -167,6 +167,14 @@ authenticated, never rate-limited, not in the call log). JSON in and out.
                                  -> {delivered (2xx), status, responseBody,
                                  responseHeaders, error, request:{url, headers, body}}
   GET    /_standin/events        every event sent so far (the same records)
+  POST   /_standin/drift         change the state as someone using Resend's dashboard
+                                 would (no call log, no rate limit), to make drift:
+                                 {op: "deleteSegment" | "renameSegment" (name) |
+                                 "addMember" | "removeMember" (contact, segment) |
+                                 "updateContact" (contact, changes:{email, first_name,
+                                 last_name, unsubscribed}) | "deleteContact" (contact)};
+                                 segment is an id, contact an id or email; 404 when
+                                 either is unknown -> {op, segment, contact} (ids)
 
 Envelopes are {type, created_at (ISO 8601, ms), data}; contact.* data is
 {id, audience_id (first segment, legacy), segment_ids, created_at,
@@ -959,6 +967,8 @@ def control_dispatch(st, method, action, body, query):
             return 200, {"cleared": True}
         if method == "POST":
             return 200, {"id": st.add_fault(body)}
+    if action == "drift" and method == "POST":
+        return 200, control_drift(st, body)
     if action == "events":
         if method == "GET":
             with st.lock:
@@ -987,6 +997,53 @@ def control_seed(st, body):
                 raise ControlError(400, "contact id must be a UUID")
             out["contacts"].append(st.contact_add(fields, c.get("id"))["id"])
     return out
+
+
+DRIFT_OPS = ("deleteSegment", "renameSegment", "addMember", "removeMember", "updateContact",
+             "deleteContact")
+
+
+def control_drift(st, body):
+    """Changes the state as a dashboard user or another team would: no call log, no limit."""
+    op = body.get("op")
+    if op not in DRIFT_OPS:
+        raise ControlError(400, "op must be one of %s" % ", ".join(DRIFT_OPS))
+    with st.lock:
+        seg = None
+        if op in ("deleteSegment", "renameSegment", "addMember", "removeMember"):
+            seg = st.segments.get(str(body.get("segment")))
+            if seg is None:
+                raise ControlError(404, "no segment %s" % body.get("segment"))
+        c = None
+        if op in ("addMember", "removeMember", "updateContact", "deleteContact"):
+            c = st.contact_find(str(body.get("contact")))
+            if c is None:
+                raise ControlError(404, "no contact %s" % body.get("contact"))
+        if op == "deleteSegment":
+            st.segment_remove(seg["id"])
+        elif op == "renameSegment":
+            if not isinstance(body.get("name"), str) or not body["name"]:
+                raise ControlError(400, "name must be a non-empty string")
+            seg["name"] = body["name"]
+        elif op == "addMember":
+            c["segments"].setdefault(seg["id"], time.time())
+        elif op == "removeMember":
+            c["segments"].pop(seg["id"], None)
+        elif op == "updateContact":
+            try:
+                fields = contact_fields(body.get("changes") or {}, creating=False)
+            except ApiError as e:
+                raise ControlError(400, e.message)
+            new = fields.get("email")
+            if new is not None and new.lower() != c["email"].lower() and new.lower() in st.by_email:
+                raise ControlError(400, "another contact has %s" % new)
+            st.by_email.pop(c["email"].lower(), None)
+            apply_contact_fields(c, fields)
+            st.by_email[c["email"].lower()] = c["id"]
+        elif op == "deleteContact":
+            st.contact_remove(c)
+        return {"op": op, "segment": seg["id"] if seg else None,
+                "contact": c["id"] if c else None}
 
 
 # ---- webhooks (provider -> us) -----------------------------------------------------

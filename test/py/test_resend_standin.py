@@ -293,6 +293,81 @@ class TestShapes(StandInCase):
         self.assertError(self.api("GET", "/segments?after=78261eea-8f8b-4381-83c6-79fa7120f1cf"),
                          422, "validation_error")
 
+    def test_segment_members_in_pages_of_100(self):
+        """The audit's read: GET /contacts?segment_id=X&limit=100&after=<last id>."""
+        sid = self.ok("POST", "/segments", {"name": "big"}, want=201)["id"]
+        other = self.ok("POST", "/segments", {"name": "other"}, want=201)["id"]
+        contacts = [{"email": "p%03d@example.com" % i, "segments": [sid]} for i in range(250)]
+        contacts.append({"email": "elsewhere@example.com", "segments": [other]})
+        ids = self.s.control("seed", {"contacts": contacts})["contacts"]
+        seen, after, sizes = [], None, []
+        while len(sizes) < 10:
+            page = self.ok("GET", "/contacts?segment_id=%s&limit=100%s" % (
+                sid, "&after=" + after if after else ""))
+            self.assertEqual(page["object"], "list")
+            sizes.append(len(page["data"]))
+            seen += [d["id"] for d in page["data"]]
+            self.assertEqual(set(page["data"][0]), {"id", "email", "first_name", "last_name",
+                                                    "created_at", "unsubscribed"})
+            if not page["has_more"]:
+                break
+            after = page["data"][-1]["id"]
+        self.assertEqual(sizes, [100, 100, 50])
+        self.assertEqual(sorted(seen), sorted(ids[:250]))
+        # The always-paginated list defaults to 20; the "existing" one gives everything.
+        self.assertEqual(len(self.ok("GET", "/segments/%s/contacts" % sid)["data"]), 20)
+        self.assertEqual(len(self.ok("GET", "/contacts?segment_id=" + sid)["data"]), 250)
+        for bad in ("0", "101", "1.5", ""):
+            self.assertError(self.api("GET", "/contacts?segment_id=%s&limit=%s" % (sid, bad)),
+                             422, "validation_error", resend_standin.PAGINATION_MESSAGE)
+        self.assertError(self.api("GET", "/contacts?segment_id=%s&limit=100&after=%s" % (
+            sid, ids[-1])), 422, "validation_error")    # a contact of another segment
+        self.assertError(self.api("GET", "/contacts?segment_id=78261eea-8f8b-4381-83c6-"
+                                  "79fa7120f1cf&limit=100"), 404, "not_found")
+
+    def test_drift_controls(self):
+        sid = self.ok("POST", "/segments", {"name": "g [ns/g]"}, want=201)["id"]
+        cid = self.ok("POST", "/contacts", {"email": "a@example.com", "first_name": "A"},
+                      want=201)["id"]
+        self.s.control("calls", method="DELETE")
+        self.assertEqual(self.s.control("drift", {"op": "addMember", "contact": "a@example.com",
+                                                  "segment": sid}),
+                         {"op": "addMember", "segment": sid, "contact": cid})
+        self.assertEqual(self.ok("GET", "/contacts/%s/segments" % cid)["data"][0]["id"], sid)
+        self.s.control("drift", {"op": "removeMember", "contact": cid, "segment": sid})
+        self.assertEqual(self.ok("GET", "/contacts/%s/segments" % cid)["data"], [])
+        self.s.control("drift", {"op": "updateContact", "contact": cid,
+                                 "changes": {"first_name": "B", "unsubscribed": True,
+                                             "email": "b@example.com"}})
+        c = self.ok("GET", "/contacts/" + cid)
+        self.assertEqual((c["first_name"], c["unsubscribed"], c["email"]),
+                         ("B", True, "b@example.com"))
+        self.s.control("drift", {"op": "renameSegment", "segment": sid, "name": "renamed"})
+        self.assertEqual(self.ok("GET", "/segments/" + sid)["name"], "renamed")
+        self.s.control("drift", {"op": "deleteContact", "contact": "b@example.com"})
+        self.assertEqual(self.api("GET", "/contacts/" + cid)[0], 404)
+        self.s.control("drift", {"op": "deleteSegment", "segment": sid})
+        self.assertEqual(self.api("GET", "/segments/" + sid)[0], 404)
+        # None of it is an API call: the call log has only the test's own GETs.
+        counts = self.s.control("counts", method="GET")["counts"]
+        self.assertEqual(set(counts), {"GET /contacts/{contact}/segments",
+                                       "GET /contacts/{contact}", "GET /segments/{id}"})
+        fresh = self.ok("POST", "/segments", {"name": "x"}, want=201)["id"]
+        for bad, why in (({"op": "explode"}, "op must be one of"),
+                         ({"op": "deleteSegment", "segment": sid}, "no segment"),
+                         ({"op": "deleteContact", "contact": "nobody@example.com"}, "no contact"),
+                         ({"op": "renameSegment", "segment": fresh}, "name must be")):
+            with self.assertRaises(RuntimeError) as ctx:
+                self.s.control("drift", bad)
+            self.assertIn(why, str(ctx.exception))
+        # Over HTTP an unknown object is a 404.
+        u = urllib.parse.urlsplit(self.s.url)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=5)
+        conn.request("POST", "/_standin/drift", body=json.dumps(
+            {"op": "deleteSegment", "segment": sid}))
+        self.assertEqual(conn.getresponse().status, 404)
+        conn.close()
+
     def test_unknown_routes(self):
         self.assertError(self.api("GET", "/nope"), 404, "not_found")
         self.assertError(self.api("GET", "/segments/"), 404, "not_found")
