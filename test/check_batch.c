@@ -230,6 +230,7 @@ START_TEST(test_failure_reaches_each)
 	/* Asked again (the controller's retry): queued anew, since the group is busy. */
 	ck_assert_int_eq(batch_add(b, "g", "b", "p", &r), BATCH_WAIT);
 	s.rc = 0;
+	s.message = NULL;
 	ck_assert_int_eq(await(b, "g", "b", "p").rc, 0);
 	batch_free(b);
 	sink_destroy(&s);
