@@ -21,6 +21,7 @@
  */
 #define WAIT_FOR_DEPENDENCY_MS 30000
 #define WAIT_FOR_DEPENDENTS_MS 1000	/* a contact or group waiting for its memberships */
+#define WAIT_FOR_BULK_MS 1000		/* a member queued for a bulk request, when it says no more */
 
 /* One object being reconciled: its latest JSON and what we decoded of it. */
 struct obj {
@@ -361,6 +362,11 @@ provider_failed(struct reconciler *r, struct obj *o, int rc, const char *call,
 	if (rc == -ECANCELED) {
 		provider_error_free(e);
 		return -ECANCELED;
+	}
+	if (rc == PROVIDER_PENDING) {	/* in a bulk request: nothing failed, ask again */
+		next = e->retry_after_ms > 0 ? e->retry_after_ms : WAIT_FOR_BULK_MS;
+		provider_error_free(e);
+		return next;
 	}
 	/* A refused key is logged by the provider client, once a minute. */
 	if (rc != PROVIDER_UNAUTHORIZED)
@@ -720,10 +726,12 @@ reconcile_contact(struct reconciler *r, struct obj *o)
 	group_ids_free(&groups);
 	if (rc)
 		return provider_failed(r, o, rc, "SyncContact", &e);
-	changed(r, o, did == PROVIDER_CREATED ? "ContactCreated" : did == PROVIDER_ADOPTED ?
-	    "ContactAdopted" : "ContactUpdated", did == PROVIDER_CREATED ? "CreateContact" :
-	    did == PROVIDER_ADOPTED ? "AdoptContact" : "UpdateContact",
-	    "%s provider contact %s for %s", provider_change_name(did), id, c.email);
+	if (did != PROVIDER_UNCHANGED)	/* Mailgun: a contact is only its list entries */
+		changed(r, o, did == PROVIDER_CREATED ? "ContactCreated" :
+		    did == PROVIDER_ADOPTED ? "ContactAdopted" : "ContactUpdated",
+		    did == PROVIDER_CREATED ? "CreateContact" :
+		    did == PROVIDER_ADOPTED ? "AdoptContact" : "UpdateContact",
+		    "%s provider contact %s for %s", provider_change_name(did), id, c.email);
 	rc = report(r, o, id, true, did == PROVIDER_CREATED ? "ContactCreated" : "Synced",
 	    "the provider contact matches this Contact");
 	free(id);
