@@ -244,6 +244,14 @@ START_TEST(test_sign_vectors)
 	ck_assert_int_eq(mailgun_sign(K("standin-webhook-signing-key"), "1764876000",
 	    "0123456789abcdef0123456789abcdef0123456789abcdef01", out), MAILGUN_OK);
 	ck_assert_str_eq(out, "faf8c50f62460a2349710ead1befa77757e15a872b03d9a4663cc33ed94e7e47");
+	/*
+	 * mailgun-go's TestVerifyWebhookSignature fields (key "key", timestamp
+	 * "123456789", token "token"), digest from `openssl dgst -sha256 -hmac key`.
+	 */
+	ck_assert_int_eq(mailgun_sign(K("key"), "123456789", "token", out), MAILGUN_OK);
+	ck_assert_str_eq(out, "8c56daabdf5b1e84b50766e6bde638e2cc4249c3a8fdaa7079a03cb84b63b73f");
+	ck_assert_int_eq(mailgun_verify(K("key"), "123456789", "token", out, 123456789, 300),
+	    MAILGUN_OK);
 }
 END_TEST
 
