@@ -307,6 +307,41 @@ class TestMembership(Base):
         self.stop_ok(rec)
 
 
+class TestStatusFitsTheCRDs(Base):
+    def test_longest_addresses_pass_the_schema(self):
+        """With the CRDs stored, every status write is checked as a cluster checks it:
+        a 254-character email in a list with a 64-octet local part makes a
+        membership providerID of 254 + 1 + 82 characters, and still no 422."""
+        import crd_schema
+        env = self.env()
+        for name in ("contacts", "contactgroups", "contactgroupmemberships",
+                     "contactgroupmembershipremovals"):
+            with open(os.path.join(h.ROOT, "manifests", "crds", name + ".yaml")) as f:
+                for crd in crd_schema.CelHelper.yaml(f.read()):
+                    if crd.get("kind") == "CustomResourceDefinition":
+                        env.kube_request("POST", "/apis/apiextensions.k8s.io/v1/"
+                                         "customresourcedefinitions", crd)
+        rec = env.reconciler()
+        email = "l" * 64 + "@" + ".".join(["d" * 61, "d" * 61, "d" * 61, "com"])
+        self.assertEqual(len(email), 254)
+        group = "g" * 200
+        env.group(NS, group, "Long")
+        env.contact(NS, "long", email, "G" * 256, "F" * 256)
+        g = env.wait_ready("ContactGroup", NS, group)
+        env.wait_ready("Contact", NS, "long")
+        env.membership(NS, "m", "long", group)
+        m = env.wait_ready(MEMBERSHIP, NS, "m")
+        self.assertEqual(m["status"]["providerID"], email + "/" + g["status"]["providerID"])
+        self.assertGreater(len(m["status"]["providerID"]), 256)
+        self.assertIn(email, env.members(g["status"]["providerID"]))
+        env.delete("Contact", NS, "long")
+        env.wait_gone("Contact", NS, "long")
+        refused = [(r["method"], r["path"], r.get("body", "")[:300])
+                   for r in env.kube_requests()["items"] if r.get("code") == 422]
+        self.assertEqual(refused, [])
+        self.stop_ok(rec)
+
+
 class TestFaults(Base):
     def test_one_call_in_seven_failing_converges(self):
         self.converge_under_faults([])
