@@ -185,7 +185,8 @@ def metrics(proc, prefixes):
     import ssl
     ctx = ssl.create_default_context(cafile=os.path.join(TOP, "certs/dev/ca.crt"))
     conn = http.client.HTTPSConnection("127.0.0.1", proc.bench_port, timeout=10, context=ctx)
-    conn.request("GET", "/metrics")
+    # The kube stand-in takes any token as an admin (--metrics-auth reviews it).
+    conn.request("GET", "/metrics", headers={"Authorization": "Bearer bench"})
     text = conn.getresponse().read().decode()
     conn.close()
     return [line for line in text.splitlines()

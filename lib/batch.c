@@ -38,7 +38,7 @@ struct group {
 	struct entry *all;
 	size_t queued;
 	bool inflight;		/* its request is on the way */
-	uint64_t last_add_ms;	/* the last batch_add for it */
+	uint64_t joined_ms;	/* when an entry last joined its queue */
 	struct group *next;
 };
 
@@ -52,6 +52,8 @@ struct batch {
 	struct group *groups;
 	struct hmap entries;	/* by hash of (group, key) */
 	size_t held;
+	size_t queued;		/* entries queued, all groups */
+	uint64_t last_add_ms;	/* the last add of a key not already held */
 	uint64_t pruned_ms;
 	unsigned long requests, items;
 };
@@ -94,18 +96,22 @@ group_get(struct batch *b, const char *id)
 
 	if (g)
 		return g;
+	struct group **tail = &b->groups;
+
 	if (!(g = calloc(1, sizeof(*g))) || !(g->id = strdup(id))) {
 		free(g);
 		return NULL;
 	}
-	g->next = b->groups;
-	b->groups = g;
+	while (*tail)		/* in order of arrival: the older wins a tie */
+		tail = &(*tail)->next;
+	*tail = g;
 	return g;
 }
 
 static void
-queue_push(struct group *g, struct entry *e)
+queue_push(struct batch *b, struct group *g, struct entry *e)
 {
+	b->queued++;
 	e->state = QUEUED;
 	e->next = NULL;
 	e->prev = g->tail;
@@ -118,8 +124,9 @@ queue_push(struct group *g, struct entry *e)
 }
 
 static void
-queue_unlink(struct group *g, struct entry *e)
+queue_unlink(struct batch *b, struct group *g, struct entry *e)
 {
+	b->queued--;
 	if (e->prev)
 		e->prev->next = e->next;
 	else
@@ -139,7 +146,7 @@ entry_drop(struct batch *b, struct entry *e)
 	struct group *g = e->g;
 
 	if (e->state == QUEUED)
-		queue_unlink(g, e);
+		queue_unlink(b, g, e);
 	if (e->all_prev)
 		e->all_prev->all_next = e->all_next;
 	else
@@ -177,18 +184,35 @@ entry_new(struct batch *b, struct group *g, const char *key, const char *payload
 		g->all->all_prev = e;
 	g->all = e;
 	b->held++;
-	queue_push(g, e);
+	queue_push(b, g, e);
+	g->joined_ms = now;
 	return e;
 }
 
 /*
- * When an entry of g may expect its outcome: what is left of the window,
- * then one request's time for every request queued before it and its own.
+ * When g's oldest entry is sent at the latest: full, quiet for the
+ * window, or max_wait_ms old.
+ */
+static uint64_t
+due_at(const struct batch *b, const struct group *g)
+{
+	uint64_t quiet = g->joined_ms + b->c.window_ms, oldest = g->head->at_ms + b->c.max_wait_ms;
+
+	if (g->queued >= b->c.max_items)
+		return 0;
+	return quiet < oldest ? quiet : oldest;
+}
+
+/*
+ * When an entry of g may expect its outcome, without optimism (asking
+ * too early costs the caller a round for nothing): the longest it may
+ * wait, then one request's time for every request queued before it and
+ * its own.
  */
 static unsigned long
 estimate_wait(struct batch *b, const struct group *g, uint64_t now)
 {
-	uint64_t due = g->head ? g->head->at_ms + b->c.window_ms : now;
+	uint64_t due = g->head ? g->head->at_ms + b->c.max_wait_ms : now;
 	unsigned long ahead = 1, ms;
 
 	for (const struct group *o = b->groups; o; o = o->next)
@@ -241,17 +265,16 @@ batch_add(struct batch *b, const char *group, const char *key, const char *paylo
 		free(e->next_payload);	/* back to what is on the way */
 		e->next_payload = NULL;
 	} else if (!e) {
-		active = g && (g->queued || g->inflight ||
-		    now - g->last_add_ms < b->c.window_ms);
-		if (!active || b->held >= b->c.held_max ||
+		/* A burst: another add within the window, or adds still queued. */
+		active = b->queued || now - b->last_add_ms < b->c.window_ms;
+		b->last_add_ms = now;
+		if (!g || !active || b->held >= b->c.held_max ||
 		    !(e = entry_new(b, g, key, payload, now))) {
 			v = BATCH_ALONE;
 		} else {
 			pthread_cond_signal(&b->wake);
 		}
 	}
-	if (g)
-		g->last_add_ms = now;
 	if (v == BATCH_WAIT)
 		r->wait_ms = estimate_wait(b, g, now);
 	pthread_mutex_unlock(&b->lock);
@@ -311,7 +334,7 @@ next_due(struct batch *b, uint64_t now, unsigned long *sleep_ms)
 
 		if (!g->head || g->inflight)
 			continue;
-		due = g->queued >= b->c.max_items ? 0 : g->head->at_ms + b->c.window_ms;
+		due = due_at(b, g);
 		if (due <= now && (!best || g->head->at_ms < best->head->at_ms))
 			best = g;
 		if (due < soonest)
@@ -339,7 +362,7 @@ prune(struct batch *b, uint64_t now)
 			if (e->state == DONE && now - e->at_ms >= b->c.keep_ms)
 				entry_drop(b, e);
 		}
-		if (!g->all && !g->inflight && now - g->last_add_ms >= b->c.window_ms) {
+		if (!g->all && !g->inflight) {
 			*gp = g->next;
 			free(g->id);
 			free(g);
@@ -371,7 +394,7 @@ send_group(struct batch *b, struct group *g)
 	for (size_t i = 0; i < n; i++) {
 		struct entry *e = g->head;
 
-		queue_unlink(g, e);
+		queue_unlink(b, g, e);
 		e->state = INFLIGHT;
 		sent[i] = e;
 		items[i] = (struct batch_item){ e->key, e->payload };
@@ -389,7 +412,8 @@ send_group(struct batch *b, struct group *g)
 			e->payload = e->next_payload;
 			e->next_payload = NULL;
 			e->at_ms = now;
-			queue_push(g, e);
+			queue_push(b, g, e);
+			g->joined_ms = now;
 			continue;
 		}
 		e->state = DONE;
@@ -446,6 +470,8 @@ batch_new(const struct batch_config *c, struct batch **out)
 	if (!(b = calloc(1, sizeof(*b))))
 		return -ENOMEM;
 	b->c = *c;
+	if (!b->c.max_wait_ms)
+		b->c.max_wait_ms = b->c.window_ms;
 	if (!b->c.held_max)
 		b->c.held_max = BATCH_HELD_MAX;
 	if (!b->c.keep_ms)

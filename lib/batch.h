@@ -6,13 +6,13 @@
 
 /*
  * The controllers add members one reconcile at a time, each reconcile
- * with its own call. When many adds arrive for one group within a short
- * window (an initial sync, a large group applied at once), a provider
- * with a bulk endpoint can send them together. batch_add() answers each
- * add with one of:
+ * with its own call. When many adds arrive within a short window (an
+ * initial sync, a large group applied at once), a provider with a bulk
+ * endpoint can send each group's together. batch_add() answers each add
+ * with one of:
  *
- * - BATCH_ALONE: the group was quiet; send this one yourself, now. A lone
- *   change never waits for company.
+ * - BATCH_ALONE: nothing else was added within the window; send this one
+ *   yourself, now. A lone change never waits for company.
  * - BATCH_WAIT: it waits in the group's batch (or its request is on the
  *   way); ask again after wait_ms. The worker is not held meanwhile.
  * - BATCH_DONE: the request that carried it was answered; here is how.
@@ -22,11 +22,12 @@
  * queued one, and one whose request is on the way is queued again after
  * it, so an outcome is only ever reported for the payload asked about.
  *
- * One thread sends the batches, one request per group at a time: a group
- * is sent when max_items wait in it or when its oldest entry has waited
- * window_ms, oldest group first. batch_forget() drops what waits for a
- * key and waits out a request that carries it, so a delete sent after it
- * is never overtaken by the add.
+ * One thread sends the batches, one request per group at a time, oldest
+ * group first: a group is sent when max_items wait in it, when no entry
+ * joined it for window_ms (the burst moved on), or when its oldest entry
+ * has waited max_wait_ms. batch_forget() drops what waits for a key and
+ * waits out a request that carries it, so a delete sent after it is never
+ * overtaken by the add.
  *
  * Everything is in memory: a restart forgets what waited, and the
  * controllers ask again. Thread-safe.
@@ -54,7 +55,8 @@ typedef void (*batch_send_fn)(void *arg, const char *group, const struct batch_i
     size_t n, struct batch_outcome *out);
 
 struct batch_config {
-	unsigned long window_ms;	/* how long an entry waits for company; 0: never batch */
+	unsigned long window_ms;	/* adds closer than this form a burst; 0: never batch */
+	unsigned long max_wait_ms;	/* the longest an entry waits; 0: window_ms */
 	size_t max_items;		/* per request, >= 1 */
 	unsigned long request_ms;	/* one request's share of time (1000 / rate), for wait_ms */
 	size_t held_max;		/* 0: BATCH_HELD_MAX; past it adds go alone */

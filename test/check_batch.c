@@ -78,16 +78,23 @@ send_cb(void *arg, const char *group, const struct batch_item *items, size_t n,
 }
 
 static struct batch *
-make(struct sink *s, unsigned long window_ms, size_t max_items, size_t held_max,
-    unsigned long keep_ms)
+make_wait(struct sink *s, unsigned long window_ms, unsigned long max_wait_ms, size_t max_items,
+    size_t held_max, unsigned long keep_ms)
 {
-	struct batch_config c = { .window_ms = window_ms, .max_items = max_items,
-	    .request_ms = 10, .held_max = held_max, .keep_ms = keep_ms, .send = send_cb,
-	    .arg = s };
+	struct batch_config c = { .window_ms = window_ms, .max_wait_ms = max_wait_ms,
+	    .max_items = max_items, .request_ms = 10, .held_max = held_max, .keep_ms = keep_ms,
+	    .send = send_cb, .arg = s };
 	struct batch *b;
 
 	ck_assert_int_eq(batch_new(&c, &b), 0);
 	return b;
+}
+
+static struct batch *
+make(struct sink *s, unsigned long window_ms, size_t max_items, size_t held_max,
+    unsigned long keep_ms)
+{
+	return make_wait(s, window_ms, 4 * window_ms, max_items, held_max, keep_ms);
 }
 
 /* Asks until the outcome comes (bounded); returns it. */
@@ -135,7 +142,10 @@ START_TEST(test_off)
 }
 END_TEST
 
-/* The first add of a quiet group goes alone; the ones right after it share a request. */
+/*
+ * The first add after a quiet spell goes alone; the ones right after it
+ * wait, each group's in a request of its own.
+ */
 START_TEST(test_quiet_then_batched)
 {
 	struct sink s;
@@ -148,22 +158,24 @@ START_TEST(test_quiet_then_batched)
 	ck_assert_int_eq(batch_add(b, "g", "a", "pa", &r), BATCH_ALONE);
 	ck_assert_int_eq(batch_add(b, "g", "b", "pb", &r), BATCH_WAIT);
 	ck_assert_int_eq(batch_add(b, "g", "c", "pc", &r), BATCH_WAIT);
-	/* Another group is quiet: alone. */
-	ck_assert_int_eq(batch_add(b, "h", "a", "pa", &r), BATCH_ALONE);
+	ck_assert_int_eq(batch_add(b, "h", "a", "pa", &r), BATCH_WAIT);
 	r = await(b, "g", "b", "pb");
 	ck_assert_int_eq(r.rc, 0);
 	ck_assert_ptr_null(r.message);
 	r = await(b, "g", "c", "pc");
 	ck_assert_int_eq(r.rc, 0);
-	ck_assert_int_eq(requests(&s), 1);
-	ck_assert_str_eq(s.group[0], "g");
+	ck_assert_int_eq(await(b, "h", "a", "pa").rc, 0);
+	ck_assert_int_eq(requests(&s), 2);
+	ck_assert_str_eq(s.group[0], "g");		/* the oldest first */
 	ck_assert_uint_eq(s.count[0], 2);
 	ck_assert_str_eq(s.keys[0][0], "b");
 	ck_assert_str_eq(s.payloads[0][1], "pc");
+	ck_assert_str_eq(s.group[1], "h");
+	ck_assert_uint_eq(s.count[1], 1);
 	/* Collected: a later add of the same key starts over. */
 	batch_stats(b, &st);
-	ck_assert_uint_eq(st.requests, 1);
-	ck_assert_uint_eq(st.items, 2);
+	ck_assert_uint_eq(st.requests, 2);
+	ck_assert_uint_eq(st.items, 3);
 	ck_assert_uint_eq(st.held, 0);
 	batch_free(b);
 	sink_destroy(&s);
@@ -227,11 +239,10 @@ START_TEST(test_failure_reaches_each)
 	ck_assert_int_eq(r1.retry_after_ms, 1500);
 	free(r1.message);
 	free(r2.message);
-	/* Asked again (the controller's retry): queued anew, since the group is busy. */
-	ck_assert_int_eq(batch_add(b, "g", "b", "p", &r), BATCH_WAIT);
+	/* Asked again later (the controller's retry), with nothing else going on: alone. */
+	ck_assert_int_eq(batch_add(b, "g", "b", "p", &r), BATCH_ALONE);
 	s.rc = 0;
 	s.message = NULL;
-	ck_assert_int_eq(await(b, "g", "b", "p").rc, 0);
 	batch_free(b);
 	sink_destroy(&s);
 }
@@ -258,6 +269,7 @@ START_TEST(test_payload_change)
 	 * An outcome for "x" is not one for "y": y is asked anew, and goes
 	 * alone since nothing was asked of the group while x waited.
 	 */
+	ck_assert_int_eq(batch_add(b, "g", "n", "p", &r), BATCH_ALONE);
 	ck_assert_int_eq(batch_add(b, "g", "m", "x", &r), BATCH_WAIT);
 	while (requests(&s) < 2)
 		usleep(POLL_US);
@@ -374,6 +386,57 @@ START_TEST(test_forget_group_waits_for_the_request)
 }
 END_TEST
 
+/*
+ * While adds keep coming (closer than the window), a group waits for more,
+ * up to max_items; it goes once the burst moves on.
+ */
+START_TEST(test_burst_fills_one_request)
+{
+	struct sink s;
+	struct batch_result r;
+	struct batch *b;
+	char key[16];
+
+	sink_init(&s);
+	b = make_wait(&s, 1000, 60000, 100, 0, 0);
+	ck_assert_int_eq(batch_add(b, "g", "first", "p", &r), BATCH_ALONE);
+	for (int i = 0; i < 20; i++) {
+		snprintf(key, sizeof(key), "k%02d", i);
+		ck_assert_int_eq(batch_add(b, i % 2 ? "g" : "h", key, "p", &r), BATCH_WAIT);
+		ck_assert_int_eq(requests(&s), 0);
+		usleep(10000);
+	}
+	for (int i = 0; i < 20; i++) {
+		snprintf(key, sizeof(key), "k%02d", i);
+		ck_assert_int_eq(await(b, i % 2 ? "g" : "h", key, "p").rc, 0);
+	}
+	ck_assert_int_eq(requests(&s), 2);
+	ck_assert_uint_eq(s.count[0], 10);
+	ck_assert_uint_eq(s.count[1], 10);
+	batch_free(b);
+	sink_destroy(&s);
+}
+END_TEST
+
+/* An endless burst does not starve a group: its oldest entry goes after max_wait_ms. */
+START_TEST(test_max_wait)
+{
+	struct sink s;
+	struct batch_result r;
+	struct batch *b;
+
+	sink_init(&s);
+	b = make_wait(&s, 60000, 100, 100, 0, 0);
+	ck_assert_int_eq(batch_add(b, "g", "first", "p", &r), BATCH_ALONE);
+	ck_assert_int_eq(batch_add(b, "g", "k", "p", &r), BATCH_WAIT);
+	ck_assert_uint_ge(r.wait_ms, 100);	/* never optimistic: the longest it may wait */
+	ck_assert_int_eq(await(b, "g", "k", "p").rc, 0);
+	ck_assert_int_eq(requests(&s), 1);
+	batch_free(b);
+	sink_destroy(&s);
+}
+END_TEST
+
 START_TEST(test_forget_queued)
 {
 	struct sink s;
@@ -440,7 +503,7 @@ START_TEST(test_free_with_entries)
 	b = make(&s, 60000, 100, 0, 0);
 	ck_assert_int_eq(batch_add(b, "g", "a", "p", &r), BATCH_ALONE);
 	ck_assert_int_eq(batch_add(b, "g", "b", "p", &r), BATCH_WAIT);
-	ck_assert_int_eq(batch_add(b, "h", "a", "p", &r), BATCH_ALONE);
+	ck_assert_int_eq(batch_add(b, "h", "a", "p", &r), BATCH_WAIT);
 	ck_assert_int_eq(batch_add(b, "h", "b", "p", &r), BATCH_WAIT);
 	batch_free(b);
 	ck_assert_int_eq(s.n, 0);
@@ -477,6 +540,8 @@ batch_suite(void)
 	tcase_add_test(core, test_forget_waits_for_the_request);
 	tcase_add_test(core, test_forget_group_waits_for_the_request);
 	tcase_add_test(core, test_forget_queued);
+	tcase_add_test(core, test_burst_fills_one_request);
+	tcase_add_test(core, test_max_wait);
 	tcase_add_test(limits, test_held_max_and_keep);
 	tcase_add_test(limits, test_free_with_entries);
 	tcase_add_test(limits, test_config_refused);
