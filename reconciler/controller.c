@@ -935,6 +935,8 @@ reconcile_membership(struct reconciler *r, struct obj *o)
 	} else if ((blocked = membership_blocked(&p)) != NULL) {
 		report(r, o, NULL, false, "Waiting", blocked);
 		next = WAIT_FOR_DEPENDENCY_MS;
+	} else if (is_settled(o)) {
+		/* Settled, beside refused removals only (a private group): nothing to add. */
 	} else if (pair_contact(&p, &c),
 	    (rc = r->provider->ops->member_add(r->provider, p.segment_id, &c, &e)) != 0) {
 		next = provider_failed(r, o, rc, "AddMember", &e);

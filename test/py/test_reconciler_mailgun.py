@@ -494,7 +494,9 @@ class TestSteadyState(Base):
         env.wait_condition(REMOVAL, NS, "bob-priv-out", "Ready", "False", "Rejected")
         total = env.quiet(0.5)
         time.sleep(3.5)     # more than three resync periods
-        self.assertEqual(env.call_total(), total, env.calls()["counts"])
+        self.assertEqual(env.call_total(), total, [
+            (round(c["time"] % 100, 2), c["method"], c["path"], c["status"])
+            for c in env.calls(log=True)["calls"]])
         self.stop_ok(rec)
         rec.start()         # a fresh cache makes none either
         time.sleep(2.5)
@@ -503,6 +505,40 @@ class TestSteadyState(Base):
                             headers={"Content-Type": "application/json"})
         self.assertEqual(code, 404)     # no signing key: no route
         self.stop_ok(rec)
+
+
+class TestRefusedRemovalMakesNoCall(Base):
+    """A membership of a private group beside a refused removal is settled: being
+    reconciled again (its group changed) makes no provider call (both providers)."""
+
+    def run_case(self, provider, add_routes):
+        env = Env(self, provider=provider)
+        rec = env.reconciler()
+        env.group(NS, "priv", "Private", "private")
+        env.contact(NS, "bob", "bob@example.com")
+        env.wait_ready("ContactGroup", NS, "priv")
+        env.wait_ready("Contact", NS, "bob")
+        env.membership(NS, "bob-priv", "bob", "priv")
+        env.wait_ready(MEMBERSHIP, NS, "bob-priv")
+        env.removal(NS, "bob-out", "bob", "priv")
+        env.wait_condition(REMOVAL, NS, "bob-out", "Ready", "False", "Rejected")
+        def adds():
+            counts = env.calls()["counts"]
+            return sum(counts.get(r, 0) for r in add_routes)
+        self.assertEqual(adds(), 1)
+        # The group's sync queues its memberships again.
+        env.patch_spec("ContactGroup", NS, "priv", {"displayName": "Private Two"})
+        env.wait_condition("ContactGroup", NS, "priv")
+        env.quiet(1.0)
+        self.assertEqual(adds(), 1, env.calls()["counts"])
+        self.stop_ok(rec)
+
+    def test_resend(self):
+        self.run_case("resend", ["POST /contacts/{contact}/segments/{segment}"])
+
+    def test_mailgun(self):
+        self.run_case("mailgun", ["POST /v3/lists/{list}/members",
+                                  "POST /v3/lists/{list}/members.json"])
 
 
 class TestBulk(Base):
