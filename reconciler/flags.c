@@ -161,9 +161,10 @@ reconciler_parse_flags(int argc, char **argv, struct reconciler_options *o, char
 		  .def = "5", .min = 0.01, .max = 10000 },
 		{ .name = "mailgun-bulk-window", .type = FLAG_DURATION,
 		  .out = &o->mailgun.bulk_window_ms, .arg = "duration",
-		  .help = "adds to one mailing list that arrive within this of each "
-		      "other go together in bulk requests (members.json, 100 a "
-		      "request); a lone add never waits; 0 sends each alone",
+		  .help = "members added closer than this to each other go to their "
+		      "lists in bulk requests (members.json, up to 100 each, 5 s "
+		      "of waiting at most); a lone add never waits; 0 sends each "
+		      "alone",
 		  .def = "250ms", .min = 0, .max = 60000 },
 		{ .name = "mailgun-ca-file", .type = FLAG_STRING,
 		  .out = &o->mailgun.ca_file, .arg = "file",

@@ -182,7 +182,7 @@ struct provider_options {
 	double rate;			/* requests per second; <= 0: the provider's default */
 	const char *ca_file;		/* extra trust for a test server */
 	const char *domain;		/* Mailgun: the mailing lists' domain */
-	unsigned long bulk_window_ms;	/* Mailgun: adds to one list wait this long for company; 0: never */
+	unsigned long bulk_window_ms;	/* Mailgun: adds closer than this are sent in bulk; 0: never */
 	const unsigned char *webhook_key;	/* the webhooks' signing key, or NULL */
 	size_t webhook_key_len;
 	const char *user_agent;
