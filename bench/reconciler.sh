@@ -4,6 +4,8 @@
 # 5,000 memberships at --resend-rate-limit 10 (stand-in --rate 10) with the
 # default workers, calls in steady state over one resync, and RSS with
 # 100,000 cached memberships.
+# BENCH_PROVIDER=mailgun: the same sync against the Mailgun stand-in, with
+# and without bulk uploads (members.json).
 # The work is in bench/reconciler_bench.py (its docstring has the details).
 #
 # A benchmark, not a test: it prints numbers and fails only when something
@@ -11,7 +13,8 @@
 #
 #   make bench-reconciler
 #
-# Environment: MILO_RECONCILER_BIN, BENCH_GROUPS (50), BENCH_CONTACTS (100),
+# Environment: MILO_RECONCILER_BIN, BENCH_PROVIDER (resend), BENCH_GROUPS (50),
+# BENCH_CONTACTS (100),
 # BENCH_RATE (10), BENCH_SERVER_RATE (BENCH_RATE), BENCH_RESYNC (20s),
 # BENCH_OBJECTS (100000; 0 skips the memory part), BENCH_SKIP_SYNC.
 set -eu

@@ -19,10 +19,18 @@ Part 2, memory: N settled memberships (finalizer on, Ready for generation
 started on it lists them, queues none and calls the provider for none; its
 RSS beside a reconciler's on an empty stand-in.
 
-Environment: MILO_RECONCILER_BIN, BENCH_GROUPS (50), BENCH_CONTACTS (100),
-BENCH_RATE (10), BENCH_RESYNC (20s), BENCH_OBJECTS (100000; 0 skips part 2),
-BENCH_WORKERS (the reconciler's default), BENCH_SERVER_RATE (the Resend
-stand-in's limit; BENCH_RATE: the same as the client's).
+With BENCH_PROVIDER=mailgun, part 1 runs against the Mailgun stand-in
+(test/py/mailgun_standin.py --rate R) with --provider mailgun
+--mailgun-rate-limit R, twice: with bulk uploads (--mailgun-bulk-window,
+BENCH_BULK_WINDOW, default the reconciler's) and without
+(--mailgun-bulk-window 0). The changes needed there are one list per group
+and one member per membership (a Contact makes no call of its own).
+
+Environment: MILO_RECONCILER_BIN, BENCH_PROVIDER (resend), BENCH_GROUPS (50),
+BENCH_CONTACTS (100), BENCH_RATE (10), BENCH_RESYNC (20s), BENCH_OBJECTS
+(100000; 0 skips part 2), BENCH_WORKERS (the reconciler's default),
+BENCH_SERVER_RATE (the provider stand-in's limit; BENCH_RATE: the same as
+the client's), BENCH_BULK_WINDOW.
 Python 3 standard library only. Prints Markdown to stdout.
 """
 
@@ -45,6 +53,9 @@ import kube_load  # noqa: E402
 API = kube_load.API
 NS = "org-bench"
 API_KEY = "re_standin_key"
+MAILGUN_API_KEY = "key-standin-mailgun"
+MAILGUN_DOMAIN = "lists.bench.test"
+PROVIDER = os.environ.get("BENCH_PROVIDER") or "resend"
 PY = sys.executable
 
 
@@ -135,25 +146,35 @@ def start_kube(procs, name):
 
 
 def start_resend(procs, rate):
+    """The provider's stand-in (BENCH_PROVIDER): its URL."""
     rate = os.environ.get("BENCH_SERVER_RATE") or rate
-    pf = os.path.join(procs.tmp, "resend-%d.port" % len(procs.procs))
-    procs.start("resend-%d" % len(procs.procs), [PY, os.path.join(TOP, "test/py/resend_standin.py"), "--port", "0",
-                           "--port-file", pf, "--rate", str(rate)])
-    return "http://127.0.0.1:%s" % wait_file(pf, "the Resend stand-in")
+    name = "%s-%d" % (PROVIDER, len(procs.procs))
+    pf = os.path.join(procs.tmp, name + ".port")
+    argv = [PY, os.path.join(TOP, "test/py/%s_standin.py" % PROVIDER), "--port", "0",
+            "--port-file", pf, "--rate", str(rate)]
+    if PROVIDER == "mailgun":
+        argv += ["--domain", MAILGUN_DOMAIN]
+    procs.start(name, argv)
+    return "http://127.0.0.1:%s" % wait_file(pf, "the %s stand-in" % PROVIDER)
 
 
-def start_reconciler(procs, name, kubeconfig, resend_url, rate, resync):
+def start_reconciler(procs, name, kubeconfig, resend_url, rate, resync, extra=()):
     binary = os.environ.get("MILO_RECONCILER_BIN") or os.path.join(
         TOP, "build/default/contact-reconciler")
     port = free_port()
-    argv = [binary, "--kubeconfig", kubeconfig, "--resend-base-url", resend_url,
-            "--resend-rate-limit", str(rate), "--leader-elect=false",
+    if PROVIDER == "mailgun":
+        provider = ["--provider", "mailgun", "--mailgun-base-url", resend_url,
+                    "--mailgun-domain", MAILGUN_DOMAIN, "--mailgun-rate-limit", str(rate)]
+    else:
+        provider = ["--resend-base-url", resend_url, "--resend-rate-limit", str(rate)]
+    argv = [binary, "--kubeconfig", kubeconfig] + provider + ["--leader-elect=false",
             "--secure-port", str(port), "--bind-address", "127.0.0.1",
             "--cert-dir", os.path.join(TOP, "certs/dev"), "--resync-period", resync,
             "--metrics-auth=false"]
+    argv += list(extra)
     if os.environ.get("BENCH_WORKERS"):
         argv += ["--workers", os.environ["BENCH_WORKERS"]]
-    env = dict(os.environ, RESEND_API_KEY=API_KEY)
+    env = dict(os.environ, RESEND_API_KEY=API_KEY, MAILGUN_API_KEY=MAILGUN_API_KEY)
     env.pop("KUBECONFIG", None)
     proc = procs.start(name, argv, env)
     proc.bench_port = port
@@ -165,7 +186,8 @@ def metrics(proc, prefixes):
     import ssl
     ctx = ssl.create_default_context(cafile=os.path.join(TOP, "certs/dev/ca.crt"))
     conn = http.client.HTTPSConnection("127.0.0.1", proc.bench_port, timeout=10, context=ctx)
-    conn.request("GET", "/metrics")
+    # The kube stand-in takes any token as an admin (--metrics-auth reviews it).
+    conn.request("GET", "/metrics", headers={"Authorization": "Bearer bench"})
     text = conn.getresponse().read().decode()
     conn.close()
     return [line for line in text.splitlines()
@@ -227,8 +249,8 @@ def objects(groups, contacts):
     return out
 
 
-def sync(procs, groups, contacts, rate, resync):
-    kube_url, kubeconfig = start_kube(procs, "kube-sync")
+def sync(procs, groups, contacts, rate, resync, extra=(), tag=""):
+    kube_url, kubeconfig = start_kube(procs, "kube-sync" + tag)
     resend_url = start_resend(procs, rate)
     objs = objects(groups, contacts)
     path = os.path.join(procs.tmp, "objects.json")
@@ -237,12 +259,16 @@ def sync(procs, groups, contacts, rate, resync):
     subprocess.run([PY, os.path.join(HERE, "kube_load.py"), "objects", "--url", kube_url, path],
                    check=True, stderr=subprocess.DEVNULL)
     http_json(resend_url + "/_standin/calls", "DELETE")
-    needed = {"POST /segments": groups, "POST /contacts": contacts,
-              "POST /contacts/{contact}/segments/{segment}": groups * contacts}
+    if PROVIDER == "mailgun":
+        needed = {"POST /v3/lists": groups, "POST /v3/lists/{list}/members": groups * contacts}
+    else:
+        needed = {"POST /segments": groups, "POST /contacts": contacts,
+                  "POST /contacts/{contact}/segments/{segment}": groups * contacts}
     n_objs = len(objs)
 
     t0 = time.time()
-    rec = start_reconciler(procs, "reconciler-sync", kubeconfig, resend_url, rate, resync)
+    rec = start_reconciler(procs, "reconciler-sync" + tag, kubeconfig, resend_url, rate,
+                           resync, extra)
     plurals = ["contactgroups", "contacts", "contactgroupmemberships"]
     done_at = None
     deadline = time.monotonic() + 3 * (sum(needed.values()) * 1.2 / rate) + 120
@@ -268,11 +294,13 @@ def sync(procs, groups, contacts, rate, resync):
     _, after = http_json(resend_url + "/_standin/counts")
     rec_metrics = metrics(rec, ["controller_runtime_reconcile_total",
                                 "milo_provider_rate_limiter_wait_seconds_total",
-                                "milo_provider_rate_limited_total"])
+                                "milo_provider_rate_limited_total",
+                                "milo_provider_bulk_members_total"])
     procs.stop(rec)
     return {"t0": t0, "done": done_at, "calls": calls, "after": after, "needed": needed,
             "rss": rss_synced, "cpu": cpu_synced, "objects": n_objs, "resync": resync_s,
-            "metrics": rec_metrics}
+            "metrics": rec_metrics, "groups": groups, "contacts": contacts,
+            "extra": " ".join(extra)}
 
 
 def memory(procs, n, rate):
@@ -313,6 +341,7 @@ def start_resend_again(procs, rate):
 
 
 def report_sync(s, rate):
+    """Prints the tables; returns (calls, seconds to every object Ready)."""
     calls = s["calls"]
     counts = calls.get("counts", {})
     by_status = calls.get("countsByStatus", {})
@@ -325,9 +354,9 @@ def report_sync(s, rate):
     window = last - first
     n429 = sum(v.get("429", 0) for v in by_status.values())
     print("### Sync: %d objects (%d ContactGroups, %d Contacts, %d ContactGroupMemberships), "
-          "--resend-rate-limit %g, Resend stand-in --rate %s" % (
-              s["objects"], s["needed"]["POST /segments"], s["needed"]["POST /contacts"],
-              s["needed"]["POST /contacts/{contact}/segments/{segment}"], rate,
+          "--%s-rate-limit %g%s, %s stand-in --rate %s" % (
+              s["objects"], s["groups"], s["contacts"], s["groups"] * s["contacts"], PROVIDER,
+              rate, " " + s["extra"] if s["extra"] else "", PROVIDER.capitalize(),
               os.environ.get("BENCH_SERVER_RATE") or "%g" % rate))
     print()
     print("| route | calls | statuses | needed changes | beyond one per change |")
@@ -361,6 +390,7 @@ def report_sync(s, rate):
             print(line)
     print("```")
     print()
+    return total, wall
 
 
 def report_memory(m):
@@ -388,7 +418,19 @@ def main():
     tmp = tempfile.mkdtemp(prefix="milo-bench-rec-")
     procs = Procs(tmp)
     try:
-        if not os.environ.get("BENCH_SKIP_SYNC"):
+        if not os.environ.get("BENCH_SKIP_SYNC") and PROVIDER == "mailgun":
+            window = os.environ.get("BENCH_BULK_WINDOW")
+            bulk = report_sync(sync(procs, groups, contacts, rate, resync,
+                                    ["--mailgun-bulk-window", window] if window else [],
+                                    "-bulk"), rate)
+            alone = report_sync(sync(procs, groups, contacts, rate, resync,
+                                     ["--mailgun-bulk-window", "0"], "-alone"), rate)
+            print("Bulk uploads: %d calls, %.1f s to every object Ready; each member alone: "
+                  "%d calls, %.1f s (%.1fx the calls, %.1fx the time)." % (
+                      bulk[0], bulk[1], alone[0], alone[1], alone[0] / max(bulk[0], 1),
+                      alone[1] / max(bulk[1], 0.1)))
+            print()
+        elif not os.environ.get("BENCH_SKIP_SYNC"):
             report_sync(sync(procs, groups, contacts, rate, resync), rate)
         if n:
             report_memory(memory(procs, n, rate))

@@ -22,6 +22,7 @@
 #define WAIT_FOR_DEPENDENCY_MS 30000
 #define WAIT_FOR_DEPENDENTS_MS 1000	/* a contact or group waiting for its memberships */
 #define REPORT_AFTER_FAILURES 3		/* a provider blip goes into status on the 3rd in a row */
+#define WAIT_FOR_BULK_MS 1000		/* a member queued for a bulk request, when it says no more */
 
 /* One object being reconciled: its latest JSON and what we decoded of it. */
 struct obj {
@@ -395,6 +396,11 @@ provider_failed(struct reconciler *r, struct obj *o, int rc, const char *call,
 		provider_error_free(e);
 		return -ECANCELED;
 	}
+	if (rc == PROVIDER_PENDING) {	/* in a bulk request: nothing failed, ask again */
+		next = e->retry_after_ms > 0 ? e->retry_after_ms : WAIT_FOR_BULK_MS;
+		provider_error_free(e);
+		return next;
+	}
 	/* A refused key is logged by the provider client, once a minute. */
 	if (rc != PROVIDER_UNAUTHORIZED)
 		log_warn("provider call failed", "{s:s, s:s, s:s, s:s, s:s, s:s, s:i}",
@@ -762,10 +768,12 @@ reconcile_contact(struct reconciler *r, struct obj *o)
 	group_ids_free(&groups);
 	if (rc)
 		return provider_failed(r, o, rc, "SyncContact", &e);
-	changed(r, o, did == PROVIDER_CREATED ? "ContactCreated" : did == PROVIDER_ADOPTED ?
-	    "ContactAdopted" : "ContactUpdated", did == PROVIDER_CREATED ? "CreateContact" :
-	    did == PROVIDER_ADOPTED ? "AdoptContact" : "UpdateContact",
-	    "%s provider contact %s for %s", provider_change_name(did), id, c.email);
+	if (did != PROVIDER_UNCHANGED)	/* Mailgun: a contact is only its list entries */
+		changed(r, o, did == PROVIDER_CREATED ? "ContactCreated" :
+		    did == PROVIDER_ADOPTED ? "ContactAdopted" : "ContactUpdated",
+		    did == PROVIDER_CREATED ? "CreateContact" :
+		    did == PROVIDER_ADOPTED ? "AdoptContact" : "UpdateContact",
+		    "%s provider contact %s for %s", provider_change_name(did), id, c.email);
 	rc = report(r, o, id, true, did == PROVIDER_CREATED ? "ContactCreated" : "Synced",
 	    "the provider contact matches this Contact");
 	free(id);
@@ -969,6 +977,8 @@ reconcile_membership(struct reconciler *r, struct obj *o)
 	} else if ((blocked = membership_blocked(&p)) != NULL) {
 		report(r, o, NULL, false, "Waiting", blocked);
 		next = WAIT_FOR_DEPENDENCY_MS;
+	} else if (is_settled(o)) {
+		/* Settled, beside refused removals only (a private group): nothing to add. */
 	} else if (pair_contact(&p, &c),
 	    (rc = r->provider->ops->member_add(r->provider, p.segment_id, &c, &e)) != 0) {
 		next = provider_failed(r, o, rc, "AddMember", &e);

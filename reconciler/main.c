@@ -389,7 +389,8 @@ setup_provider(struct app *a, char *err, size_t errlen)
 	    "RESEND_API_KEY";
 	struct provider_options po = {
 		.base_url = pf->base_url, .rate = pf->rate, .ca_file = pf->ca_file,
-		.domain = pf->domain, .user_agent = RECONCILER_PROGRAM "/" RECONCILER_VERSION,
+		.domain = pf->domain, .bulk_window_ms = (unsigned long)pf->bulk_window_ms,
+		.user_agent = RECONCILER_PROGRAM "/" RECONCILER_VERSION,
 		.metrics = a->metrics, .write_budget_ms = write_budget, .write_budget_arg = a,
 	};
 	char *api_key = NULL;

@@ -15,12 +15,13 @@ static const struct {
 	    size_t errlen);
 } providers[] = {
 	{ "resend", provider_resend_new },
+	{ "mailgun", provider_mailgun_new },
 };
 
 const char *
 provider_names(void)
 {
-	return "resend";
+	return "resend, mailgun";
 }
 
 int

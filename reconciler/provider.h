@@ -56,6 +56,11 @@ const char *provider_change_name(enum provider_change c);	/* "created", ... */
 #define PROVIDER_REFUSED (-4000)	/* 400, 404, 422…: this object's request is wrong */
 #define PROVIDER_UNAUTHORIZED (-4001)	/* 401, 403: the API key, not the object */
 #define PROVIDER_RETRY (-4002)		/* 429, 409 locked, 5xx, no answer: try again later */
+/*
+ * member_add only: queued for a bulk request with other members of the
+ * group; nothing failed. Call again after e->retry_after_ms for the outcome.
+ */
+#define PROVIDER_PENDING (-4003)
 
 /* Why a call failed (for status, Events and the log). */
 struct provider_error {
@@ -126,7 +131,11 @@ struct provider_ops {
 	int (*contact_delete)(struct provider *p, const struct provider_contact *c,
 	    const char *const *group_ids, size_t n_groups, struct provider_error *e);
 
-	/* The contact (its provider id known) into or out of a group. Idempotent. */
+	/*
+	 * The contact (its provider id known) into or out of a group.
+	 * Idempotent. member_add may answer PROVIDER_PENDING (a provider that
+	 * gathers many adds to one group into a bulk request).
+	 */
 	int (*member_add)(struct provider *p, const char *group_id,
 	    const struct provider_contact *c, struct provider_error *e);
 	int (*member_remove)(struct provider *p, const char *group_id,
@@ -173,6 +182,7 @@ struct provider_options {
 	double rate;			/* requests per second; <= 0: the provider's default */
 	const char *ca_file;		/* extra trust for a test server */
 	const char *domain;		/* Mailgun: the mailing lists' domain */
+	unsigned long bulk_window_ms;	/* Mailgun: adds closer than this are sent in bulk; 0: never */
 	const unsigned char *webhook_key;	/* the webhooks' signing key, or NULL */
 	size_t webhook_key_len;
 	const char *user_agent;
@@ -201,6 +211,8 @@ int provider_fail(int rc, struct provider_http_result *res, struct provider_erro
 
 /* The implementations (provider.c's table). */
 int provider_resend_new(const struct provider_options *o, struct provider **out,
+    char *err, size_t errlen);
+int provider_mailgun_new(const struct provider_options *o, struct provider **out,
     char *err, size_t errlen);
 
 /* The common "<display name> [<namespace>/<name>]" a segment or list is named. */

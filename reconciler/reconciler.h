@@ -22,6 +22,7 @@
 #define RECONCILER_MAX_WORKERS 32
 #define RECONCILER_DEFAULT_RESYNC_S 600		/* every object re-examined (cheaply) */
 #define RECONCILER_DEFAULT_AUDIT_S 3600		/* the provider read back and compared */
+#define RECONCILER_MAILGUN_BULK_WINDOW_MS 250	/* --mailgun-bulk-window */
 #define RECONCILER_EVENT_BODY_MAX (1u << 20)	/* a provider webhook body */
 #define RECONCILER_SEEN_IDS 4096		/* delivery ids remembered in memory */
 #define RECONCILER_EVENT_IDS 16			/* delivery ids kept in a Contact's status */
@@ -54,6 +55,7 @@ struct reconciler_provider_flags {
 	const char *ca_file;
 	const char *webhook_secret_file;
 	const char *domain;		/* Mailgun */
+	uint64_t bulk_window_ms;	/* Mailgun: --mailgun-bulk-window */
 };
 
 struct reconciler_options {

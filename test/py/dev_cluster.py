@@ -21,7 +21,12 @@ It builds nothing. Given a built contact-webhook it:
 
     python3 test/py/dev_cluster.py --webhook-bin build/default/contact-webhook
         [--webhook-port 9443] [--api-port 0] [--state-dir .run]
-        [--no-examples] [--quiet]
+        [--no-examples] [--quiet] [--provider resend|mailgun]
+
+With a built contact-reconciler it also starts the provider's stand-in (in
+this process) and the reconciler against it: Resend by default,
+--provider mailgun (`make run PROVIDER=mailgun`) for Mailgun's mailing
+lists, with signed webhooks on.
 
 It prints the KUBECONFIG to export and a few kubectl commands to try, then
 stays in the foreground, showing the webhook's log, until Ctrl-C (SIGINT) or
@@ -369,21 +374,53 @@ def show(path):
     return path if rel.startswith("..") else rel
 
 
+MAILGUN_DOMAIN = "lists.milo.test"
+
+
 def start_reconciler(args, c):
-    """The Resend stand-in in process and contact-reconciler beside the webhook."""
+    """The provider's stand-in in process and contact-reconciler beside the webhook."""
     sys.path.insert(0, HERE)
-    from resend_standin import StandIn as ResendStandIn
-    resend = ResendStandIn(rateLimit=10).start()
+    env = dict(os.environ)
+    argv = [args.reconciler_bin, "--kubeconfig", c.kubeconfig, "--cert-dir", c.cert_dir,
+            "--bind-address", "127.0.0.1", "--secure-port", str(args.reconciler_port),
+            "--leader-elect=false", "--resync-period", "30s"]
+    if args.provider == "mailgun":
+        import mailgun_standin
+        standin = mailgun_standin.StandIn(rateLimit=10, domain=MAILGUN_DOMAIN).start()
+        key_file = os.path.join(args.state_dir, "mailgun-signing-key")
+        with open(key_file, "w") as f:
+            f.write(mailgun_standin.DEFAULT_SIGNING_KEY + "\n")
+        env["MAILGUN_API_KEY"] = mailgun_standin.DEFAULT_API_KEY
+        argv += ["--provider", "mailgun", "--mailgun-base-url", standin.url,
+                 "--mailgun-domain", MAILGUN_DOMAIN, "--mailgun-rate-limit", "10",
+                 "--mailgun-webhook-signing-key-file", key_file]
+    else:
+        from resend_standin import StandIn as ResendStandIn
+        standin = ResendStandIn(rateLimit=10).start()
+        env["RESEND_API_KEY"] = "re_standin_key"
+        argv += ["--resend-base-url", standin.url, "--resend-rate-limit", "10"]
     log = open(os.path.join(args.state_dir, "reconciler.log"), "ab")
-    env = dict(os.environ, RESEND_API_KEY="re_standin_key")
-    proc = subprocess.Popen(
-        [args.reconciler_bin, "--kubeconfig", c.kubeconfig, "--cert-dir", c.cert_dir,
-         "--bind-address", "127.0.0.1", "--secure-port", str(args.reconciler_port),
-         "--leader-elect=false", "--resend-base-url", resend.url,
-         "--resend-rate-limit", "10", "--resync-period", "30s"],
-        stdout=log, stderr=log, env=env, preexec_fn=_die_with_parent)
+    proc = subprocess.Popen(argv, stdout=log, stderr=log, env=env,
+                            preexec_fn=_die_with_parent)
     log.close()
-    return resend, proc
+    return standin, proc
+
+
+def provider_help(args, rel, url):
+    """What `make run` prints about the provider's stand-in."""
+    head = """
+contact-reconciler  https://127.0.0.1:%d  (log: %s/reconciler.log)
+%s stand-in     %s  -- what the provider holds now:
+  curl -s %s/_standin/state | python3 -m json.tool
+  kubectl get contactgroupmemberships -A -o wide   (Ready, provider ids in status)
+""" % (args.reconciler_port, rel, args.provider.capitalize(), url, url)
+    if args.provider != "mailgun":
+        return head
+    return head + """  Lists are <namespace>.<name>@%s. A signed Mailgun webhook to the reconciler
+  (an unsubscribe; use a Contact's email and a list it is in):
+  curl -s %s/_standin/events -d '{"url": "https://127.0.0.1:%d/webhooks/mailgun",
+    "insecure": true, "event": "unsubscribed", "recipient": "EMAIL", "list": "LIST"}'
+""" % (MAILGUN_DOMAIN, url, args.reconciler_port)
 
 
 def main(argv=None):
@@ -403,8 +440,10 @@ def main(argv=None):
     ap.add_argument("--quiet", action="store_true", help="do not show the webhook's log")
     ap.add_argument("--reconciler-bin", default=os.path.join(TOP, "build", "default",
                                                              "contact-reconciler"),
-                    help="also run the reconciler against a Resend stand-in "
+                    help="also run the reconciler against a provider stand-in "
                          "(skipped when not built)")
+    ap.add_argument("--provider", choices=("resend", "mailgun"), default="resend",
+                    help="the reconciler's provider and stand-in (default resend)")
     ap.add_argument("--reconciler-port", type=int, default=9444)
     args = ap.parse_args(argv)
 
@@ -466,12 +505,7 @@ Ctrl-C stops everything.""" % {
             "rel": rel, "ca": show(os.path.join(c.cert_dir, "ca.crt")),
             "state": ("on (--kubeconfig %s)" % kc) if c.cluster_state
             else "off (this contact-webhook has no --kubeconfig flag)",
-            "provider": ("""
-contact-reconciler  https://127.0.0.1:%d  (log: %s/reconciler.log)
-Resend stand-in     %s  -- what the provider holds now:
-  curl -s %s/_standin/state | python3 -m json.tool
-  kubectl get contactgroupmemberships -A -o wide   (Ready, provider ids in status)
-""" % (args.reconciler_port, rel, resend.url, resend.url)) if resend else
+            "provider": provider_help(args, rel, resend.url) if resend else
             "(contact-reconciler is not built: no provider sync)"}, flush=True)
         if not args.quiet:
             tail = threading.Thread(target=_tail, args=(wlog, stop, sys.stdout), daemon=True)

@@ -1,7 +1,8 @@
-"""reconciler_harness.py -- the real contact-reconciler against both stand-ins, for tests.
+"""reconciler_harness.py -- the real contact-reconciler against the stand-ins, for tests.
 
     from reconciler_harness import Env
-    env = Env(self)                      # both stand-ins in-process, a temp dir
+    env = Env(self)                      # the kube and Resend stand-ins in-process, a temp dir
+    env = Env(self, provider="mailgun")  # ... with the Mailgun stand-in instead
     rec = env.reconciler()               # the binary, started and ready (/readyz)
     env.create("ContactGroup", "ns", "g", {"displayName": "G", "visibility": "public"})
     env.wait_ready("ContactGroup", "ns", "g")
@@ -10,7 +11,8 @@
 
 The binary is $MILO_RECONCILER_BIN, else build/default/contact-reconciler.
 It runs with --kubeconfig (the kube stand-in, plain HTTP), --resend-base-url
-(the Resend stand-in), --secure-port on a free port, --bind-address
+(the Resend stand-in) or --provider mailgun --mailgun-base-url (the Mailgun
+stand-in) --mailgun-domain MAILGUN_DOMAIN, --secure-port on a free port, --bind-address
 127.0.0.1, --cert-dir (certs/dev-cert.sh, made once per process), a short
 --resync-period and --leader-elect=false unless told otherwise; its stderr
 (JSON lines) goes to a file that rec.logs() parses. Every wait is bounded.
@@ -36,6 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import kube_standin  # noqa: E402
+import mailgun_standin  # noqa: E402
 import resend_standin  # noqa: E402
 
 GROUP = "notification.miloapis.com"
@@ -53,6 +56,8 @@ FINALIZERS = {
     "ContactGroupMembership": GROUP + "/contactgroupmembership",
 }
 API_KEY = resend_standin.DEFAULT_API_KEY
+MAILGUN_API_KEY = mailgun_standin.DEFAULT_API_KEY
+MAILGUN_DOMAIN = mailgun_standin.DEFAULT_DOMAIN
 DEFAULT_TIMEOUT = 30.0
 POLL = 0.05
 
@@ -146,8 +151,12 @@ class Reconciler:
         self.starts = 0
 
     def argv(self):
-        return [binary(), "--kubeconfig", self.kubeconfig,
-                "--resend-base-url", self.env.resend.url,
+        if self.env.provider_name == "mailgun":
+            provider = ["--provider", "mailgun", "--mailgun-base-url", self.env.mailgun.url,
+                        "--mailgun-domain", MAILGUN_DOMAIN]
+        else:
+            provider = ["--resend-base-url", self.env.resend.url]
+        return [binary(), "--kubeconfig", self.kubeconfig] + provider + [
                 "--secure-port", str(self.port), "--bind-address", "127.0.0.1",
                 "--cert-dir", cert_dir()] + self.args
 
@@ -155,7 +164,9 @@ class Reconciler:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         for attempt in range(3):
             self.port = free_port()
-            env = dict(os.environ, RESEND_API_KEY=self.api_key)
+            env = dict(os.environ)
+            env["MAILGUN_API_KEY" if self.env.provider_name == "mailgun" else
+                "RESEND_API_KEY"] = self.api_key
             env.pop("KUBECONFIG", None)
             log = open(self.log_path, "ab")
             try:
@@ -254,14 +265,25 @@ class _Exited(Exception):
 
 
 class Env:
-    """Both stand-ins in-process, a temp dir, the reconcilers started from it, helpers."""
+    """The kube stand-in and one provider's stand-in in-process, a temp dir, the
+    reconcilers started from it, helpers. provider: "resend" (the default) or
+    "mailgun"; the provider's stand-in is self.resend or self.mailgun (the
+    other is None) and self.standin."""
 
-    def __init__(self, test=None, resend_config=None, kube_config=None):
+    def __init__(self, test=None, resend_config=None, kube_config=None, provider="resend",
+                 mailgun_config=None):
+        assert provider in ("resend", "mailgun"), provider
         self.dir = tempfile.mkdtemp(prefix="milo-rec-")
+        self.provider_name = provider
         self.kube = kube_standin.StandIn(**(kube_config or {})).start()
         cfg = {"rateLimit": 0}
-        cfg.update(resend_config or {})
-        self.resend = resend_standin.StandIn(**cfg).start()
+        self.resend = self.mailgun = None
+        if provider == "mailgun":
+            cfg.update(mailgun_config or {})
+            self.mailgun = self.standin = mailgun_standin.StandIn(**cfg).start()
+        else:
+            cfg.update(resend_config or {})
+            self.resend = self.standin = resend_standin.StandIn(**cfg).start()
         self.reconcilers = []
         self.test = test
         if test is not None:
@@ -270,10 +292,15 @@ class Env:
     # ---- processes
 
     def reconciler(self, name=None, args=None, leader_elect=False, resync="2s", rate=50,
-                   api_key=API_KEY, token="reconciler-token", start=True,
+                   api_key=None, token="reconciler-token", start=True,
                    webhook_secret=None, lease_namespace="default"):
+        """webhook_secret: Resend's whsec_ secret, or Mailgun's signing key."""
         name = name or "r%d" % len(self.reconcilers)
-        a = ["--resync-period", resync, "--resend-rate-limit", str(rate)]
+        mailgun = self.provider_name == "mailgun"
+        if api_key is None:
+            api_key = MAILGUN_API_KEY if mailgun else API_KEY
+        a = ["--resync-period", resync,
+             "--mailgun-rate-limit" if mailgun else "--resend-rate-limit", str(rate)]
         if leader_elect:
             a += ["--leader-elect=true", "--leader-election-namespace", lease_namespace]
         else:
@@ -282,7 +309,8 @@ class Env:
             path = os.path.join(self.dir, "whsec-%s" % name)
             with open(path, "w") as f:
                 f.write(webhook_secret + "\n")
-            a += ["--resend-webhook-secret-file", path]
+            a += ["--mailgun-webhook-signing-key-file" if mailgun else
+                  "--resend-webhook-secret-file", path]
         a += list(args or [])
         r = Reconciler(self, name, a, api_key, token)
         self.reconcilers.append(r)
@@ -300,7 +328,7 @@ class Env:
                         failures.append("%s exited %s" % (r.name, rc))
                 except AssertionError as e:
                     failures.append(str(e))
-        self.resend.stop()
+        self.standin.stop()
         self.kube.stop()
         if os.environ.get("MILO_KEEP_LOGS"):
             sys.stderr.write("reconciler logs kept in %s\n" % self.dir)
@@ -446,10 +474,10 @@ class Env:
                                  if e.get("reason") == reason],
                         timeout, "an Event %s on %s %s/%s" % (reason, kind, ns, name))
 
-    # ---- the provider (the Resend stand-in)
+    # ---- the provider (either stand-in: same control API for state and calls)
 
     def provider(self):
-        return self.resend.control("state", method="GET")
+        return self.standin.control("state", method="GET")
 
     def segments(self):
         return self.provider()["segments"]
@@ -467,7 +495,7 @@ class Env:
         q = {"log": "1" if log else "0"}
         if since is not None:
             q["since"] = str(since)
-        return self.resend.control("calls", method="GET", query=q)
+        return self.standin.control("calls", method="GET", query=q)
 
     def call_total(self):
         return self.calls()["total"]
@@ -484,3 +512,24 @@ class Env:
                 return None
             return now - last[1] >= seconds and (n,)
         return wait_for(still, timeout, "the provider to go quiet")[0]
+
+    # ---- the Mailgun stand-in
+
+    def lists(self):
+        return self.provider()["lists"]
+
+    def mailing_list(self, address):
+        """One list as the stand-in holds it (members included), or None."""
+        for lst in self.lists():
+            if lst["address"].lower() == address.lower():
+                return lst
+        return None
+
+    def members(self, address):
+        """{member address (lower case): member} of one list; {} when there is no such list."""
+        lst = self.mailing_list(address)
+        return {m["address"].lower(): m for m in (lst or {}).get("members") or []}
+
+    def list_address(self, ns, name):
+        """The address a ContactGroup's list gets when both parts are short and plain."""
+        return "%s.%s@%s" % (ns, name, MAILGUN_DOMAIN)
