@@ -536,14 +536,19 @@ member_entry(const struct provider_contact *c)
 }
 
 /*
- * POST /v3/lists/{list}/members with upsert: made or brought up to date,
- * and subscribed (Mailgun keeps a field an upsert leaves out, so it is
- * always sent).
+ * POST /v3/lists/{list}/members without upsert: a new member is made,
+ * subscribed; one that is there already is left exactly as it is. An
+ * upsert would set subscribed=yes again on someone who unsubscribed from
+ * the list at Mailgun (its unsubscribe link is per list): an opt-out must
+ * never be undone by a membership being reconciled again. Names and
+ * address follow the Contact through contact_ensure's updates, which
+ * leave the subscription alone.
  */
 static int
-member_upsert(struct provider *p, const char *list, const struct provider_contact *c,
+member_create(struct provider *p, const char *list, const struct provider_contact *c,
     struct provider_error *e)
 {
+	struct provider_http_result res;
 	char path[MAILGUN_PATH_MAX];
 	struct form f;
 	int rc;
@@ -554,11 +559,21 @@ member_upsert(struct provider *p, const char *list, const struct provider_contac
 	rc = member_form(c, c->email, &f);
 	if (rc == 0)
 		rc = form_add_bool(&f, "subscribed", true);
-	if (rc == 0)
-		rc = form_add_bool(&f, "upsert", true);
-	rc = rc ? form_failed(rc, e) : write_call(p, "POST", path, &f, e);
+	if (rc) {
+		rc = form_failed(rc, e);
+		form_free(&f);
+		return rc;
+	}
+	rc = call(p, "POST", path, &f, &res);
 	form_free(&f);
-	return rc == 1 ? PROVIDER_REFUSED : rc;
+	/* "Address already exists 'x'": a member already, as wanted, subscription kept. */
+	if (rc == -EIO && res.status == 400 && res.message &&
+	    strstr(res.message, "already exists"))
+		rc = 0;
+	if (rc)
+		return provider_fail(rc, &res, e);
+	provider_http_result_free(&res);
+	return 0;
 }
 
 static int
@@ -600,7 +615,7 @@ member_add(struct provider *p, const char *group_id, const struct provider_conta
 		free(r.message);
 		return 0;
 	}
-	return member_upsert(p, group_id, c, e);
+	return member_create(p, group_id, c, e);
 }
 
 static int
@@ -614,8 +629,10 @@ member_remove(struct provider *p, const char *group_id, const struct provider_co
 }
 
 /*
- * The batch's sender: one members.json request with upsert (at most
- * MAILGUN_BULK_MAX entries, so Mailgun applies them before it answers).
+ * The batch's sender: one members.json request (at most MAILGUN_BULK_MAX
+ * entries, so Mailgun applies them before it answers) without upsert:
+ * members already in the list, unsubscribed ones included, are left as
+ * they are (see member_create).
  */
 static void
 bulk_send(void *arg, const char *list, const struct batch_item *items, size_t n,
@@ -638,7 +655,7 @@ bulk_send(void *arg, const char *list, const struct batch_item *items, size_t n,
 	if (rc == 0)
 		rc = form_add(&f, "members", buf_str(&members));
 	if (rc == 0)
-		rc = form_add_bool(&f, "upsert", true);
+		rc = form_add_bool(&f, "upsert", false);
 	if (rc)
 		rc = form_failed(rc, &e);
 	else if ((rc = list_path(path, sizeof(path), list, "/members.json")) == 0)

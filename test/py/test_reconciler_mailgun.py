@@ -248,6 +248,53 @@ class TestMembership(Base):
         self.assertEqual(self.no_failed_calls_but_faults(env), [])
         self.stop_ok(rec)
 
+    def unsubscribe_at_mailgun(self, env, list_addr, email):
+        """What the list's unsubscribe link does: the member stays, subscribed=no."""
+        u = urllib.parse.urlsplit(env.mailgun.url)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=5)
+        auth = base64.b64encode(("api:" + h.MAILGUN_API_KEY).encode()).decode()
+        try:
+            conn.request("PUT", "/v3/lists/%s/members/%s" % (list_addr, email),
+                         body="subscribed=no", headers={
+                             "Authorization": "Basic " + auth,
+                             "Content-Type": "application/x-www-form-urlencoded"})
+            r = conn.getresponse()
+            self.assertEqual(r.status, 200, r.read())
+            r.read()
+        finally:
+            conn.close()
+        self.assertFalse(env.members(list_addr)[email]["subscribed"])
+
+    def resync(self, env, name):
+        """Makes a settled membership look unsettled, so it is reconciled again."""
+        m = env.get(MEMBERSHIP, NS, name)
+        for c in m["status"]["conditions"]:
+            if c["type"] == "Ready":
+                c["status"], c["reason"] = "False", "Waiting"
+        env.kube_request("PUT", env.path(MEMBERSHIP, NS, name, "status"), m)
+
+    def test_membership_reconciled_again_keeps_a_list_unsubscribe(self):
+        """Someone who unsubscribed through the list's link stays unsubscribed when
+        their membership is reconciled again, alone or in a bulk upload (an
+        upsert with subscribed=yes would undo the opt-out)."""
+        for window in ("0", "250ms"):
+            env = self.env()
+            rec = env.reconciler(args=["--mailgun-bulk-window", window])
+            self.sync(env, ("ada", "bob", "cy", "dee"), ("g1",))
+            env.membership(NS, "ada-g1", "ada", "g1")
+            env.wait_ready(MEMBERSHIP, NS, "ada-g1")
+            self.unsubscribe_at_mailgun(env, addr(NS, "g1"), "ada@example.com")
+            self.resync(env, "ada-g1")
+            for c in ("bob", "cy", "dee"):	# a burst: with a window, one bulk upload
+                env.membership(NS, c + "-g1", c, "g1")
+            for c in ("ada", "bob", "cy", "dee"):
+                env.wait_ready(MEMBERSHIP, NS, c + "-g1")
+            members = env.members(addr(NS, "g1"))
+            self.assertFalse(members["ada@example.com"]["subscribed"], (window, members))
+            for c in ("bob", "cy", "dee"):
+                self.assertTrue(members["%s@example.com" % c]["subscribed"], members)
+            self.stop_ok(rec)
+
     def test_email_and_name_changes_reach_every_list(self):
         env = self.env()
         rec = env.reconciler()
