@@ -278,30 +278,38 @@ group_owner(struct provider *p, const struct provider_group_info *g, char *ns, s
 	return 1;
 }
 
-/* PATCH /segments/{id} {name}; *gone when the provider no longer has it. */
+/*
+ * PATCH path with body (taken); *gone when the provider no longer has the
+ * object (404), which the caller then makes again.
+ */
 static int
-segment_rename(struct provider *p, const char *id, const char *want, bool *gone,
+patch_call(struct provider *p, const char *path, json_t *body, bool *gone,
     struct provider_error *e)
 {
 	struct provider_http_result res;
-	char path[RESEND_PATH_MAX];
-	json_t *body = json_pack("{s:s}", "name", want);
 	int rc;
 
 	*gone = false;
 	if (!body)
 		return -ENOMEM;
-	snprintf(path, sizeof(path), "/segments/%s", id);
 	rc = read_call(p, "PATCH", path, body, &res, e);
 	json_decref(body);
-	if (rc == -EIO) {
-		*gone = true;	/* 404: made again below */
+	if (rc == -EIO)
+		*gone = true;
+	if (rc == -EIO || rc == 0)
 		provider_http_result_free(&res);
-		return 0;
-	}
-	if (rc == 0)
-		provider_http_result_free(&res);
-	return rc;
+	return rc == -EIO ? 0 : rc;
+}
+
+/* PATCH /segments/{id} {name}. */
+static int
+segment_rename(struct provider *p, const char *id, const char *want, bool *gone,
+    struct provider_error *e)
+{
+	char path[RESEND_PATH_MAX];
+
+	snprintf(path, sizeof(path), "/segments/%s", id);
+	return patch_call(p, path, json_pack("{s:s}", "name", want), gone, e);
 }
 
 static int
@@ -398,30 +406,15 @@ contact_body(const struct provider_contact *c, bool update)
 	return body;
 }
 
-/* PATCH /contacts/{id}; *gone when the provider no longer has it. */
+/* PATCH /contacts/{id} with the contact's fields. */
 static int
 contact_patch(struct provider *p, const char *id, const struct provider_contact *c,
     bool *gone, struct provider_error *e)
 {
-	struct provider_http_result res;
 	char path[RESEND_PATH_MAX];
-	json_t *body = contact_body(c, true);
-	int rc;
 
-	*gone = false;
-	if (!body)
-		return -ENOMEM;
 	snprintf(path, sizeof(path), "/contacts/%s", id);
-	rc = read_call(p, "PATCH", path, body, &res, e);
-	json_decref(body);
-	if (rc == -EIO) {
-		*gone = true;
-		provider_http_result_free(&res);
-		return 0;
-	}
-	if (rc == 0)
-		provider_http_result_free(&res);
-	return rc;
+	return patch_call(p, path, contact_body(c, true), gone, e);
 }
 
 static bool
