@@ -18,8 +18,7 @@
 #define CACHE_RV_MAX 64			/* resourceVersion text we keep */
 #define CACHE_WATCH_MIN_S 300		/* watch timeouts are random in [5, 10] minutes */
 #define CACHE_WATCH_MAX_S 600
-#define CACHE_BACKOFF_MIN_MS 800	/* client-go's reflector backoff */
-#define CACHE_BACKOFF_MAX_MS 30000
+#define CACHE_BACKOFF_MAX_MS 30000	/* client-go's reflector backoff: 800 ms to 30 s */
 
 struct informer {
 	struct cache *cache;
@@ -42,6 +41,7 @@ struct cache {
 	cache_change_fn on_change;
 	void *on_change_arg;
 
+	unsigned int backoff_min_ms;	/* first wait after a failed list or watch */
 	struct informer informers[KIND__COUNT];
 	pthread_t threads[KIND__COUNT];
 	bool started;
@@ -858,6 +858,7 @@ cache_new(struct kube_client *client, struct cache **out)
 	if (!c)
 		return -ENOMEM;
 	c->client = client;
+	c->backoff_min_ms = CACHE_BACKOFF_MIN_MS;
 	{
 		/*
 		 * Writers first: glibc's default prefers readers, and a steady
@@ -1021,7 +1022,7 @@ on_event(const char *type, json_t *obj, void *arg)
 static unsigned int
 backoff_ms(struct informer *inf, unsigned int failures)
 {
-	unsigned long ms = CACHE_BACKOFF_MIN_MS;
+	unsigned long ms = inf->cache->backoff_min_ms;
 
 	while (failures-- > 1 && ms < CACHE_BACKOFF_MAX_MS)
 		ms *= 2;
@@ -1075,6 +1076,14 @@ informer_run(void *arg)
 		kube_response_free(&resp);
 	}
 	return NULL;
+}
+
+void
+cache_set_backoff(struct cache *c, unsigned int min_ms)
+{
+	c->backoff_min_ms = min_ms ? min_ms : 1;
+	if (c->backoff_min_ms > CACHE_BACKOFF_MAX_MS)
+		c->backoff_min_ms = CACHE_BACKOFF_MAX_MS;
 }
 
 int

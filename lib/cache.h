@@ -76,6 +76,14 @@ struct cache_item *cache_item_dup(const struct cache_item *it);
  * watches start with cache_start(), one thread per kind.
  */
 int cache_new(struct kube_client *client, struct cache **out);
+
+/*
+ * The first wait after a failed list or watch, doubled per failure (with
+ * jitter) up to 30 s: CACHE_BACKOFF_MIN_MS, client-go's reflector's,
+ * unless set (tests set a few milliseconds). Before cache_start().
+ */
+#define CACHE_BACKOFF_MIN_MS 800
+void cache_set_backoff(struct cache *c, unsigned int min_ms);
 int cache_start(struct cache *c);
 void cache_stop(struct cache *c);	/* joins the threads; idempotent */
 void cache_free(struct cache *c);	/* stops first */
