@@ -100,11 +100,12 @@ TEST_ENV = MILO_BUILD=$(CURDIR)/$(BUILD) MILO_TOP=$(CURDIR) \
 	MILO_RECONCILER_BIN=$(CURDIR)/$(BUILD)/contact-reconciler \
 	PATH=$(CURDIR)/build/tools/bin:$$PATH MILO_REQUIRE_TOOLS=1 MILO_SANITIZE=$(SANITIZE)
 
+# Every Check suite and every Python module as its own job, several at a
+# time (test/py/runner.py); each suite's output whole, then the counts.
 test: deps
 	@$(MAKE) --no-print-directory build-tests
-	$(TEST_ENV) $(TEST_BIN)
 	$(BUILD)/log_equiv -n 20000
-	$(TEST_ENV) $(PYTHON) test/py/runner.py
+	$(TEST_ENV) $(PYTHON) test/py/runner.py --check $(TEST_BIN)
 check: test
 
 .PHONY: build-tests
