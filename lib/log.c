@@ -593,11 +593,16 @@ log_limit_pass(struct log_limit *l, unsigned long *suppressed)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 	pthread_mutex_lock(&l->lock);
-	pass = now >= l->next_ms;
+	if (!l->window_ms || now - l->window_ms >= (l->interval_ms ? l->interval_ms :
+	    LOG_LIMIT_INTERVAL_MS)) {
+		l->window_ms = now;
+		l->written = 0;
+	}
+	pass = l->written < (l->burst ? l->burst : 1);
 	if (pass) {
+		l->written++;
 		*suppressed = l->suppressed;
 		l->suppressed = 0;
-		l->next_ms = now + (l->interval_ms ? l->interval_ms : LOG_LIMIT_INTERVAL_MS);
 	} else {
 		l->suppressed++;
 	}

@@ -63,14 +63,20 @@ void log_set_reference_path(int on);
 struct log_limit {
 	pthread_mutex_t lock;
 	unsigned int interval_ms;	/* 0: LOG_LIMIT_INTERVAL_MS */
-	uint64_t next_ms;		/* monotonic: lines before this are only counted */
+	unsigned int burst;		/* lines per interval; 0: one */
+	uint64_t window_ms;		/* monotonic: when the current interval began */
+	unsigned int written;		/* lines written in it */
 	unsigned long suppressed;	/* counted since the last line written */
 };
 
-#define LOG_LIMIT_INIT_MS(ms) { PTHREAD_MUTEX_INITIALIZER, (ms), 0, 0 }
+#define LOG_LIMIT_INIT_BURST(ms, n) { PTHREAD_MUTEX_INITIALIZER, (ms), (n), 0, 0, 0 }
+#define LOG_LIMIT_INIT_MS(ms) LOG_LIMIT_INIT_BURST(ms, 1)
 #define LOG_LIMIT_INIT LOG_LIMIT_INIT_MS(0)
 
-/* True when the caller should write its line now; *suppressed: lines left out before it. */
+/*
+ * True when the caller should write its line now (one of the first burst
+ * lines of the interval); *suppressed: lines left out before it.
+ */
 bool log_limit_pass(struct log_limit *l, unsigned long *suppressed);
 
 #define log_limited(level, msg, fields, ...)				\

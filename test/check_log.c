@@ -268,6 +268,26 @@ START_TEST(test_buffered_exit)
 }
 END_TEST
 
+/* A call site's limit: a burst of lines per interval, then a count of what it left out. */
+START_TEST(test_limit_burst_then_count)
+{
+	static struct log_limit lim = LOG_LIMIT_INIT_BURST(300, 3);
+	unsigned long n = 99;
+
+	for (int i = 0; i < 3; i++) {
+		ck_assert(log_limit_pass(&lim, &n));
+		ck_assert_uint_eq(n, 0);
+	}
+	ck_assert(!log_limit_pass(&lim, &n));
+	ck_assert(!log_limit_pass(&lim, &n));
+	usleep(350 * 1000);
+	ck_assert(log_limit_pass(&lim, &n));
+	ck_assert_uint_eq(n, 2);
+	ck_assert(log_limit_pass(&lim, &n));
+	ck_assert_uint_eq(n, 0);
+}
+END_TEST
+
 Suite *
 log_suite(void)
 {
@@ -278,6 +298,7 @@ log_suite(void)
 
 	tcase_add_checked_fixture(core, capture, release);
 	tcase_add_checked_fixture(limits, capture, release);
+	tcase_add_test(core, test_limit_burst_then_count);
 	tcase_add_test(core, test_line_shape);
 	tcase_add_test(core, test_levels);
 	tcase_add_test(limits, test_hostile_values);
