@@ -35,7 +35,7 @@ FINAL_CFLAGS = -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) $(SAN_FLAGS) -MMD -MP \
 FINAL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
 FINAL_LIBS = $(PKG_LIBS) -lpthread -lm $(LIBS)
 
-LIB_SRC := $(wildcard lib/*.c)
+LIB_SRC := $(wildcard lib/*.c lib/rules/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB_A := $(BUILD)/libmilo.a
 

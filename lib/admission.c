@@ -9,13 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "admission_state.h"
 #include "base64.h"
 #include "cache.h"
 #include "codec.h"
 #include "field.h"
 #include "jsonparse.h"
-#include "validate.h"
+#include "rules/rules.h"
 
 #define REVIEW_API_V1 "admission.k8s.io/v1"
 #define REVIEW_API_V1BETA1 "admission.k8s.io/v1beta1"
@@ -67,6 +66,22 @@ admission_route(const char *path, enum resource_kind *kind,
 		}
 	}
 	return -ENOENT;
+}
+
+/* Each kind's rules (lib/rules/): the one place that maps a kind to them. */
+static const struct rules_kind *const rules[KIND__COUNT] = {
+	[KIND_CONTACT] = &rules_contact,
+	[KIND_CONTACT_GROUP] = &rules_group,
+	[KIND_MEMBERSHIP] = &rules_membership,
+	[KIND_REMOVAL] = &rules_membership,
+};
+
+void
+admission_validate_object(const struct resource *obj, const struct resource *old,
+    struct field_list *errs)
+{
+	if ((unsigned)obj->kind < KIND__COUNT)
+		rules[obj->kind]->validate(obj, old, errs);
 }
 
 void
@@ -185,7 +200,11 @@ object_name(const struct review *r, const struct resource *obj)
 	return r->name ? r->name : "";
 }
 
-/* Adds the cluster-state verdict to v once the stateless rules passed. */
+/*
+ * Adds the cluster-state verdict to v: the kind's state rules (env NULL
+ * for a webhook without cluster state, which fails closed where a rule
+ * cannot do without it).
+ */
 static void
 validate_state(const struct admission_env *env, const struct review *r,
     const struct resource *obj, const struct resource *old, struct field_list *errs,
@@ -204,7 +223,7 @@ validate_state(const struct admission_env *env, const struct review *r,
 		    "loaded the cluster state yet; try again in a moment"));
 		return;
 	}
-	admission_state_validate(env, &user, obj, old, errs, &notes);
+	rules[obj->kind]->state(env, &user, obj, old, errs, &notes);
 	if (notes.oom) {
 		v->oom = 1;
 	} else if (notes.forbidden) {
@@ -252,10 +271,14 @@ validate(const struct admission_env *env, const struct review *r,
 		if (!have_old)
 			resource_free(&old);
 	}
-	if (errs.len == 0)
-		validate_object(&obj, have_old ? &old : NULL, &errs);
-	if (errs.len == 0)
+	/*
+	 * Every field error at once: what the object itself gets wrong, then
+	 * what the cluster says, unless the object did not even decode.
+	 */
+	if (errs.len == 0) {
+		rules[kind]->validate(&obj, have_old ? &old : NULL, &errs);
 		validate_state(env, r, &obj, have_old ? &old : NULL, &errs, v);
+	}
 	if (errs.oom)
 		v->oom = 1;
 	else if (errs.len)
@@ -270,17 +293,6 @@ out_lists:
 	field_list_free(&old_errs);
 }
 
-static void
-add_op(struct verdict *v, const char *op, const char *path, json_t *value)
-{
-	json_t *o = json_pack("{s:s, s:s, s:o}", "op", op, "path", path, "value", value);
-
-	if (!v->patch)
-		v->patch = json_array();
-	if (!o || !v->patch || json_array_append_new(v->patch, o) != 0)
-		v->oom = 1;
-}
-
 /* The namespace the object lives in: the request's, else its metadata's. */
 static const char *
 object_namespace(const struct review *r)
@@ -292,94 +304,20 @@ object_namespace(const struct review *r)
 	return ns && ns[0] ? ns : NULL;
 }
 
-/* contactRef.namespace and contactGroupRef.namespace default to the object's. */
-static void
-default_ref_namespaces(const struct review *r, struct verdict *v)
-{
-	static const char *const refs[] = { "contactRef", "contactGroupRef" };
-	json_t *spec = json_object_get(r->object, "spec");
-	const char *ns = object_namespace(r);
-	char path[64];
-
-	if (!json_is_object(spec) || !ns)
-		return;
-	for (size_t i = 0; i < 2; i++) {
-		json_t *ref = json_object_get(spec, refs[i]);
-		const char *have;
-
-		if (!json_is_object(ref))
-			continue;
-		have = str_member(ref, "namespace");
-		if (have && have[0])
-			continue;
-		/* RFC 6902 "add" replaces a member that exists (an empty string). */
-		snprintf(path, sizeof(path), "/spec/%s/namespace", refs[i]);
-		add_op(v, "add", path, json_string(ns));
-	}
-}
-
-/* True when the object already names this owner (by uid). */
-static int
-has_owner(const json_t *object, const char *uid)
-{
-	const json_t *refs = json_object_get(json_object_get(object, "metadata"),
-	    "ownerReferences");
-	size_t i;
-	json_t *ref;
-
-	json_array_foreach(refs, i, ref) {
-		const char *u = str_member(ref, "uid");
-
-		if (u && strcmp(u, uid) == 0)
-			return 1;
-	}
-	return 0;
-}
-
-/*
- * A new Contact is owned by its subject User when the User exists, so
- * deleting the User garbage-collects the Contact. Neither controller nor
- * blockOwnerDeletion is set: the Contact does not hold the User up.
- */
-static void
-add_user_owner(const struct admission_env *env, const struct review *r, struct verdict *v)
-{
-	struct resource obj;
-	struct field_list errs;
-	json_t *owner;
-
-	if (strcmp(r->operation, "CREATE") != 0)
-		return;
-	field_list_init(&errs);
-	if (resource_decode(r->object, KIND_CONTACT, &obj, &errs) != 0) {
-		v->oom = 1;
-		field_list_free(&errs);
-		return;
-	}
-	owner = errs.len ? NULL : admission_state_owner(env, &obj);
-	if (owner && !has_owner(r->object, str_member(owner, "uid"))) {
-		if (json_is_array(json_object_get(json_object_get(r->object, "metadata"),
-		    "ownerReferences")))
-			add_op(v, "add", "/metadata/ownerReferences/-", owner);
-		else if (json_is_object(json_object_get(r->object, "metadata")))
-			add_op(v, "add", "/metadata/ownerReferences", json_pack("[o]", owner));
-		else
-			json_decref(owner);
-	} else {
-		json_decref(owner);
-	}
-	resource_free(&obj);
-	field_list_free(&errs);
-}
-
 static void
 mutate(const struct admission_env *env, const struct review *r,
     enum resource_kind kind, struct verdict *v)
 {
-	if (kind == KIND_MEMBERSHIP || kind == KIND_REMOVAL)
-		default_ref_namespaces(r, v);
-	else if (kind == KIND_CONTACT && env)
-		add_user_owner(env, r, v);
+	struct rules_review rr = { .operation = r->operation,
+	    .namespace = object_namespace(r), .object = r->object };
+
+	if (!rules[kind]->mutate)
+		return;
+	if (!v->patch && !(v->patch = json_array())) {
+		v->oom = 1;
+		return;
+	}
+	rules[kind]->mutate(env, &rr, v->patch, &v->oom);
 }
 
 static void

@@ -63,4 +63,13 @@ int admission_handle(const struct admission_env *env, enum resource_kind kind,
 
 void admission_outcome_free(struct admission_outcome *out);
 
+/*
+ * The rules that need no cluster state, for obj of its kind (old on an
+ * update, else NULL): every field error appended to errs, in a stable
+ * order (lib/rules/). For tools and tests; admission_handle() runs them.
+ */
+struct field_list;
+void admission_validate_object(const struct resource *obj, const struct resource *old,
+    struct field_list *errs);
+
 #endif

@@ -9,6 +9,13 @@
 
 #include "kubeconfig.h"
 
+/*
+ * An API path with room for any object the four kinds can name:
+ * "/apis/<group>/<version>/namespaces/<ns>/<plural>/<name>/<subresource>"
+ * with a namespace of at most 63 characters (an RFC 1123 label), a name of
+ * at most 253 (a subdomain), group, plural and subresource far shorter.
+ */
+#define KUBE_PATH_MAX 1024
 #define KUBE_TIMEOUT_MS 10000		/* one ordinary call, end to end */
 #define KUBE_CONNECT_TIMEOUT_MS 5000
 #define KUBE_RESPONSE_MAX (64u << 20)	/* a larger response is refused */

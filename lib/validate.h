@@ -1,4 +1,4 @@
-/* validate.h -- the admission rules that need no cluster state */
+/* validate.h -- the field checks the admission rules share, and their limits */
 #ifndef MILO_VALIDATE_H
 #define MILO_VALIDATE_H
 
@@ -15,23 +15,6 @@
 #define VALIDATE_DESCRIPTION_MAX 1024
 #define VALIDATE_SUBDOMAIN_MAX 253	/* object names (RFC 1123 subdomain) */
 #define VALIDATE_LABEL_MAX 63		/* namespaces (RFC 1123 label) */
-
-/*
- * Each validator checks obj (and, for an update, old; NULL on create) and
- * appends what is wrong to errs in a stable order, all errors at once.
- * obj must have been decoded without errors of its own.
- */
-void validate_contact(const struct resource *obj, const struct resource *old,
-    struct field_list *errs);
-void validate_group(const struct resource *obj, const struct resource *old,
-    struct field_list *errs);
-/* ContactGroupMembership and ContactGroupMembershipRemoval. */
-void validate_membership(const struct resource *obj, const struct resource *old,
-    struct field_list *errs);
-
-/* Dispatches on obj->kind. */
-void validate_object(const struct resource *obj, const struct resource *old,
-    struct field_list *errs);
 
 /* apimachinery's IsDNS1123Subdomain / IsDNS1123Label, as Invalid errors at path. */
 void validate_subdomain(struct field_list *errs, const char *path, const char *value);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admission.h"
 #include "codec.h"
 #include "testutil.h"
 #include "validate.h"
@@ -39,7 +40,7 @@ START_TEST(test_examples_round_trip)
 	field_list_init(&errs);
 	ck_assert_int_eq(resource_decode(in, examples[_i].kind, &r, &errs), 0);
 	ck_assert_uint_eq(errs.len, 0);
-	validate_object(&r, NULL, &errs);
+	admission_validate_object(&r, NULL, &errs);
 	ck_assert_msg(errs.len == 0, "%s: %s", examples[_i].file, errs.len ? errs.v[0].field : "");
 	out = resource_encode(&r);
 	ck_assert_ptr_nonnull(out);
