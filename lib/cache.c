@@ -1037,7 +1037,7 @@ informer_run(void *arg)
 {
 	struct informer *inf = arg;
 	struct cache *c = inf->cache;
-	char collection[256];
+	char collection[KUBE_PATH_MAX];
 	unsigned int failures = 0;
 	bool listed = false;
 

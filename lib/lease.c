@@ -19,7 +19,7 @@
 struct lease {
 	struct lease_config cfg;
 	char *namespace, *name, *identity;
-	char path[512], collection[512];
+	char path[KUBE_PATH_MAX], collection[KUBE_PATH_MAX];
 	pthread_t thread;		/* campaigns: reads and writes the Lease */
 	pthread_t watchdog;		/* ends leadership on time, even mid-request */
 	pthread_mutex_t lock;		/* guards stopping; wake's mutex */

@@ -154,7 +154,7 @@ subjects_lookup(struct subjects *s, enum subject_kind kind, const char *name,
     char **uid, char **why)
 {
 	struct kube_response resp;
-	char path[512];
+	char path[KUBE_PATH_MAX];
 	int rc;
 
 	*uid = NULL;

@@ -13,6 +13,7 @@
 #include "metrics.h"
 #include "provider.h"
 #include "reconciler.h"
+#include "validate.h"
 #include "workqueue.h"
 
 /*
@@ -27,8 +28,8 @@
 /* One object being reconciled: its latest JSON and what we decoded of it. */
 struct obj {
 	enum resource_kind kind;
-	char ns[64], name[256];
-	char path[600];
+	char ns[VALIDATE_LABEL_MAX + 1], name[VALIDATE_SUBDOMAIN_MAX + 1];
+	char path[KUBE_PATH_MAX];
 	json_t *json;		/* the latest version we have (owned) */
 	struct resource res;
 	json_t *status_extra;	/* status fields set beside the conditions (owned), or NULL */
@@ -251,7 +252,7 @@ write_status(struct reconciler *r, struct obj *o, const char *provider_id,
 	json_t *body = json_deep_copy(o->json), *status, *list;
 	json_int_t gen = o->res.meta.generation;
 	struct kube_response resp;
-	char path[700], drift[64] = "", found[512] = "";
+	char path[KUBE_PATH_MAX], drift[64] = "", found[512] = "";
 	int rc;
 
 	if (!body)
@@ -515,7 +516,7 @@ key_split(char *key)
 static void
 enqueue(struct reconciler *r, enum resource_kind kind, const char *ns, const char *name)
 {
-	char key[600];
+	char key[RECONCILER_KEY_MAX];
 
 	if (r->queue && reconciler_key(key, sizeof(key), kind, ns, name) == 0)
 		workqueue_add(r->queue, key);
@@ -550,7 +551,7 @@ delete_object(struct reconciler *r, enum resource_kind kind, const char *ns,
     const char *name)
 {
 	struct kube_response resp;
-	char path[600];
+	char path[KUBE_PATH_MAX];
 	int rc;
 
 	if (kube_path(path, sizeof(path), RESOURCE_GROUP, RESOURCE_VERSION, ns,
@@ -787,7 +788,7 @@ struct pair_ids {
 	char *contact_id, *segment_id;	/* provider ids; NULL while unknown */
 	char *username;			/* the Contact's userRef name, or NULL */
 	char *email, *given_name, *family_name;	/* the Contact's, for the provider */
-	char contact_ns[64], contact_name[256];
+	char contact_ns[VALIDATE_LABEL_MAX + 1], contact_name[VALIDATE_SUBDOMAIN_MAX + 1];
 	bool group_private, group_found, contact_found;
 	bool contact_deleting, group_deleting;
 };
@@ -946,7 +947,7 @@ reconcile_membership(struct reconciler *r, struct obj *o)
 	struct provider_contact c;
 	struct pair_ids p;
 	const char *blocked;
-	char pid[600];
+	char pid[RECONCILER_PROVIDER_ID_MAX];
 	long next = 0;
 	int rc;
 
@@ -1111,7 +1112,7 @@ void
 reconciler_run(struct reconciler *r, const char *key, struct reconcile_result *out)
 {
 	enum resource_kind kind;
-	char ns[64], name[256];
+	char ns[VALIDATE_LABEL_MAX + 1], name[VALIDATE_SUBDOMAIN_MAX + 1];
 	struct obj o;
 	long next;
 	int rc;

@@ -86,7 +86,7 @@ static void
 on_change(enum resource_kind kind, const char *ns, const char *name, bool settled, void *arg)
 {
 	struct app *a = arg;
-	char key[400];
+	char key[RECONCILER_KEY_MAX];
 
 	if (settled || reconciler_key(key, sizeof(key), kind, ns, name) != 0)
 		return;
@@ -139,7 +139,7 @@ resync(struct app *a)
 	cache_foreach(a->cache, KIND_REMOVAL, collect_settled_removal, &s);
 	for (size_t i = 0; i < s.n; i++) {
 		const struct cache_item *it = s.v[i];
-		char key[400];
+		char key[RECONCILER_KEY_MAX];
 
 		if (cache_pair_foreach(a->cache, KIND_MEMBERSHIP, it->u.pair.contact_namespace,
 		    it->u.pair.contact_name, it->u.pair.group_namespace, it->u.pair.group_name,

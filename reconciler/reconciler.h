@@ -24,6 +24,10 @@
 #define RECONCILER_DEFAULT_AUDIT_S 3600		/* the provider read back and compared */
 #define RECONCILER_MAILGUN_BULK_WINDOW_MS 250	/* --mailgun-bulk-window */
 #define RECONCILER_EVENT_BODY_MAX (1u << 20)	/* a provider webhook body */
+/* A queue key "Kind/namespace/name": a kind, a label (63) and a subdomain (253). */
+#define RECONCILER_KEY_MAX 512
+/* A membership's providerID "<contact id>/<group id>": with Mailgun two addresses. */
+#define RECONCILER_PROVIDER_ID_MAX 512
 #define RECONCILER_SEEN_IDS 4096		/* delivery ids remembered in memory */
 #define RECONCILER_EVENT_IDS 16			/* delivery ids kept in a Contact's status */
 
