@@ -252,7 +252,7 @@ write_status(struct reconciler *r, struct obj *o, const char *provider_id,
 	json_t *body = json_deep_copy(o->json), *status, *list;
 	json_int_t gen = o->res.meta.generation;
 	struct kube_response resp;
-	char path[KUBE_PATH_MAX], drift[64] = "", found[512] = "";
+	char path[KUBE_PATH_MAX + sizeof("/status")], drift[64] = "", found[512] = "";
 	int rc;
 
 	if (!body)
