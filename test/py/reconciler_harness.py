@@ -480,6 +480,21 @@ class Env:
             "contactRef": {"name": contact, "namespace": ns},
             "contactGroupRef": {"name": group, "namespace": ns}})
 
+    def grid(self, ns):
+        """Groups g0..g2 ("Group g<i>"), contacts c0..c3 (c<i>@example.com, given
+        name "Name c<i>") and a membership "<c>-<g>" of every contact in g0 and
+        g1 -> (groups, contacts, [(contact, group)]); waits for nothing."""
+        groups = ["g%d" % i for i in range(3)]
+        contacts = ["c%d" % i for i in range(4)]
+        for g in groups:
+            self.group(ns, g, "Group " + g)
+        for c in contacts:
+            self.contact(ns, c, "%s@example.com" % c, "Name " + c)
+        pairs = [(c, g) for c in contacts for g in groups[:2]]
+        for c, g in pairs:
+            self.membership(ns, "%s-%s" % (c, g), c, g)
+        return groups, contacts, pairs
+
     def one_to_one(self, ns, n, timeout=60):
         """n groups g<i> ("Group <i>"), contacts c<i> (c<i>@example.com) and
         memberships m<i> of c<i> in g<i>; waits until every membership is Ready."""

@@ -434,15 +434,7 @@ class TestProviderFailures(Base):
         env.resend.control("faults", {"kind": "error", "status": 500,
                                       "fraction": 0.1765, "seed": 12})
         rec = env.reconciler(args=["--workers", "4"])
-        groups = ["g%d" % i for i in range(3)]
-        contacts = ["c%d" % i for i in range(4)]
-        for g in groups:
-            env.group(NS, g, "Group " + g)
-        for c in contacts:
-            env.contact(NS, c, "%s@example.com" % c, "Name " + c)
-        pairs = [(c, g) for c in contacts for g in groups[:2]]
-        for c, g in pairs:
-            env.membership(NS, "%s-%s" % (c, g), c, g)
+        groups, contacts, pairs = env.grid(NS)
         for g in groups:
             env.wait_ready("ContactGroup", NS, g, timeout=60)
         for c in contacts:

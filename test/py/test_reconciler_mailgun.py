@@ -377,15 +377,7 @@ class TestFaults(Base):
         env = self.env()
         env.mailgun.control("faults", {"kind": "error", "every": 7})
         rec = env.reconciler(args=["--workers", "3"] + args)
-        groups = ["g%d" % i for i in range(3)]
-        contacts = ["c%d" % i for i in range(4)]
-        for g in groups:
-            env.group(NS, g, "Group " + g)
-        for c in contacts:
-            env.contact(NS, c, "%s@example.com" % c, "Name" + c)
-        pairs = [(c, g) for c in contacts for g in groups[:2]]
-        for c, g in pairs:
-            env.membership(NS, "%s-%s" % (c, g), c, g)
+        groups, contacts, pairs = env.grid(NS)
         for c, g in pairs:
             env.wait_ready(MEMBERSHIP, NS, "%s-%s" % (c, g), timeout=90)
         # Changes under the same faults: removals, a delete, a rename, an email change,
