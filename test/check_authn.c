@@ -10,7 +10,6 @@
 #include "authn.h"
 #include "buf.h"
 #include "kube.h"
-#include "kubeconfig.h"
 #include "metrics.h"
 #include "testutil.h"
 
@@ -18,22 +17,8 @@ Suite *authn_suite(void);
 
 #define WAIT_S 20	/* bound on waiting for a cached outcome to expire */
 
-static struct tu_standin standin;	/* one per TCase: an unchecked fixture */
-static int standin_rc;
 static struct kube_client *kc;
 static struct metrics *reg;
-
-static void
-start_standin(void)
-{
-	standin_rc = tu_standin_start(&standin, NULL);
-}
-
-static void
-stop_standin(void)
-{
-	tu_standin_stop(&standin);
-}
 
 /*
  * Tokens: the client's own, prom (may get /metrics) and nobody (may not);
@@ -42,22 +27,16 @@ stop_standin(void)
 static void
 setup(void)
 {
-	struct kube_config cfg;
-	char err[256];
-
-	ck_assert_msg(standin_rc == 0, "the kube stand-in did not start");
-	tu_standin_reset(&standin);
-	tu_standin_post(&standin, "users", "{\"tokens\": {"
+	tu_kube_ready();
+	tu_standin_post(&tu_kube, "users", "{\"tokens\": {"
 	    "\"prom-token\": {\"username\": \"prom\", \"uid\": \"u1\", \"groups\":"
 	    " [\"system:authenticated\"]},"
 	    "\"nobody-token\": {\"username\": \"nobody\", \"groups\": [\"system:authenticated\"]}}}");
-	tu_standin_post(&standin, "token", "{\"tokens\": [\"standin-token\", \"prom-token\","
+	tu_standin_post(&tu_kube, "token", "{\"tokens\": [\"standin-token\", \"prom-token\","
 	    " \"nobody-token\"]}");
-	tu_standin_post(&standin, "sar-policy", "{\"default\": false, \"rules\": ["
+	tu_standin_post(&tu_kube, "sar-policy", "{\"default\": false, \"rules\": ["
 	    "{\"user\": \"prom\", \"path\": \"/metrics\", \"verb\": \"get\"}]}");
-	ck_assert_int_eq(kubeconfig_load(standin.kubeconfig, NULL, &cfg, err, sizeof(err)), 0);
-	ck_assert_int_eq(kube_client_new(&cfg, &kc, err, sizeof(err)), 0);
-	kube_config_free(&cfg);
+	kc = tu_kube_client(tu_kube.kubeconfig);
 	reg = metrics_new();
 }
 
@@ -186,7 +165,7 @@ START_TEST(test_cached)
 	    AUTHN_UNAUTHENTICATED);
 	ck_assert_double_eq(reviews("TokenReview"), 3);
 	ck_assert_double_eq(reviews("SubjectAccessReview"), 2);
-	json_decref(tu_standin_control(&standin, "DELETE", "requests", NULL));
+	json_decref(tu_standin_control(&tu_kube, "DELETE", "requests", NULL));
 	for (int i = 0; i < 20; i++) {
 		ck_assert_int_eq(check(a, "Bearer prom-token", "GET", "/metrics", &status,
 		    NULL, 0), AUTHN_ALLOWED);
@@ -197,7 +176,7 @@ START_TEST(test_cached)
 	}
 	ck_assert_double_eq(reviews("TokenReview"), 3);
 	ck_assert_double_eq(reviews("SubjectAccessReview"), 2);
-	log = tu_standin_control(&standin, "GET", "requests", NULL);
+	log = tu_standin_control(&tu_kube, "GET", "requests", NULL);
 	ck_assert_int_eq(json_array_size(json_object_get(log, "items")), 0);
 	json_decref(log);
 	authn_free(a);
@@ -234,13 +213,13 @@ START_TEST(test_review_fails)
 	char text[256];
 	int status;
 
-	tu_standin_post(&standin, "fail", "{\"count\": 1, \"code\": 500, \"pathPrefix\":"
+	tu_standin_post(&tu_kube, "fail", "{\"count\": 1, \"code\": 500, \"pathPrefix\":"
 	    " \"/apis/authentication.k8s.io\"}");
 	ck_assert_int_eq(check(a, "Bearer prom-token", "GET", "/metrics", &status, text,
 	    sizeof(text)), AUTHN_ERROR);
 	ck_assert_int_eq(status, 500);
 	ck_assert_str_eq(text, "Authentication failed");
-	tu_standin_post(&standin, "fail", "{\"count\": 1, \"code\": 503, \"pathPrefix\":"
+	tu_standin_post(&tu_kube, "fail", "{\"count\": 1, \"code\": 503, \"pathPrefix\":"
 	    " \"/apis/authorization.k8s.io\"}");
 	ck_assert_int_eq(check(a, "Bearer prom-token", "GET", "/metrics", &status, text,
 	    sizeof(text)), AUTHN_ERROR);
@@ -302,14 +281,14 @@ authn_suite(void)
 	TCase *core = tcase_create("core");
 	TCase *limits = tcase_create("limits");
 
-	tcase_add_unchecked_fixture(core, start_standin, stop_standin);
+	tcase_add_unchecked_fixture(core, tu_kube_start, tu_kube_stop);
 	tcase_add_checked_fixture(core, setup, teardown);
 	tcase_set_timeout(core, 60);
 	tcase_add_test(core, test_outcomes);
 	tcase_add_test(core, test_cached);
 	tcase_add_test(core, test_expiry);
 	tcase_add_test(core, test_review_fails);
-	tcase_add_unchecked_fixture(limits, start_standin, stop_standin);
+	tcase_add_unchecked_fixture(limits, tu_kube_start, tu_kube_stop);
 	tcase_add_checked_fixture(limits, setup, teardown);
 	tcase_set_timeout(limits, 120);
 	tcase_add_test(limits, test_bounded);

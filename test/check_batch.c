@@ -77,11 +77,13 @@ send_cb(void *arg, const char *group, const struct batch_item *items, size_t n,
 	pthread_mutex_unlock(&s->lock);
 }
 
+/* A batch sending to s; max_wait_ms 0 is four windows. */
 static struct batch *
-make_wait(struct sink *s, unsigned long window_ms, unsigned long max_wait_ms, size_t max_items,
+make(struct sink *s, unsigned long window_ms, unsigned long max_wait_ms, size_t max_items,
     size_t held_max, unsigned long keep_ms)
 {
-	struct batch_config c = { .window_ms = window_ms, .max_wait_ms = max_wait_ms,
+	struct batch_config c = { .window_ms = window_ms,
+	    .max_wait_ms = max_wait_ms ? max_wait_ms : 4 * window_ms,
 	    .max_items = max_items, .request_ms = 10, .held_max = held_max, .keep_ms = keep_ms,
 	    .send = send_cb, .arg = s };
 	struct batch *b;
@@ -90,11 +92,44 @@ make_wait(struct sink *s, unsigned long window_ms, unsigned long max_wait_ms, si
 	return b;
 }
 
-static struct batch *
-make(struct sink *s, unsigned long window_ms, size_t max_items, size_t held_max,
-    unsigned long keep_ms)
+/* batch_add must answer want; returns what it filled in. */
+static struct batch_result
+add_is(struct batch *b, const char *group, const char *key, const char *payload,
+    enum batch_verdict want)
 {
-	return make_wait(s, window_ms, 4 * window_ms, max_items, held_max, keep_ms);
+	struct batch_result r;
+	enum batch_verdict v = batch_add(b, group, key, payload, &r);
+
+	ck_assert_msg(v == want, "add %s/%s=%s: verdict %d, want %d", group, key, payload,
+	    (int)v, (int)want);
+	return r;
+}
+
+/* A sink and a batch sending to it: the fixture of most tests. */
+struct rig {
+	struct sink s;
+	struct batch *b;
+};
+
+/*
+ * Starts a rig (make()'s settings) and makes the first add of group "g"
+ * (key "a", payload "p"): after a quiet spell it goes alone, so the adds
+ * right after it wait.
+ */
+static void
+rig_start(struct rig *t, unsigned long window_ms, unsigned long max_wait_ms, size_t max_items,
+    size_t held_max, unsigned long keep_ms)
+{
+	sink_init(&t->s);
+	t->b = make(&t->s, window_ms, max_wait_ms, max_items, held_max, keep_ms);
+	add_is(t->b, "g", "a", "p", BATCH_ALONE);
+}
+
+static void
+rig_stop(struct rig *t)
+{
+	batch_free(t->b);
+	sink_destroy(&t->s);
 }
 
 /* Asks until the outcome comes (bounded); returns it. */
@@ -126,6 +161,18 @@ requests(struct sink *s)
 	return n;
 }
 
+/* Waits (bounded) until the sink has answered n requests. */
+static void
+wait_requests(struct sink *s, int n)
+{
+	double until = clock_mono() + POLL_LIMIT_S;
+
+	while (requests(s) < n) {
+		ck_assert_msg(clock_mono() < until, "%d requests, want %d", requests(s), n);
+		usleep(POLL_US);
+	}
+}
+
 START_TEST(test_off)
 {
 	struct sink s;
@@ -133,7 +180,7 @@ START_TEST(test_off)
 	struct batch *b;
 
 	sink_init(&s);
-	b = make(&s, 0, 100, 0, 0);
+	b = make(&s, 0, 0, 100, 0, 0);
 	for (int i = 0; i < 5; i++)
 		ck_assert_int_eq(batch_add(b, "g", "k", "p", &r), BATCH_ALONE);
 	batch_free(b);
@@ -148,90 +195,78 @@ END_TEST
  */
 START_TEST(test_quiet_then_batched)
 {
-	struct sink s;
+	struct rig t;
 	struct batch_result r;
 	struct batch_stats st;
-	struct batch *b;
 
-	sink_init(&s);
-	b = make(&s, 100, 100, 0, 0);
-	ck_assert_int_eq(batch_add(b, "g", "a", "pa", &r), BATCH_ALONE);
-	ck_assert_int_eq(batch_add(b, "g", "b", "pb", &r), BATCH_WAIT);
-	ck_assert_int_eq(batch_add(b, "g", "c", "pc", &r), BATCH_WAIT);
-	ck_assert_int_eq(batch_add(b, "h", "a", "pa", &r), BATCH_WAIT);
-	r = await(b, "g", "b", "pb");
+	rig_start(&t, 100, 0, 100, 0, 0);
+	add_is(t.b, "g", "b", "pb", BATCH_WAIT);
+	add_is(t.b, "g", "c", "pc", BATCH_WAIT);
+	add_is(t.b, "h", "a", "pa", BATCH_WAIT);
+	r = await(t.b, "g", "b", "pb");
 	ck_assert_int_eq(r.rc, 0);
 	ck_assert_ptr_null(r.message);
-	r = await(b, "g", "c", "pc");
+	r = await(t.b, "g", "c", "pc");
 	ck_assert_int_eq(r.rc, 0);
-	ck_assert_int_eq(await(b, "h", "a", "pa").rc, 0);
-	ck_assert_int_eq(requests(&s), 2);
-	ck_assert_str_eq(s.group[0], "g");		/* the oldest first */
-	ck_assert_uint_eq(s.count[0], 2);
-	ck_assert_str_eq(s.keys[0][0], "b");
-	ck_assert_str_eq(s.payloads[0][1], "pc");
-	ck_assert_str_eq(s.group[1], "h");
-	ck_assert_uint_eq(s.count[1], 1);
+	ck_assert_int_eq(await(t.b, "h", "a", "pa").rc, 0);
+	ck_assert_int_eq(requests(&t.s), 2);
+	ck_assert_str_eq(t.s.group[0], "g");		/* the oldest first */
+	ck_assert_uint_eq(t.s.count[0], 2);
+	ck_assert_str_eq(t.s.keys[0][0], "b");
+	ck_assert_str_eq(t.s.payloads[0][1], "pc");
+	ck_assert_str_eq(t.s.group[1], "h");
+	ck_assert_uint_eq(t.s.count[1], 1);
 	/* Collected: a later add of the same key starts over. */
-	batch_stats(b, &st);
+	batch_stats(t.b, &st);
 	ck_assert_uint_eq(st.requests, 2);
 	ck_assert_uint_eq(st.items, 3);
 	ck_assert_uint_eq(st.held, 0);
-	batch_free(b);
-	sink_destroy(&s);
+	rig_stop(&t);
 }
 END_TEST
 
 START_TEST(test_max_items_splits)
 {
-	struct sink s;
-	struct batch_result r;
-	struct batch *b;
+	struct rig t;
 	char key[16];
 	size_t total = 0;
 
-	sink_init(&s);
-	b = make(&s, 200, 3, 0, 0);
-	ck_assert_int_eq(batch_add(b, "g", "first", "p", &r), BATCH_ALONE);
+	rig_start(&t, 200, 0, 3, 0, 0);
 	for (int i = 0; i < 7; i++) {
 		snprintf(key, sizeof(key), "k%d", i);
-		ck_assert_int_eq(batch_add(b, "g", key, "p", &r), BATCH_WAIT);
+		add_is(t.b, "g", key, "p", BATCH_WAIT);
 	}
 	for (int i = 0; i < 7; i++) {
 		snprintf(key, sizeof(key), "k%d", i);
-		ck_assert_int_eq(await(b, "g", key, "p").rc, 0);
+		ck_assert_int_eq(await(t.b, "g", key, "p").rc, 0);
 	}
-	ck_assert_int_eq(requests(&s), 3);
+	ck_assert_int_eq(requests(&t.s), 3);
 	for (int i = 0; i < 3; i++) {
-		ck_assert_uint_le(s.count[i], 3);
-		total += s.count[i];
+		ck_assert_uint_le(t.s.count[i], 3);
+		total += t.s.count[i];
 	}
 	ck_assert_uint_eq(total, 7);
 	/* Oldest first. */
-	ck_assert_str_eq(s.keys[0][0], "k0");
-	ck_assert_str_eq(s.keys[2][0], "k6");
-	batch_free(b);
-	sink_destroy(&s);
+	ck_assert_str_eq(t.s.keys[0][0], "k0");
+	ck_assert_str_eq(t.s.keys[2][0], "k6");
+	rig_stop(&t);
 }
 END_TEST
 
 /* A failed request's outcome reaches every entry it carried, each with its own copy. */
 START_TEST(test_failure_reaches_each)
 {
-	struct sink s;
-	struct batch_result r1, r2, r;
-	struct batch *b;
+	struct rig t;
+	struct batch_result r1, r2;
 
-	sink_init(&s);
-	s.rc = -42;
-	s.message = "HTTP 500: Internal Server Error";
-	s.retry_after_ms = 1500;
-	b = make(&s, 50, 100, 0, 0);
-	ck_assert_int_eq(batch_add(b, "g", "a", "p", &r), BATCH_ALONE);
-	ck_assert_int_eq(batch_add(b, "g", "b", "p", &r), BATCH_WAIT);
-	ck_assert_int_eq(batch_add(b, "g", "c", "p", &r), BATCH_WAIT);
-	r1 = await(b, "g", "b", "p");
-	r2 = await(b, "g", "c", "p");
+	rig_start(&t, 50, 0, 100, 0, 0);
+	t.s.rc = -42;		/* before the first request: the first add went alone */
+	t.s.message = "HTTP 500: Internal Server Error";
+	t.s.retry_after_ms = 1500;
+	add_is(t.b, "g", "b", "p", BATCH_WAIT);
+	add_is(t.b, "g", "c", "p", BATCH_WAIT);
+	r1 = await(t.b, "g", "b", "p");
+	r2 = await(t.b, "g", "c", "p");
 	ck_assert_int_eq(r1.rc, -42);
 	ck_assert_int_eq(r2.rc, -42);
 	ck_assert_str_eq(r1.message, "HTTP 500: Internal Server Error");
@@ -240,45 +275,38 @@ START_TEST(test_failure_reaches_each)
 	free(r1.message);
 	free(r2.message);
 	/* Asked again later (the controller's retry), with nothing else going on: alone. */
-	ck_assert_int_eq(batch_add(b, "g", "b", "p", &r), BATCH_ALONE);
-	s.rc = 0;
-	s.message = NULL;
-	batch_free(b);
-	sink_destroy(&s);
+	add_is(t.b, "g", "b", "p", BATCH_ALONE);
+	t.s.rc = 0;
+	t.s.message = NULL;
+	rig_stop(&t);
 }
 END_TEST
 
 /* An outcome is only ever reported for the payload asked about. */
 START_TEST(test_payload_change)
 {
-	struct sink s;
-	struct batch_result r;
+	struct rig t;
 	struct batch_stats st;
-	struct batch *b;
 
-	sink_init(&s);
-	b = make(&s, 150, 100, 0, 0);
-	ck_assert_int_eq(batch_add(b, "g", "a", "p", &r), BATCH_ALONE);
-	ck_assert_int_eq(batch_add(b, "g", "k", "old", &r), BATCH_WAIT);
-	ck_assert_int_eq(batch_add(b, "g", "k", "new", &r), BATCH_WAIT);
-	ck_assert_int_eq(await(b, "g", "k", "new").rc, 0);
-	ck_assert_int_eq(requests(&s), 1);
-	ck_assert_uint_eq(s.count[0], 1);
-	ck_assert_str_eq(s.payloads[0][0], "new");
+	rig_start(&t, 150, 0, 100, 0, 0);
+	add_is(t.b, "g", "k", "old", BATCH_WAIT);
+	add_is(t.b, "g", "k", "new", BATCH_WAIT);
+	ck_assert_int_eq(await(t.b, "g", "k", "new").rc, 0);
+	ck_assert_int_eq(requests(&t.s), 1);
+	ck_assert_uint_eq(t.s.count[0], 1);
+	ck_assert_str_eq(t.s.payloads[0][0], "new");
 	/*
 	 * An outcome for "x" is not one for "y": y is asked anew, and goes
 	 * alone since nothing was asked of the group while x waited.
 	 */
-	ck_assert_int_eq(batch_add(b, "g", "n", "p", &r), BATCH_ALONE);
-	ck_assert_int_eq(batch_add(b, "g", "m", "x", &r), BATCH_WAIT);
-	while (requests(&s) < 2)
-		usleep(POLL_US);
-	ck_assert_int_eq(batch_add(b, "g", "m", "y", &r), BATCH_ALONE);
-	batch_stats(b, &st);
+	add_is(t.b, "g", "n", "p", BATCH_ALONE);
+	add_is(t.b, "g", "m", "x", BATCH_WAIT);
+	wait_requests(&t.s, 2);
+	add_is(t.b, "g", "m", "y", BATCH_ALONE);
+	batch_stats(t.b, &st);
 	ck_assert_uint_eq(st.held, 0);
-	ck_assert_int_eq(requests(&s), 2);
-	batch_free(b);
-	sink_destroy(&s);
+	ck_assert_int_eq(requests(&t.s), 2);
+	rig_stop(&t);
 }
 END_TEST
 
@@ -348,30 +376,27 @@ static void
 forget_during_send(bool whole_group)
 {
 	struct forget_arg f = { .group = "g", .key = whole_group ? NULL : "k" };
-	struct sink s;
-	struct batch_result r;
-	pthread_t t;
+	struct rig t;
+	pthread_t thread;
 
-	sink_init(&s);
-	s.gate = true;
-	f.b = make(&s, 20, 100, 0, 0);
+	rig_start(&t, 20, 0, 100, 0, 0);
+	t.s.gate = true;	/* before the first request: the first add went alone */
+	f.b = t.b;
 	pthread_mutex_init(&f.lock, NULL);
-	ck_assert_int_eq(batch_add(f.b, "g", "a", "p", &r), BATCH_ALONE);
-	ck_assert_int_eq(batch_add(f.b, "g", "k", "p", &r), BATCH_WAIT);
-	wait_in_send(&s);
-	ck_assert_int_eq(batch_add(f.b, "g", "k", "p2", &r), BATCH_WAIT);
-	pthread_create(&t, NULL, forget_thread, &f);
+	add_is(t.b, "g", "k", "p", BATCH_WAIT);
+	wait_in_send(&t.s);
+	add_is(t.b, "g", "k", "p2", BATCH_WAIT);
+	pthread_create(&thread, NULL, forget_thread, &f);
 	usleep(100000);
 	ck_assert(!forget_done(&f));
-	open_gate(&s);
-	pthread_join(t, NULL);
+	open_gate(&t.s);
+	pthread_join(thread, NULL);
 	ck_assert(forget_done(&f));
-	ck_assert_int_eq(requests(&s), 1);
+	ck_assert_int_eq(requests(&t.s), 1);
 	usleep(100000);		/* longer than the window: nothing more is sent */
-	ck_assert_int_eq(requests(&s), 1);
-	batch_free(f.b);
+	ck_assert_int_eq(requests(&t.s), 1);
+	rig_stop(&t);
 	pthread_mutex_destroy(&f.lock);
-	sink_destroy(&s);
 }
 
 START_TEST(test_forget_waits_for_the_request)
@@ -392,122 +417,96 @@ END_TEST
  */
 START_TEST(test_burst_fills_one_request)
 {
-	struct sink s;
-	struct batch_result r;
-	struct batch *b;
+	struct rig t;
 	char key[16];
 
-	sink_init(&s);
-	b = make_wait(&s, 1000, 60000, 100, 0, 0);
-	ck_assert_int_eq(batch_add(b, "g", "first", "p", &r), BATCH_ALONE);
+	rig_start(&t, 1000, 60000, 100, 0, 0);
 	for (int i = 0; i < 20; i++) {
 		snprintf(key, sizeof(key), "k%02d", i);
-		ck_assert_int_eq(batch_add(b, i % 2 ? "g" : "h", key, "p", &r), BATCH_WAIT);
-		ck_assert_int_eq(requests(&s), 0);
+		add_is(t.b, i % 2 ? "g" : "h", key, "p", BATCH_WAIT);
+		ck_assert_int_eq(requests(&t.s), 0);
 		usleep(10000);
 	}
 	for (int i = 0; i < 20; i++) {
 		snprintf(key, sizeof(key), "k%02d", i);
-		ck_assert_int_eq(await(b, i % 2 ? "g" : "h", key, "p").rc, 0);
+		ck_assert_int_eq(await(t.b, i % 2 ? "g" : "h", key, "p").rc, 0);
 	}
-	ck_assert_int_eq(requests(&s), 2);
-	ck_assert_uint_eq(s.count[0], 10);
-	ck_assert_uint_eq(s.count[1], 10);
-	batch_free(b);
-	sink_destroy(&s);
+	ck_assert_int_eq(requests(&t.s), 2);
+	ck_assert_uint_eq(t.s.count[0], 10);
+	ck_assert_uint_eq(t.s.count[1], 10);
+	rig_stop(&t);
 }
 END_TEST
 
 /* An endless burst does not starve a group: its oldest entry goes after max_wait_ms. */
 START_TEST(test_max_wait)
 {
-	struct sink s;
-	struct batch_result r;
-	struct batch *b;
+	struct rig t;
 
-	sink_init(&s);
-	b = make_wait(&s, 60000, 100, 100, 0, 0);
-	ck_assert_int_eq(batch_add(b, "g", "first", "p", &r), BATCH_ALONE);
-	ck_assert_int_eq(batch_add(b, "g", "k", "p", &r), BATCH_WAIT);
-	ck_assert_uint_ge(r.wait_ms, 100);	/* never optimistic: the longest it may wait */
-	ck_assert_int_eq(await(b, "g", "k", "p").rc, 0);
-	ck_assert_int_eq(requests(&s), 1);
-	batch_free(b);
-	sink_destroy(&s);
+	rig_start(&t, 60000, 100, 100, 0, 0);
+	/* Never optimistic: the longest it may wait. */
+	ck_assert_uint_ge(add_is(t.b, "g", "k", "p", BATCH_WAIT).wait_ms, 100);
+	ck_assert_int_eq(await(t.b, "g", "k", "p").rc, 0);
+	ck_assert_int_eq(requests(&t.s), 1);
+	rig_stop(&t);
 }
 END_TEST
 
 START_TEST(test_forget_queued)
 {
-	struct sink s;
-	struct batch_result r;
+	struct rig t;
 	struct batch_stats st;
-	struct batch *b;
 
-	sink_init(&s);
-	b = make(&s, 150, 100, 0, 0);
-	ck_assert_int_eq(batch_add(b, "g", "a", "p", &r), BATCH_ALONE);
-	ck_assert_int_eq(batch_add(b, "g", "k", "p", &r), BATCH_WAIT);
-	ck_assert_int_eq(batch_add(b, "g", "j", "p", &r), BATCH_WAIT);
-	batch_forget(b, "g", "k");
-	batch_forget(b, "g", "nothing");
-	ck_assert_int_eq(await(b, "g", "j", "p").rc, 0);
-	ck_assert_int_eq(requests(&s), 1);
-	ck_assert_uint_eq(s.count[0], 1);
-	ck_assert_str_eq(s.keys[0][0], "j");
-	batch_stats(b, &st);
+	rig_start(&t, 150, 0, 100, 0, 0);
+	add_is(t.b, "g", "k", "p", BATCH_WAIT);
+	add_is(t.b, "g", "j", "p", BATCH_WAIT);
+	batch_forget(t.b, "g", "k");
+	batch_forget(t.b, "g", "nothing");
+	ck_assert_int_eq(await(t.b, "g", "j", "p").rc, 0);
+	ck_assert_int_eq(requests(&t.s), 1);
+	ck_assert_uint_eq(t.s.count[0], 1);
+	ck_assert_str_eq(t.s.keys[0][0], "j");
+	batch_stats(t.b, &st);
 	ck_assert_uint_eq(st.held, 0);
-	batch_free(b);
-	sink_destroy(&s);
+	rig_stop(&t);
 }
 END_TEST
 
 /* Past held_max adds go alone; uncollected outcomes are dropped after keep_ms. */
 START_TEST(test_held_max_and_keep)
 {
-	double until = clock_mono() + POLL_LIMIT_S;
-	struct sink s;
-	struct batch_result r;
+	double until;
+	struct rig t;
 	struct batch_stats st;
-	struct batch *b;
 
-	sink_init(&s);
-	b = make(&s, 50, 100, 2, 50);
-	ck_assert_int_eq(batch_add(b, "g", "a", "p", &r), BATCH_ALONE);
-	ck_assert_int_eq(batch_add(b, "g", "b", "p", &r), BATCH_WAIT);
-	ck_assert_int_eq(batch_add(b, "g", "c", "p", &r), BATCH_WAIT);
-	ck_assert_int_eq(batch_add(b, "g", "d", "p", &r), BATCH_ALONE);
-	while (requests(&s) < 1) {
-		ck_assert(clock_mono() < until);
-		usleep(POLL_US);
-	}
+	rig_start(&t, 50, 0, 100, 2, 50);
+	add_is(t.b, "g", "b", "p", BATCH_WAIT);
+	add_is(t.b, "g", "c", "p", BATCH_WAIT);
+	add_is(t.b, "g", "d", "p", BATCH_ALONE);
+	wait_requests(&t.s, 1);
 	/* Nobody asks for b and c again: their outcomes go after keep_ms. */
+	until = clock_mono() + POLL_LIMIT_S;
 	do {
 		ck_assert(clock_mono() < until);
 		usleep(POLL_US * 10);
-		batch_stats(b, &st);
+		batch_stats(t.b, &st);
 	} while (st.held);
-	batch_free(b);
-	sink_destroy(&s);
+	rig_stop(&t);
 }
 END_TEST
 
 /* Dropped at the end: what waits in a batch never outlives it. */
 START_TEST(test_free_with_entries)
 {
-	struct sink s;
-	struct batch_result r;
-	struct batch *b;
+	struct rig t;
 
-	sink_init(&s);
-	b = make(&s, 60000, 100, 0, 0);
-	ck_assert_int_eq(batch_add(b, "g", "a", "p", &r), BATCH_ALONE);
-	ck_assert_int_eq(batch_add(b, "g", "b", "p", &r), BATCH_WAIT);
-	ck_assert_int_eq(batch_add(b, "h", "a", "p", &r), BATCH_WAIT);
-	ck_assert_int_eq(batch_add(b, "h", "b", "p", &r), BATCH_WAIT);
-	batch_free(b);
-	ck_assert_int_eq(s.n, 0);
-	sink_destroy(&s);
+	rig_start(&t, 60000, 0, 100, 0, 0);
+	add_is(t.b, "g", "b", "p", BATCH_WAIT);
+	add_is(t.b, "h", "a", "p", BATCH_WAIT);
+	add_is(t.b, "h", "b", "p", BATCH_WAIT);
+	batch_free(t.b);
+	ck_assert_int_eq(t.s.n, 0);
+	sink_destroy(&t.s);
 }
 END_TEST
 

@@ -24,46 +24,16 @@ Suite *kube_suite(void);
 #define NS "default"
 #define WAIT_MS 20000		/* bound on waiting for something the stand-in does */
 
-static struct tu_standin standin;	/* one per TCase: an unchecked fixture */
-static int standin_rc;
 static struct kube_client *kc;		/* one per test, from the stand-in's kubeconfig */
 static char contacts[256];		/* the Contact collection in NS */
 
 /* ---- fixtures and helpers ---- */
 
 static void
-start_standin(void)
-{
-	standin_rc = tu_standin_start(&standin, NULL);
-}
-
-static void
-stop_standin(void)
-{
-	tu_standin_stop(&standin);
-}
-
-static struct kube_client *
-client_from(const char *kubeconfig)
-{
-	struct kube_config cfg;
-	struct kube_client *c;
-	char err[256];
-
-	ck_assert_msg(kubeconfig_load(kubeconfig, NULL, &cfg, err, sizeof(err)) == 0,
-	    "%s", err);
-	ck_assert_msg(kube_client_new(&cfg, &c, err, sizeof(err)) == 0, "%s", err);
-	kube_config_free(&cfg);
-	return c;
-}
-
-static void
 setup(void)
 {
-	ck_assert_msg(standin_rc == 0, "the kube stand-in did not start: %s",
-	    strerror(-standin_rc));
-	tu_standin_reset(&standin);
-	kc = client_from(standin.kubeconfig);
+	tu_kube_ready();
+	kc = tu_kube_client(tu_kube.kubeconfig);
 	ck_assert_int_eq(kube_path(contacts, sizeof(contacts), GROUP, VERSION, NS,
 	    "contacts", NULL, NULL), 0);
 }
@@ -82,21 +52,6 @@ elapsed_ms(const struct timespec *since)
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	return (now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
-}
-
-static void
-sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
-/* Loose upper bounds stretch under valgrind, which is many times slower. */
-static long
-slack(long ms)
-{
-	return tu_under_valgrind() ? ms * 4 : ms;
 }
 
 /* The path of a Contact (and a subresource) in NS. Static buffer. */
@@ -176,7 +131,7 @@ requests_since(json_int_t since)
 	json_t *log, *items;
 
 	snprintf(action, sizeof(action), "requests?since=%" JSON_INTEGER_FORMAT, since);
-	log = tu_standin_control(&standin, "GET", action, NULL);
+	log = tu_standin_control(&tu_kube, "GET", action, NULL);
 	items = json_incref(json_object_get(log, "items"));
 	json_decref(log);
 	ck_assert(json_is_array(items));
@@ -186,7 +141,7 @@ requests_since(json_int_t since)
 static json_int_t
 request_seq(void)
 {
-	json_t *log = tu_standin_control(&standin, "GET", "requests?since=9223372036854775807",
+	json_t *log = tu_standin_control(&tu_kube, "GET", "requests?since=9223372036854775807",
 	    NULL);
 	json_int_t seq = json_integer_value(json_object_get(log, "next"));
 
@@ -617,7 +572,7 @@ START_TEST(test_access_review)
 	};
 	json_t *extra = json_pack("{s:[s]}", "scopes", "contacts");
 
-	tu_standin_post(&standin, "sar-policy", "{\"default\": true, \"rules\": ["
+	tu_standin_post(&tu_kube, "sar-policy", "{\"default\": true, \"rules\": ["
 	    "{\"user\": \"mallory\", \"allowed\": false, \"reason\": \"mallory is blocked\"},"
 	    "{\"group\": \"milo:viewers\", \"verb\": [\"create\", \"update\", \"delete\"],"
 	    " \"allowed\": false, \"reason\": \"viewers only read\"},"
@@ -661,7 +616,7 @@ START_TEST(test_access_review)
 	json_decref(extra);
 
 	/* A deny-by-default policy. */
-	tu_standin_post(&standin, "sar-policy", "{\"default\": false, \"rules\": []}");
+	tu_standin_post(&tu_kube, "sar-policy", "{\"default\": false, \"rules\": []}");
 	{
 		struct kube_access a = { .user = "zed", .verb = "get", .resource = "contacts",
 		    .group = GROUP, .namespace = "dev" };
@@ -685,7 +640,7 @@ START_TEST(test_access_review_non_resource)
 	bool allowed = false;
 	json_t *spec, *want;
 
-	tu_standin_post(&standin, "sar-policy", "{\"default\": false, \"rules\": ["
+	tu_standin_post(&tu_kube, "sar-policy", "{\"default\": false, \"rules\": ["
 	    "{\"user\": \"prom\", \"path\": \"/metrics\", \"verb\": \"get\","
 	    " \"reason\": \"metrics reader\"}]}");
 	ck_assert_int_eq(kube_access_review(kc, &a, &allowed, &reason, &r), 0);
@@ -712,10 +667,10 @@ START_TEST(test_token_review)
 	char *error = NULL;
 	bool ok = false;
 
-	tu_standin_post(&standin, "users", "{\"tokens\": {\"prom-token\": {\"username\":"
+	tu_standin_post(&tu_kube, "users", "{\"tokens\": {\"prom-token\": {\"username\":"
 	    " \"system:serviceaccount:monitoring:prometheus\", \"uid\": \"u-7\","
 	    " \"groups\": [\"system:serviceaccounts\", \"system:authenticated\"]}}}");
-	tu_standin_post(&standin, "token", "{\"tokens\": [\"standin-token\", \"prom-token\"]}");
+	tu_standin_post(&tu_kube, "token", "{\"tokens\": [\"standin-token\", \"prom-token\"]}");
 	ck_assert_int_eq(kube_token_review(kc, "prom-token", &ok, &user, &error, &r), 0);
 	ck_assert(ok);
 	ck_assert_ptr_null(error);
@@ -738,13 +693,13 @@ START_TEST(test_token_review)
 	kube_response_free(&r);
 
 	/* The API server failing is the call's error. */
-	tu_standin_post(&standin, "fail", "{\"count\": 1, \"code\": 503}");
+	tu_standin_post(&tu_kube, "fail", "{\"count\": 1, \"code\": 503}");
 	ck_assert_int_eq(kube_token_review(kc, "prom-token", &ok, &user, &error, &r), -EIO);
 	ck_assert_int_eq(r.status, 503);
 	ck_assert(!ok);
 	ck_assert_ptr_null(user);
 	kube_response_free(&r);
-	tu_standin_post(&standin, "token", "{\"tokens\": null}");
+	tu_standin_post(&tu_kube, "token", "{\"tokens\": null}");
 }
 END_TEST
 
@@ -853,7 +808,7 @@ START_TEST(test_http_kubeconfig)
 	json_t *reqs, *req;
 	json_int_t seq = request_seq();
 
-	ck_assert_str_eq(kube_client_server(kc), standin.url);
+	ck_assert_str_eq(kube_client_server(kc), tu_kube.url);
 	ck_assert_int_eq(strncmp(kube_client_server(kc), "http://", 7), 0);
 	ck_assert_int_eq(kube_get(kc, "/version", &r), 0);
 	ck_assert_ptr_nonnull(json_string_value(json_object_get(r.body, "gitVersion")));
@@ -882,8 +837,8 @@ START_TEST(test_token_file_rotation)
 	json_t *reqs;
 	json_int_t seq;
 
-	snprintf(token, sizeof(token), "%s/token", standin.dir);
-	snprintf(config, sizeof(config), "%s/kubeconfig-tokenfile", standin.dir);
+	snprintf(token, sizeof(token), "%s/token", tu_kube.dir);
+	snprintf(config, sizeof(config), "%s/kubeconfig-tokenfile", tu_kube.dir);
 	write_text(token, "token-a\n");
 	snprintf(text, sizeof(text),
 	    "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
@@ -891,10 +846,10 @@ START_TEST(test_token_file_rotation)
 	    /* The token file's path is relative to the kubeconfig. */
 	    "users:\n- name: u\n  user:\n    tokenFile: token\n"
 	    "contexts:\n- name: c\n  context:\n    cluster: s\n    user: u\n"
-	    "    namespace: default\n", standin.url);
+	    "    namespace: default\n", tu_kube.url);
 	write_text(config, text);
-	c = client_from(config);
-	tu_standin_post(&standin, "token", "{\"tokens\": [\"token-a\"]}");
+	c = tu_kube_client(config);
+	tu_standin_post(&tu_kube, "token", "{\"tokens\": [\"token-a\"]}");
 
 	seq = request_seq();
 	ck_assert_int_eq(kube_get(c, contacts, &r), 0);
@@ -902,7 +857,7 @@ START_TEST(test_token_file_rotation)
 
 	/* The token rotates: the file first, then the server. */
 	write_text(token, "token-b\n");
-	tu_standin_post(&standin, "token", "{\"tokens\": [\"token-b\"]}");
+	tu_standin_post(&tu_kube, "token", "{\"tokens\": [\"token-b\"]}");
 	ck_assert_int_eq(kube_get(c, contacts, &r), 0);
 	kube_response_free(&r);
 
@@ -918,7 +873,7 @@ START_TEST(test_token_file_rotation)
 	json_decref(reqs);
 
 	/* A token the server never takes: one re-read and retry, then the 401. */
-	tu_standin_post(&standin, "token", "{\"tokens\": [\"token-c\"]}");
+	tu_standin_post(&tu_kube, "token", "{\"tokens\": [\"token-c\"]}");
 	seq = request_seq();
 	ck_assert_int_eq(kube_get(c, contacts, &r), -EIO);
 	ck_assert_int_eq(r.status, 401);
@@ -934,7 +889,7 @@ START_TEST(test_token_file_rotation)
 	 * not this one) gets in with the new token.
 	 */
 	write_text(token, "token-d\n");
-	tu_standin_post(&standin, "token", "{\"tokens\": [\"token-d\"]}");
+	tu_standin_post(&tu_kube, "token", "{\"tokens\": [\"token-d\"]}");
 	{
 		int events = 0, rc = kube_watch(c, contacts, NULL, 1, count_event, &events, NULL,
 		    &r);
@@ -959,7 +914,7 @@ START_TEST(test_static_token_401_not_retried)
 	json_t *reqs;
 	json_int_t seq;
 
-	tu_standin_post(&standin, "token", "{\"tokens\": [\"something-else\"]}");
+	tu_standin_post(&tu_kube, "token", "{\"tokens\": [\"something-else\"]}");
 	seq = request_seq();
 	ck_assert_int_eq(kube_get(kc, contacts, &r), -EIO);
 	ck_assert_int_eq(r.status, 401);
@@ -1020,7 +975,7 @@ START_TEST(test_server_errors)
 {
 	struct kube_response r;
 
-	tu_standin_post(&standin, "fail", "{\"count\": 1, \"code\": 500, \"pathPrefix\": \"%s\"}",
+	tu_standin_post(&tu_kube, "fail", "{\"count\": 1, \"code\": 500, \"pathPrefix\": \"%s\"}",
 	    contacts);
 	ck_assert_int_eq(kube_get(kc, contacts, &r), -EIO);
 	ck_assert_int_eq(r.status, 500);
@@ -1032,7 +987,7 @@ START_TEST(test_server_errors)
 	ck_assert_int_eq(kube_get(kc, contacts, &r), 0);
 	kube_response_free(&r);
 
-	tu_standin_post(&standin, "fail", "{\"count\": 1, \"code\": 503, \"retryAfter\": 1,"
+	tu_standin_post(&tu_kube, "fail", "{\"count\": 1, \"code\": 503, \"retryAfter\": 1,"
 	    " \"method\": \"POST\"}");
 	{
 		json_t *c = contact_new("gina", "gina@example.com");
@@ -1048,13 +1003,13 @@ START_TEST(test_server_errors)
 	 * The connection closed without an answer. Count 2: libcurl resends
 	 * once by itself when a reused connection dies before answering.
 	 */
-	tu_standin_post(&standin, "fail", "{\"count\": 2, \"drop\": true, \"pathPrefix\": \"%s\"}",
+	tu_standin_post(&tu_kube, "fail", "{\"count\": 2, \"drop\": true, \"pathPrefix\": \"%s\"}",
 	    contacts);
 	ck_assert_int_eq(kube_get(kc, contacts, &r), -EPROTO);
 	ck_assert_int_eq(r.status, 0);
 	ck_assert(kube_is_unreachable(&r));
 	kube_response_free(&r);
-	tu_standin_post(&standin, "fail", "{\"clear\": true}");
+	tu_standin_post(&tu_kube, "fail", "{\"clear\": true}");
 	ck_assert_int_eq(kube_get(kc, contacts, &r), 0);
 	kube_response_free(&r);
 }
@@ -1144,7 +1099,7 @@ START_TEST(test_watch_event_too_large)
 
 	if (tu_under_valgrind())
 		return;
-	tu_standin_post(&standin, "config", "{\"maxBody\": %zu}", note_len + (1u << 20));
+	tu_standin_post(&tu_kube, "config", "{\"maxBody\": %zu}", note_len + (1u << 20));
 	note = malloc(note_len + 1);
 	ck_assert_ptr_nonnull(note);
 	memset(note, 'z', note_len);
@@ -1240,9 +1195,9 @@ wait_events(struct seen *s, size_t n)
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	while (seen_count(s) < n) {
-		ck_assert_msg(elapsed_ms(&t0) < slack(WAIT_MS), "waited for %zu events, saw %zu",
+		ck_assert_msg(elapsed_ms(&t0) < tu_slack(WAIT_MS), "waited for %zu events, saw %zu",
 		    n, seen_count(s));
-		sleep_ms(10);
+		tu_sleep_ms(10);
 	}
 }
 
@@ -1286,7 +1241,7 @@ watcher_main(void *arg)
 		    w->calls >= WATCHER_MAX_CALLS)
 			break;
 		kube_response_free(&w->out);
-		sleep_ms(50);	/* an informer backs off; any pause will do */
+		tu_sleep_ms(50);	/* an informer backs off; any pause will do */
 	}
 	return NULL;
 }
@@ -1376,7 +1331,7 @@ START_TEST(test_watch_bookmarks)
 
 	list_rv(rv0, sizeof(rv0));
 	obj = create_contact("b1");
-	tu_standin_post(&standin, "bookmarks", "{\"interval\": 0.2}");
+	tu_standin_post(&tu_kube, "bookmarks", "{\"interval\": 0.2}");
 	seen_init(&s);
 	s.stop_after_bookmarks = 2;
 	ck_assert_int_eq(kube_watch(kc, contacts, rv0, 30, on_watch, &s, NULL, &r), 1);
@@ -1411,9 +1366,9 @@ START_TEST(test_watch_resume_after_cut)
 		 * next cut lands inside an event.
 		 */
 		if (round == 1)
-			tu_standin_post(&standin, "watch-mode", "{\"chunking\": \"split\","
+			tu_standin_post(&tu_kube, "watch-mode", "{\"chunking\": \"split\","
 			    " \"chunkSize\": 16, \"chunkDelay\": 0.01}");
-		tu_standin_post(&standin, "cut-watches", "{\"mode\": \"%s\"}", cut_mode[round]);
+		tu_standin_post(&tu_kube, "cut-watches", "{\"mode\": \"%s\"}", cut_mode[round]);
 	}
 	wait_events(&w.seen, total);
 	atomic_store(&w.stop, true);
@@ -1447,11 +1402,11 @@ START_TEST(test_watch_gone_http)
 		struct seen s;
 		char rv0[32], name[16];
 
-		tu_standin_post(&standin, "watch-mode", "{\"goneReason\": \"%s\"}", reasons[i]);
+		tu_standin_post(&tu_kube, "watch-mode", "{\"goneReason\": \"%s\"}", reasons[i]);
 		list_rv(rv0, sizeof(rv0));
 		snprintf(name, sizeof(name), "g%zu", i);
 		json_decref(create_contact(name));
-		json_decref(tu_standin_control(&standin, "POST", "compact", "{}"));
+		json_decref(tu_standin_control(&tu_kube, "POST", "compact", "{}"));
 		seen_init(&s);
 		ck_assert_int_eq(kube_watch(kc, contacts, rv0, 30, on_watch, &s, NULL, &r),
 		    -EXDEV);
@@ -1473,10 +1428,10 @@ START_TEST(test_watch_gone_event)
 	char rv0[32];
 
 	/* As the watch cache does it: HTTP 200, then an ERROR event. */
-	tu_standin_post(&standin, "watch-mode", "{\"goneMode\": \"event\"}");
+	tu_standin_post(&tu_kube, "watch-mode", "{\"goneMode\": \"event\"}");
 	list_rv(rv0, sizeof(rv0));
 	json_decref(create_contact("h1"));
-	json_decref(tu_standin_control(&standin, "POST", "compact", "{}"));
+	json_decref(tu_standin_control(&tu_kube, "POST", "compact", "{}"));
 	seen_init(&s);
 	ck_assert_int_eq(kube_watch(kc, contacts, rv0, 30, on_watch, &s, NULL, &r), -EXDEV);
 	ck_assert_int_eq(r.status, 200);
@@ -1497,7 +1452,7 @@ START_TEST(test_watch_gone_mid_stream)
 	watcher_start(&w, rv0, 60, true);
 	json_decref(create_contact("m1"));
 	wait_events(&w.seen, 1);
-	tu_standin_post(&standin, "cut-watches", "{\"mode\": \"expire\"}");
+	tu_standin_post(&tu_kube, "cut-watches", "{\"mode\": \"expire\"}");
 	watcher_join(&w);	/* a 410 ends the loop: the caller must relist */
 	ck_assert_int_eq(w.calls, 1);
 	ck_assert_int_eq(w.rcs[0], -EXDEV);
@@ -1521,7 +1476,7 @@ START_TEST(test_watch_stop_flag)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	atomic_store(&w.stop, true);
 	watcher_join(&w);
-	ck_assert_msg(elapsed_ms(&t0) < slack(2500), "stopping took %ld ms", elapsed_ms(&t0));
+	ck_assert_msg(elapsed_ms(&t0) < tu_slack(2500), "stopping took %ld ms", elapsed_ms(&t0));
 	ck_assert_int_eq(w.calls, 1);
 	ck_assert_int_eq(w.rcs[0], 0);
 	watcher_free(&w);
@@ -1539,7 +1494,7 @@ START_TEST(test_watch_server_timeout)
 	seen_init(&s);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	ck_assert_int_eq(kube_watch(kc, contacts, rv0, 1, on_watch, &s, NULL, &r), 0);
-	ck_assert_int_lt(elapsed_ms(&t0), slack(15000));
+	ck_assert_int_lt(elapsed_ms(&t0), tu_slack(15000));
 	ck_assert_int_eq(r.status, 200);
 	ck_assert_uint_eq(json_array_size(s.events), 0);
 	kube_response_free(&r);
@@ -1581,7 +1536,7 @@ START_TEST(test_watch_chunking)
 		struct kube_response r;
 		struct seen s;
 
-		tu_standin_post(&standin, "watch-mode", "%s", modes[m]);
+		tu_standin_post(&tu_kube, "watch-mode", "%s", modes[m]);
 		seen_init(&s);
 		s.stop_after = 3;
 		ck_assert_int_eq(kube_watch(kc, contacts, rv0, 30, on_watch, &s, NULL, &r), 1);
@@ -1601,7 +1556,7 @@ START_TEST(test_watch_errors)
 	struct seen s;
 
 	seen_init(&s);
-	tu_standin_post(&standin, "fail", "{\"count\": 1, \"code\": 500, \"pathPrefix\": \"%s\"}",
+	tu_standin_post(&tu_kube, "fail", "{\"count\": 1, \"code\": 500, \"pathPrefix\": \"%s\"}",
 	    contacts);
 	ck_assert_int_eq(kube_watch(kc, contacts, NULL, 30, on_watch, &s, NULL, &r), -EIO);
 	ck_assert_int_eq(r.status, 500);
@@ -1609,13 +1564,13 @@ START_TEST(test_watch_errors)
 	ck_assert(kube_is_unreachable(&r));
 	kube_response_free(&r);
 
-	tu_standin_post(&standin, "token", "{\"tokens\": [\"another\"]}");
+	tu_standin_post(&tu_kube, "token", "{\"tokens\": [\"another\"]}");
 	ck_assert_int_eq(kube_watch(kc, contacts, NULL, 30, on_watch, &s, NULL, &r), -EIO);
 	ck_assert_int_eq(r.status, 401);
 	kube_response_free(&r);
 
 	/* A 404 for a collection that does not exist. */
-	tu_standin_post(&standin, "token", "{\"tokens\": null}");
+	tu_standin_post(&tu_kube, "token", "{\"tokens\": null}");
 	ck_assert_int_eq(kube_watch(kc, "/apis/" GROUP "/" VERSION "/namespaces/default/nothings",
 	    NULL, 30, on_watch, &s, NULL, &r), -EIO);
 	ck_assert(kube_is_not_found(&r));
@@ -1639,12 +1594,12 @@ start_tls_standin(void)
 	snprintf(tls_dir, sizeof(tls_dir), "/tmp/milo-kube-tls-XXXXXX");
 	if (!mkdtemp(tls_dir)) {
 		tls_dir[0] = '\0';
-		standin_rc = -errno;
+		tu_kube_start_failed(-errno);
 		return;
 	}
 	snprintf(cmd, sizeof(cmd), "'%s' '%s'", tu_path("certs/dev-cert.sh"), tls_dir);
 	if (system(cmd) != 0) {
-		standin_rc = -ENOENT;
+		tu_kube_start_failed(-ENOENT);
 		return;
 	}
 	snprintf(cert, sizeof(cert), "%s/tls.crt", tls_dir);
@@ -1652,7 +1607,7 @@ start_tls_standin(void)
 	snprintf(ca, sizeof(ca), "%s/ca.crt", tls_dir);
 	snprintf(port, sizeof(port), "%s/tls-port", tls_dir);
 	snprintf(kubeconfig, sizeof(kubeconfig), "%s/tls-kubeconfig", tls_dir);
-	standin_rc = tu_standin_start(&standin, args);
+	tu_kube_start_args(args);
 }
 
 static void
@@ -1660,7 +1615,7 @@ stop_tls_standin(void)
 {
 	char cmd[128];
 
-	tu_standin_stop(&standin);
+	tu_kube_stop();
 	if (tls_dir[0]) {
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tls_dir);
 		if (system(cmd) != 0)
@@ -1700,7 +1655,7 @@ write_tls_kubeconfig(const char *cluster_extra)
 
 START_TEST(test_tls_ca_file)
 {
-	struct kube_client *c = client_from(tls_file("tls-kubeconfig"));
+	struct kube_client *c = tu_kube_client(tls_file("tls-kubeconfig"));
 	struct kube_response r;
 	char rv0[32];
 	int events = 0;
@@ -1755,7 +1710,7 @@ START_TEST(test_tls_ca_data)
 	snprintf(tmp, sizeof(tmp), "%s/tmp", tls_dir);
 	ck_assert(mkdir(tmp, 0700) == 0 || errno == EEXIST);
 	setenv("TMPDIR", tmp, 1);
-	c = client_from(write_tls_kubeconfig(extra));
+	c = tu_kube_client(write_tls_kubeconfig(extra));
 	ck_assert_int_eq(count_temp_files(tmp), 1);
 	ck_assert_int_eq(kube_get(c, contacts, &r), 0);
 	kube_response_free(&r);
@@ -1775,7 +1730,7 @@ START_TEST(test_tls_unverified)
 	struct kube_response r;
 
 	/* No CA: the system roots do not know the development CA. */
-	c = client_from(write_tls_kubeconfig(""));
+	c = tu_kube_client(write_tls_kubeconfig(""));
 	ck_assert_int_eq(kube_get(c, contacts, &r), -EPROTO);
 	ck_assert_int_eq(r.status, 0);
 	ck_assert(kube_is_unreachable(&r));
@@ -1783,7 +1738,7 @@ START_TEST(test_tls_unverified)
 	kube_response_free(&r);
 	kube_client_free(c);
 
-	c = client_from(write_tls_kubeconfig("    insecure-skip-tls-verify: true\n"));
+	c = tu_kube_client(write_tls_kubeconfig("    insecure-skip-tls-verify: true\n"));
 	ck_assert_int_eq(kube_get(c, contacts, &r), 0);
 	kube_response_free(&r);
 	kube_client_free(c);
@@ -1793,21 +1748,15 @@ END_TEST
 Suite *
 kube_suite(void)
 {
+	static const struct tu_fixtures plain = { tu_kube_start, tu_kube_stop, setup, teardown };
+	static const struct tu_fixtures https = { start_tls_standin, stop_tls_standin, setup,
+	    teardown };
 	Suite *s = suite_create("kube");
-	TCase *core = tcase_create("core");
-	TCase *limits = tcase_create("limits");
-	TCase *watch = tcase_create("watch");
-	TCase *tls = tcase_create("tls");
-	TCase *all[] = { core, limits, watch, tls };
+	TCase *core = tu_tcase(s, "core", &plain, 90);
+	TCase *limits = tu_tcase(s, "limits", &plain, 90);
+	TCase *watch = tu_tcase(s, "watch", &plain, 90);
+	TCase *tls = tu_tcase(s, "tls", &https, 90);
 
-	for (size_t i = 0; i < 4; i++) {
-		if (all[i] == tls)
-			tcase_add_unchecked_fixture(tls, start_tls_standin, stop_tls_standin);
-		else
-			tcase_add_unchecked_fixture(all[i], start_standin, stop_standin);
-		tcase_add_checked_fixture(all[i], setup, teardown);
-		tcase_set_timeout(all[i], tu_under_valgrind() ? 300 : 90);
-	}
 	tcase_add_test(core, test_path);
 	tcase_add_test(core, test_crud);
 	tcase_add_test(core, test_already_exists_and_conflict);
@@ -1838,12 +1787,8 @@ kube_suite(void)
 	tcase_add_test(watch, test_watch_server_timeout);
 	tcase_add_test(watch, test_watch_chunking);
 	tcase_add_test(watch, test_watch_errors);
-	suite_add_tcase(s, core);
-	suite_add_tcase(s, limits);
-	suite_add_tcase(s, watch);
 	tcase_add_test(tls, test_tls_ca_file);
 	tcase_add_test(tls, test_tls_ca_data);
 	tcase_add_test(tls, test_tls_unverified);
-	suite_add_tcase(s, tls);
 	return s;
 }

@@ -8,12 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "clock.h"
 #include "kube.h"
-#include "kubeconfig.h"
 #include "lease.h"
 #include "log.h"
 #include "testutil.h"
@@ -30,8 +28,6 @@ Suite *lease_suite(void);
 #define DEADLINE 2
 #define RETRY 1
 
-static struct tu_standin standin;	/* one per TCase: an unchecked fixture */
-static int standin_rc;
 static int null_fd = -1;		/* the library logs go here */
 static struct kube_client *kc;		/* the test's own view of the API */
 static char lease_path[256];
@@ -54,35 +50,9 @@ static atomic_int leaders, max_leaders;
 /* ---- fixtures and helpers ---- */
 
 static void
-start_standin(void)
-{
-	standin_rc = tu_standin_start(&standin, NULL);
-}
-
-static void
-stop_standin(void)
-{
-	tu_standin_stop(&standin);
-}
-
-static struct kube_client *
-client_from(const char *kubeconfig)
-{
-	struct kube_config cfg;
-	struct kube_client *c;
-	char err[256];
-
-	ck_assert_msg(kubeconfig_load(kubeconfig, NULL, &cfg, err, sizeof(err)) == 0,
-	    "%s", err);
-	ck_assert_msg(kube_client_new(&cfg, &c, err, sizeof(err)) == 0, "%s", err);
-	kube_config_free(&cfg);
-	return c;
-}
-
-static void
 candidate_reset(struct candidate *c)
 {
-	c->client = client_from(standin.kubeconfig);
+	c->client = tu_kube_client(tu_kube.kubeconfig);
 	c->l = NULL;
 	atomic_store(&c->on, 0);
 	atomic_store(&c->wins, 0);
@@ -92,12 +62,10 @@ candidate_reset(struct candidate *c)
 static void
 setup(void)
 {
-	ck_assert_msg(standin_rc == 0, "the kube stand-in did not start: %s",
-	    strerror(-standin_rc));
-	tu_standin_reset(&standin);
+	tu_kube_ready();
 	null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
 	log_set_fd(null_fd);
-	kc = client_from(standin.kubeconfig);
+	kc = tu_kube_client(tu_kube.kubeconfig);
 	candidate_reset(&cand_a);
 	candidate_reset(&cand_b);
 	atomic_store(&leaders, 0);
@@ -127,27 +95,6 @@ teardown(void)
 	if (null_fd >= 0)
 		close(null_fd);
 	null_fd = -1;
-}
-
-static double
-now_s(void)
-{
-	return clock_mono();
-}
-
-static void
-sleep_s(double s)
-{
-	struct timespec ts = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
-
-	nanosleep(&ts, NULL);
-}
-
-/* Loose upper bounds stretch under valgrind, which is many times slower. */
-static double
-slack(double s)
-{
-	return tu_under_valgrind() ? s * 4 : s;
 }
 
 static void
@@ -221,15 +168,15 @@ holds(enum what w, const struct candidate *c)
 static double
 wait_for(enum what w, const struct candidate *c, double bound, const char *what)
 {
-	double t0 = now_s(), took;
+	double t0 = clock_mono(), took;
 
 	for (;;) {
 		at_most_one();
-		took = now_s() - t0;
+		took = clock_mono() - t0;
 		if (holds(w, c))
 			return took;
 		ck_assert_msg(took < bound, "%s: not within %.1f s", what, bound);
-		sleep_s(POLL_MS / 1000.0);
+		tu_sleep_ms(POLL_MS);
 	}
 }
 
@@ -237,12 +184,12 @@ wait_for(enum what w, const struct candidate *c, double bound, const char *what)
 static void
 hold_for(enum what w, const struct candidate *c, double s, const char *what)
 {
-	double t0 = now_s();
+	double t0 = clock_mono();
 
-	while (now_s() - t0 < s) {
+	while (clock_mono() - t0 < s) {
 		at_most_one();
-		ck_assert_msg(holds(w, c), "%s (after %.2f s)", what, now_s() - t0);
-		sleep_s(POLL_MS / 1000.0);
+		ck_assert_msg(holds(w, c), "%s (after %.2f s)", what, clock_mono() - t0);
+		tu_sleep_ms(POLL_MS);
 	}
 }
 
@@ -346,8 +293,8 @@ START_TEST(test_single_candidate)
 
 	ck_assert_ptr_null(lease_spec());
 	candidate_start(&cand_a, DURATION, DEADLINE, RETRY);
-	wait_for(LEADS, &cand_a, slack(5), "a lone candidate leads");
-	wait_for(TOLD_LEADS, &cand_a, slack(1), "on_change(true)");
+	wait_for(LEADS, &cand_a, tu_slack(5), "a lone candidate leads");
+	wait_for(TOLD_LEADS, &cand_a, tu_slack(1), "on_change(true)");
 	ck_assert_int_eq(atomic_load(&cand_a.wins), 1);
 
 	spec = lease_spec();
@@ -365,15 +312,15 @@ START_TEST(test_single_candidate)
 
 	/* It keeps renewing every retry period, as the holder, without a transition. */
 	{
-		double t0 = now_s();
+		double t0 = clock_mono();
 
 		for (;;) {
 			spec = lease_spec();
 			if (strcmp(spec_str(spec, "renewTime"), renewed) != 0)
 				break;
 			json_decref(spec);
-			ck_assert_msg(now_s() - t0 < slack(RETRY + 3), "no renewal");
-			sleep_s(0.1);
+			ck_assert_msg(clock_mono() - t0 < tu_slack(RETRY + 3), "no renewal");
+			tu_sleep_ms(100);
 		}
 	}
 	ck_assert_str_eq(spec_str(spec, "holderIdentity"), cand_a.identity);
@@ -400,7 +347,7 @@ START_TEST(test_handover_on_stop)
 	double took;
 
 	candidate_start(&cand_a, duration, deadline, RETRY);
-	wait_for(LEADS, &cand_a, slack(5), "the first candidate leads");
+	wait_for(LEADS, &cand_a, tu_slack(5), "the first candidate leads");
 	candidate_start(&cand_b, duration, deadline, RETRY);
 	hold_for(LEADS, &cand_a, 1.5, "the leader keeps leading");
 	ck_assert_int_eq(atomic_load(&cand_b.wins), 0);
@@ -411,7 +358,7 @@ START_TEST(test_handover_on_stop)
 	took = wait_for(LEADS, &cand_b, duration, "the other candidate takes over");
 	ck_assert_msg(took < duration - 3, "takeover after %.2f s: the lease ran out instead"
 	    " of being released", took);
-	wait_for(TOLD_LEADS, &cand_b, slack(1), "on_change(true) for the successor");
+	wait_for(TOLD_LEADS, &cand_b, tu_slack(1), "on_change(true) for the successor");
 	assert_lease(cand_b.identity, 1);
 	ck_assert_int_eq(atomic_load(&max_leaders), 1);
 
@@ -427,7 +374,7 @@ START_TEST(test_race_to_create)
 
 	candidate_start(&cand_a, DURATION, DEADLINE, RETRY);
 	candidate_start(&cand_b, DURATION, DEADLINE, RETRY);
-	wait_for(ANY_LEADS, NULL, slack(5), "one of two candidates leads");
+	wait_for(ANY_LEADS, NULL, tu_slack(5), "one of two candidates leads");
 	winner = leads(&cand_a) ? &cand_a : &cand_b;
 	other = winner == &cand_a ? &cand_b : &cand_a;
 	hold_for(LEADS, winner, DURATION + 0.5, "the first leader keeps leading");
@@ -454,18 +401,18 @@ START_TEST(test_foreign_holder)
 	hold_for(FOLLOWS, &cand_a, DURATION + 2 * 1.2 * RETRY + 0.3,
 	    "a lease was taken before the record's 30 s ran out");
 
-	t0 = now_s();
-	while (now_s() - t0 < DURATION + 0.5) {
-		last_renew = now_s();
+	t0 = clock_mono();
+	while (clock_mono() - t0 < DURATION + 0.5) {
+		last_renew = clock_mono();
 		renew_foreign_lease(DURATION);
 		hold_for(FOLLOWS, &cand_a, 0.5, "a renewed foreign lease was taken");
 	}
 	ck_assert_int_eq(atomic_load(&cand_a.wins), 0);
 	assert_lease("other-replica", 4);
 
-	wait_for(LEADS, &cand_a, DURATION + 2 * 2.2 * RETRY + slack(1),
+	wait_for(LEADS, &cand_a, DURATION + 2 * 2.2 * RETRY + tu_slack(1),
 	    "an abandoned lease is taken over");
-	took = now_s() - last_renew;
+	took = clock_mono() - last_renew;
 	ck_assert_msg(took >= DURATION - 0.05, "taken %.2f s after the last renewal", took);
 	{
 		json_t *spec = lease_spec();
@@ -491,23 +438,23 @@ START_TEST(test_renew_failure)
 	double t0, took;
 
 	candidate_start(&cand_a, DURATION, DEADLINE, RETRY);
-	wait_for(TOLD_LEADS, &cand_a, slack(5), "the first candidate leads");
+	wait_for(TOLD_LEADS, &cand_a, tu_slack(5), "the first candidate leads");
 	candidate_start(&cand_b, DURATION, DEADLINE, RETRY);
 	hold_for(LEADS, &cand_a, 0.5, "the leader keeps leading");
 
-	tu_standin_post(&standin, "fail", "{\"pathPrefix\": \"%s\", \"code\": 500}",
+	tu_standin_post(&tu_kube, "fail", "{\"pathPrefix\": \"%s\", \"code\": 500}",
 	    LEASES_PREFIX);
-	t0 = now_s();
-	took = wait_for(FOLLOWS, &cand_a, DEADLINE + slack(1), "lease_leading() turns false");
-	ck_assert_msg(took <= DEADLINE + slack(0.5), "led %.2f s without renewing", took);
-	wait_for(TOLD_FOLLOWS, &cand_a, DEADLINE + slack(1.5) - (now_s() - t0),
+	t0 = clock_mono();
+	took = wait_for(FOLLOWS, &cand_a, DEADLINE + tu_slack(1), "lease_leading() turns false");
+	ck_assert_msg(took <= DEADLINE + tu_slack(0.5), "led %.2f s without renewing", took);
+	wait_for(TOLD_FOLLOWS, &cand_a, DEADLINE + tu_slack(1.5) - (clock_mono() - t0),
 	    "on_change(false) by the deadline");
 	ck_assert_int_eq(atomic_load(&cand_a.losses), 1);
 	hold_for(FOLLOWS, &cand_b, 1.0, "a candidate led without the API");
 	ck_assert_int_eq(atomic_load(&cand_b.wins), 0);
 
-	tu_standin_post(&standin, "fail", "{\"clear\": true}");
-	wait_for(ANY_LEADS, NULL, DURATION + 2.2 * RETRY + slack(2),
+	tu_standin_post(&tu_kube, "fail", "{\"clear\": true}");
+	wait_for(ANY_LEADS, NULL, DURATION + 2.2 * RETRY + tu_slack(2),
 	    "someone leads once the API is back");
 	{
 		const struct candidate *winner = leads(&cand_a) ? &cand_a : &cand_b;
@@ -533,24 +480,24 @@ START_TEST(test_hung_requests)
 	double t0;
 
 	candidate_start(&cand_a, DURATION, DEADLINE, RETRY);
-	wait_for(TOLD_LEADS, &cand_a, slack(5), "a lone candidate leads");
-	tu_standin_post(&standin, "latency", "{\"seconds\": 1.5, \"pathPrefix\": \"%s\"}",
+	wait_for(TOLD_LEADS, &cand_a, tu_slack(5), "a lone candidate leads");
+	tu_standin_post(&tu_kube, "latency", "{\"seconds\": 1.5, \"pathPrefix\": \"%s\"}",
 	    LEASES_PREFIX);
-	t0 = now_s();
-	wait_for(FOLLOWS, &cand_a, DEADLINE + slack(0.5), "lease_leading() turns false");
-	wait_for(TOLD_FOLLOWS, &cand_a, DEADLINE + slack(1) - (now_s() - t0),
+	t0 = clock_mono();
+	wait_for(FOLLOWS, &cand_a, DEADLINE + tu_slack(0.5), "lease_leading() turns false");
+	wait_for(TOLD_FOLLOWS, &cand_a, DEADLINE + tu_slack(1) - (clock_mono() - t0),
 	    "on_change(false) while a request hangs");
 	/*
 	 * The next round starts within a retry period and takes 3 s (GET and
 	 * PUT): past the deadline, so it must not count.
 	 */
-	hold_for(FOLLOWS, &cand_a, RETRY + 3.3 - (now_s() - t0),
+	hold_for(FOLLOWS, &cand_a, RETRY + 3.3 - (clock_mono() - t0),
 	    "a too-late renewal made a leader");
 	ck_assert_int_eq(atomic_load(&cand_a.wins), 1);
 
-	tu_standin_post(&standin, "latency", "{\"seconds\": 0, \"pathPrefix\": \"%s\"}",
+	tu_standin_post(&tu_kube, "latency", "{\"seconds\": 0, \"pathPrefix\": \"%s\"}",
 	    LEASES_PREFIX);
-	wait_for(TOLD_LEADS, &cand_a, 1.5 + 2.2 * RETRY + slack(2), "leads again");
+	wait_for(TOLD_LEADS, &cand_a, 1.5 + 2.2 * RETRY + tu_slack(2), "leads again");
 	ck_assert_int_eq(atomic_load(&cand_a.wins), 2);
 	assert_lease(cand_a.identity, 0);
 	candidate_stop(&cand_a);
@@ -609,11 +556,11 @@ START_TEST(test_config_rejected)
 	cfg.duration_s = cfg.renew_deadline_s = cfg.retry_period_s = 0;
 	ck_assert_int_eq(lease_start(&cfg, &l), 0);
 	{
-		double t0 = now_s();
+		double t0 = clock_mono();
 
 		while (!lease_leading(l)) {
-			ck_assert_msg(now_s() - t0 < slack(5), "the default config never led");
-			sleep_s(POLL_MS / 1000.0);
+			ck_assert_msg(clock_mono() - t0 < tu_slack(5), "the default config never led");
+			tu_sleep_ms(POLL_MS);
 		}
 	}
 	spec = lease_spec();
@@ -627,17 +574,11 @@ END_TEST
 Suite *
 lease_suite(void)
 {
+	static const struct tu_fixtures fx = { tu_kube_start, tu_kube_stop, setup, teardown };
 	Suite *s = suite_create("lease");
-	TCase *core = tcase_create("core");
-	TCase *limits = tcase_create("limits");
-	TCase *all[] = { core, limits };
+	TCase *core = tu_tcase(s, "core", &fx, 60);
+	TCase *limits = tu_tcase(s, "limits", &fx, 60);
 
-	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
-		tcase_add_unchecked_fixture(all[i], start_standin, stop_standin);
-		tcase_add_checked_fixture(all[i], setup, teardown);
-		tcase_set_timeout(all[i], tu_under_valgrind() ? 300 : 60);
-		suite_add_tcase(s, all[i]);
-	}
 	tcase_add_test(core, test_single_candidate);
 	tcase_add_test(core, test_handover_on_stop);
 	tcase_add_test(core, test_race_to_create);

@@ -95,19 +95,6 @@ teardown(void)
 	ph = NULL;
 }
 
-static double
-now_s(void)
-{
-	return clock_mono();
-}
-
-/* Loose upper bounds stretch under valgrind, which is many times slower. */
-static double
-slack(double s)
-{
-	return tu_under_valgrind() ? s * 4 : s;
-}
-
 /* The stand-in's record of the last API call (new reference). */
 static json_t *
 last_call(void)
@@ -279,14 +266,14 @@ START_TEST(test_retry_after_reported_and_obeyed)
 	ck_assert_msg(res.retry_after_s == 1, "retry-after %g", res.retry_after_s);
 	provider_http_result_free(&res);
 	/* The next request, whoever sends it, waits for the server's retry-after. */
-	t0 = now_s();
+	t0 = clock_mono();
 	rc = call(ph, "GET", "/segments", NULL, &res);
-	took = now_s() - t0;
+	took = clock_mono() - t0;
 	result_check(rc, 0, &res, 200, NULL);
 	ck_assert_msg(res.retry_after_s < 0, "retry-after %g on a 200", res.retry_after_s);
 	provider_http_result_free(&res);
 	ck_assert_msg(took >= 0.9, "sent %.3f s after a 429 asking for 1 s", took);
-	ck_assert_msg(took < slack(3.0), "waited %.3f s", took);
+	ck_assert_msg(took < tu_slack(3.0), "waited %.3f s", took);
 	/* And the learned rate dropped below the configured one. */
 	ck_assert_msg(provider_http_rate(ph) < FAST_RATE, "rate %g", provider_http_rate(ph));
 }
@@ -432,7 +419,7 @@ START_TEST(test_rate_sequential)
 
 	server_limit();
 	h = client(LIMIT, NULL);
-	t0 = now_s();
+	t0 = clock_mono();
 	for (int i = 0; i < n; i++) {
 		struct provider_http_result res;
 		int rc = call(h, "GET", "/segments", NULL, &res);
@@ -440,7 +427,7 @@ START_TEST(test_rate_sequential)
 		ck_assert_msg(rc == 0, "call %d: rc %d, status %ld", i, rc, res.status);
 		provider_http_result_free(&res);
 	}
-	took = now_s() - t0;
+	took = clock_mono() - t0;
 	ck_assert_uint_eq(provider_http_throttled(h), 0);
 	ck_assert_int_eq(tu_resend_count(&standin, NULL, 429), 0);
 	ck_assert_int_eq(tu_resend_count(&standin, "GET /segments", 200), n);
@@ -488,14 +475,14 @@ START_TEST(test_rate_threads)
 
 	server_limit();
 	h = client(LIMIT, NULL);
-	t0 = now_s();
+	t0 = clock_mono();
 	for (int i = 0; i < THREADS; i++) {
 		w[i] = (struct worker){ .h = h, .calls = per };
 		ck_assert_int_eq(pthread_create(&t[i], NULL, work, &w[i]), 0);
 	}
 	for (int i = 0; i < THREADS; i++)
 		pthread_join(t[i], NULL);
-	took = now_s() - t0;
+	took = clock_mono() - t0;
 	for (int i = 0; i < THREADS; i++)
 		ck_assert_msg(w[i].failed == 0, "thread %d: %d calls failed (last rc %d, "
 		    "status %ld)", i, w[i].failed, w[i].last_rc, w[i].last_status);
@@ -522,15 +509,15 @@ START_TEST(test_rate_learns_an_unstated_quota)
 	tu_resend_post(&standin, "config", "{\"rateLimit\": %d, \"rateWindow\": 1,"
 	    " \"rateMode\": \"sliding\", \"rateHeaders\": false}", LIMIT);
 	h = client(4 * LIMIT, NULL);
-	t0 = now_s();
-	while (ok < n && now_s() - t0 < slack(60)) {
+	t0 = clock_mono();
+	while (ok < n && clock_mono() - t0 < tu_slack(60)) {
 		struct provider_http_result res;
 
 		if (call(h, "GET", "/segments", NULL, &res) == 0)
 			ok++;
 		provider_http_result_free(&res);
 	}
-	took = now_s() - t0;
+	took = clock_mono() - t0;
 	ck_assert_int_eq(ok, n);
 	ck_assert_msg(provider_http_throttled(h) <= 5, "%lu 429s",
 	    provider_http_throttled(h));
@@ -550,12 +537,12 @@ START_TEST(test_rate_starts_slow)
 	struct provider_http_config cfg = { .base_url = standin.url, .rate = 10 };
 	struct provider_http_result res;
 	struct provider_http *h = client_with(&cfg);
-	double t0 = now_s(), took;
+	double t0 = clock_mono(), took;
 
 	ck_assert_msg(provider_http_rate(h) <= 5.5, "starts at %g/s", provider_http_rate(h));
 	ck_assert_int_eq(call(h, "GET", "/segments", NULL, &res), 0);
 	provider_http_result_free(&res);
-	took = now_s() - t0;
+	took = clock_mono() - t0;
 	ck_assert_msg(took >= 0.9, "the first request went after %.3f s", took);
 	provider_http_free(h);
 }
@@ -696,18 +683,12 @@ END_TEST
 Suite *
 provider_http_suite(void)
 {
+	static const struct tu_fixtures fx = { start_standin, stop_standin, setup, teardown };
 	Suite *s = suite_create("provider_http");
-	TCase *core = tcase_create("core");
-	TCase *rate = tcase_create("rate");
-	TCase *limits = tcase_create("limits");
-	TCase *all[] = { core, rate, limits };
+	TCase *core = tu_tcase(s, "core", &fx, 90);
+	TCase *rate = tu_tcase(s, "rate", &fx, 90);
+	TCase *limits = tu_tcase(s, "limits", &fx, 90);
 
-	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
-		tcase_add_unchecked_fixture(all[i], start_standin, stop_standin);
-		tcase_add_checked_fixture(all[i], setup, teardown);
-		tcase_set_timeout(all[i], tu_under_valgrind() ? 300 : 90);
-		suite_add_tcase(s, all[i]);
-	}
 	tcase_add_test(core, test_headers);
 	tcase_add_test(core, test_not_found);
 	tcase_add_test(core, test_every_answer_once);

@@ -25,6 +25,7 @@
 
 #include "base64.h"
 #include "buf.h"
+#include "clock.h"
 #include "subjects.h"
 #include "testutil.h"
 
@@ -81,23 +82,6 @@ sh(const char *fmt, ...)
 	va_end(ap);
 	rc = system(cmd);
 	ck_assert_msg(rc == 0, "command failed (%d): %s", rc, cmd);
-}
-
-static void
-sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static uint16_t
@@ -197,16 +181,16 @@ spawn(char *const argv[], const char *out_path, const char *poll)
 static int
 reap(pid_t pid, double timeout_s)
 {
-	double end = now_s() + timeout_s;
+	double end = clock_mono() + timeout_s;
 	int status = 0;
 
 	while (waitpid(pid, &status, WNOHANG) == 0) {
-		if (now_s() > end) {
+		if (clock_mono() > end) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &status, 0);
 			break;
 		}
-		sleep_ms(10);
+		tu_sleep_ms(10);
 	}
 	return status;
 }
@@ -390,7 +374,7 @@ server_start(struct server *s, const char *poll, const char *const extra[])
 			argv[n++] = (char *)(uintptr_t)extra[i];
 		argv[n] = NULL;
 		s->pid = spawn(argv, s->log, poll);
-		for (double end = now_s() + WAIT_S; now_s() < end; sleep_ms(20)) {
+		for (double end = clock_mono() + WAIT_S; clock_mono() < end; tu_sleep_ms(20)) {
 			if (waitpid(s->pid, &status, WNOHANG) == s->pid)
 				break;	/* the port was taken meanwhile? */
 			if (get(s, "/healthz", NULL) == 200)
@@ -563,7 +547,7 @@ serves(const struct server *s, const char *pem_path)
 static bool
 wait_serving(const struct server *s, const char *pem_path)
 {
-	for (double end = now_s() + WAIT_S; now_s() < end; sleep_ms(20)) {
+	for (double end = clock_mono() + WAIT_S; clock_mono() < end; tu_sleep_ms(20)) {
 		if (serves(s, pem_path))
 			return true;
 	}
@@ -1098,8 +1082,8 @@ wait_ok(struct load *l, int more)
 {
 	int target = atomic_load(&l->ok) + more;
 
-	for (double end = now_s() + WAIT_S; now_s() < end &&
-	    atomic_load(&l->ok) < target; sleep_ms(10))
+	for (double end = clock_mono() + WAIT_S; clock_mono() < end &&
+	    atomic_load(&l->ok) < target; tu_sleep_ms(10))
 		;
 	ck_assert_int_ge(atomic_load(&l->ok), target);
 }
@@ -1179,8 +1163,8 @@ START_TEST(test_bad_rotation_keeps_serving)
 	    certs_version(&shared));
 	certs_rotate(&shared, true);	/* a key that does not fit */
 	ck_assert_int_eq(kill(shared.pid, SIGHUP), 0);
-	for (double end = now_s() + WAIT_S; now_s() < end && metric(&shared,
-	    "certwatcher_read_certificate_errors_total") <= errors; sleep_ms(20))
+	for (double end = clock_mono() + WAIT_S; clock_mono() < end && metric(&shared,
+	    "certwatcher_read_certificate_errors_total") <= errors; tu_sleep_ms(20))
 		;
 	ck_assert(metric(&shared, "certwatcher_read_certificate_errors_total") >
 	    errors);
@@ -1257,7 +1241,7 @@ slow_read(char *p, size_t size, size_t n, void *arg)
 	if (sp->off >= half) {
 		atomic_store(&sp->sent, 1);
 		while (!atomic_load(&sp->release))
-			sleep_ms(5);
+			tu_sleep_ms(5);
 	}
 	k = sp->len - sp->off;
 	if (sp->off < half && k > half - sp->off)
@@ -1336,23 +1320,23 @@ START_TEST(test_sigterm_drain)
 	ck_assert_int_eq(get(&s, "/readyz", NULL), 200);
 
 	ck_assert_int_eq(pthread_create(&t, NULL, slow_main, &sp), 0);
-	for (double end = now_s() + WAIT_S; now_s() < end && metric(&s,
+	for (double end = clock_mono() + WAIT_S; clock_mono() < end && metric(&s,
 	    "controller_runtime_webhook_requests_in_flight{webhook=\""
-	    VALIDATE_CONTACT "\"}") < 1; sleep_ms(10))
+	    VALIDATE_CONTACT "\"}") < 1; tu_sleep_ms(10))
 		;
 	ck_assert_int_eq(atomic_load(&sp.sent), 1);
 	ck_assert_int_eq(kill(s.pid, SIGTERM), 0);
 
 	/* Still serving, but not ready. */
-	for (double end = now_s() + WAIT_S; now_s() < end &&
-	    get(&s, "/readyz", NULL) == 200; sleep_ms(10))
+	for (double end = clock_mono() + WAIT_S; clock_mono() < end &&
+	    get(&s, "/readyz", NULL) == 200; tu_sleep_ms(10))
 		;
 	/* Either the 500 came, or the delay already ran out. */
 	ck_assert(get(&s, "/readyz", NULL) != 200);
 
 	/* After the delay the listener is gone; the request is still in flight. */
-	for (double end = now_s() + WAIT_S; now_s() < end && !connect_refused(&s);
-	    sleep_ms(10))
+	for (double end = clock_mono() + WAIT_S; clock_mono() < end && !connect_refused(&s);
+	    tu_sleep_ms(10))
 		;
 	ck_assert(connect_refused(&s));
 	ck_assert_int_eq(waitpid(s.pid, &status, WNOHANG), 0);
@@ -1711,7 +1695,7 @@ cached_total(void)
 static void
 wait_cached(double n)
 {
-	for (double end = now_s() + WAIT_S; now_s() < end; sleep_ms(20))
+	for (double end = clock_mono() + WAIT_S; clock_mono() < end; tu_sleep_ms(20))
 		if (cached_total() == n)
 			return;
 	ck_abort_msg("the watch cache never held %.0f objects (has %.0f)", n, cached_total());

@@ -23,6 +23,8 @@
 #include <unistd.h>
 
 #include "base64.h"
+#include "kube.h"
+#include "kubeconfig.h"
 
 const char *
 tu_path(const char *rel)
@@ -90,6 +92,35 @@ int
 tu_under_valgrind(void)
 {
 	return getenv("MILO_UNDER_VALGRIND") != NULL;
+}
+
+void
+tu_sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+double
+tu_slack(double bound)
+{
+	return tu_under_valgrind() ? bound * TU_VALGRIND_SLACK : bound;
+}
+
+TCase *
+tu_tcase(Suite *s, const char *name, const struct tu_fixtures *f, int timeout_s)
+{
+	TCase *tc = tcase_create(name);
+
+	if (f->start || f->stop)
+		tcase_add_unchecked_fixture(tc, f->start, f->stop);
+	if (f->setup || f->teardown)
+		tcase_add_checked_fixture(tc, f->setup, f->teardown);
+	tcase_set_timeout(tc, tu_under_valgrind() ? TU_VALGRIND_TIMEOUT_S : timeout_s);
+	suite_add_tcase(s, tc);
+	return tc;
 }
 
 /* ---- admission rule fixtures ---- */
@@ -350,15 +381,6 @@ tu_rule_assert(const json_t *rule, const char *uid, long http_status,
 #define STANDIN_MAX_ARGS 32
 #define STANDIN_ANSWER_MAX (16u << 20)	/* a control answer (the request log) */
 
-static void
-sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
 /* Copies a file to stderr, for a stand-in that failed or misbehaved. */
 static void
 dump_log(const char *path, const char *why)
@@ -494,7 +516,7 @@ start_standin(struct tu_standin *s, const char *tag, const char *rel_script,
 			snprintf(s->url, sizeof(s->url), "http://127.0.0.1:%d", s->port);
 			return 0;
 		}
-		sleep_ms(20);
+		tu_sleep_ms(20);
 	}
 	snprintf(what, sizeof(what), "(%s) did not start in time", tag);
 	dump_log(s->log, what);
@@ -555,7 +577,7 @@ tu_standin_stop(struct tu_standin *s)
 				waitpid(s->pid, &status, 0);
 				break;
 			}
-			sleep_ms(20);
+			tu_sleep_ms(20);
 			waited += 20;
 		}
 		s->pid = 0;
@@ -674,6 +696,57 @@ tu_closed_port(void)
 		port = ntohs(a.sin_port);
 	close(fd);
 	return port;
+}
+
+/* ---- the kube stand-in as a TCase fixture ---- */
+
+struct tu_standin tu_kube;
+static int tu_kube_rc;		/* how its start went: 0 or a negative errno */
+
+void
+tu_kube_start(void)
+{
+	tu_kube_start_args(NULL);
+}
+
+void
+tu_kube_start_args(const char *const *extra_args)
+{
+	tu_kube_rc = tu_standin_start(&tu_kube, extra_args);
+}
+
+void
+tu_kube_start_failed(int rc)
+{
+	tu_kube_rc = rc;
+}
+
+void
+tu_kube_stop(void)
+{
+	tu_standin_stop(&tu_kube);
+}
+
+void
+tu_kube_ready(void)
+{
+	ck_assert_msg(tu_kube_rc == 0, "the kube stand-in did not start: %s",
+	    strerror(-tu_kube_rc));
+	tu_standin_reset(&tu_kube);
+}
+
+struct kube_client *
+tu_kube_client(const char *kubeconfig)
+{
+	struct kube_config cfg;
+	struct kube_client *c;
+	char err[256];
+
+	ck_assert_msg(kubeconfig_load(kubeconfig, NULL, &cfg, err, sizeof(err)) == 0,
+	    "%s", err);
+	ck_assert_msg(kube_client_new(&cfg, &c, err, sizeof(err)) == 0, "%s", err);
+	kube_config_free(&cfg);
+	return c;
 }
 
 /* ---- the Resend API stand-in ---- */

@@ -2,9 +2,12 @@
 #ifndef MILO_TESTUTIL_H
 #define MILO_TESTUTIL_H
 
+#include <check.h>
 #include <jansson.h>
 #include <stddef.h>
 #include <sys/types.h>
+
+struct kube_client;
 
 /* $MILO_TOP/<rel>, or ./<rel> when unset. Static buffer, not thread-safe. */
 const char *tu_path(const char *rel);
@@ -20,6 +23,33 @@ json_t *tu_load_json(const char *rel);
 
 /* True when the suites run under valgrind (slow paths may shrink). */
 int tu_under_valgrind(void);
+
+/* Sleeps ms milliseconds, all of them (a signal does not cut the sleep short). */
+void tu_sleep_ms(long ms);
+
+#define TU_VALGRIND_SLACK 4	/* how much slower a test may be under valgrind */
+
+/*
+ * A loose upper bound (in any unit), stretched TU_VALGRIND_SLACK times
+ * under valgrind.
+ */
+double tu_slack(double bound);
+
+/* The fixtures of a TCase; any may be NULL. */
+struct tu_fixtures {
+	void (*start)(void);		/* unchecked: once for the TCase (a stand-in) */
+	void (*stop)(void);
+	void (*setup)(void);		/* checked: around each test */
+	void (*teardown)(void);
+};
+
+#define TU_VALGRIND_TIMEOUT_S 300	/* a TCase's timeout under valgrind */
+
+/*
+ * Creates the TCase `name` with fixtures f and a timeout of timeout_s
+ * seconds (TU_VALGRIND_TIMEOUT_S under valgrind), and adds it to s.
+ */
+TCase *tu_tcase(Suite *s, const char *name, const struct tu_fixtures *f, int timeout_s);
 
 
 /* ---- admission rule fixtures (one JSON file each under test/fixtures/rules) ---- */
@@ -117,6 +147,26 @@ void tu_standin_reset(const struct tu_standin *s);
 
 /* A port on 127.0.0.1 that nothing listens on (bound, then closed), or 0. */
 int tu_closed_port(void);
+
+/*
+ * One kube stand-in for the suites that run it as a TCase's unchecked
+ * fixture (Check runs one TCase at a time): tu_kube_start and
+ * tu_kube_stop as the fixture, tu_kube_ready() first in the checked
+ * setup. A fixture that needs arguments calls tu_kube_start_args(); one
+ * that fails before it can start reports it with tu_kube_start_failed().
+ */
+extern struct tu_standin tu_kube;
+
+void tu_kube_start(void);
+void tu_kube_start_args(const char *const *extra_args);
+void tu_kube_start_failed(int rc);	/* rc: a negative errno */
+void tu_kube_stop(void);
+
+/* Fails the running test unless tu_kube started; resets its store. */
+void tu_kube_ready(void);
+
+/* A client from a kubeconfig file; fails the running test on error. kube_client_free() it. */
+struct kube_client *tu_kube_client(const char *kubeconfig);
 
 
 /* ---- the Resend API stand-in (test/py/resend_standin.py) ---- */

@@ -281,7 +281,8 @@ def _types(schema):
     return t if isinstance(t, list) else [t]
 
 
-def _equal(a, b):
+def json_equal(a, b):
+    """Equality with JSON types: true is not 1, 1 is 1.0."""
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool) and a == b
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
@@ -289,9 +290,9 @@ def _equal(a, b):
     if type(a) is not type(b):
         return False
     if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
     if isinstance(a, list):
-        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b))
     return a == b
 
 
@@ -303,11 +304,11 @@ def _list_old(schema, v, old, i):
     if lt == "map" and isinstance(v, dict):
         keys = schema.get("x-kubernetes-list-map-keys") or []
         for o in old:
-            if isinstance(o, dict) and all(_equal(o.get(k), v.get(k)) for k in keys):
+            if isinstance(o, dict) and all(json_equal(o.get(k), v.get(k)) for k in keys):
                 return o
         return MISSING
     if lt == "set":
-        return next((o for o in old if _equal(o, v)), MISSING)
+        return next((o for o in old if json_equal(o, v)), MISSING)
     return MISSING
 
 
@@ -326,7 +327,7 @@ def _name(path):
 def _validate(v, s, path, old, out):
     if not isinstance(s, dict):
         return
-    if old is not MISSING and _equal(v, old):
+    if old is not MISSING and json_equal(v, old):
         return          # CRDValidationRatcheting: an unchanged value keeps its errors
     types = _types(s)
     if v is None:
@@ -439,7 +440,7 @@ def _array(v, s, path, old, out):
     if s.get("uniqueItems"):
         seen = []
         for x in v:
-            if any(_equal(x, y) for y in seen):
+            if any(json_equal(x, y) for y in seen):
                 out.append(("FieldValueInvalid", path, "", "%s in body shouldn't contain "
                             "duplicates" % _name(path)))
                 break
@@ -448,7 +449,7 @@ def _array(v, s, path, old, out):
 
 def _enum(v, s, path, out):
     enum = s.get("enum")
-    if not enum or any(_equal(v, e) for e in enum):
+    if not enum or any(json_equal(v, e) for e in enum):
         return
     values = [e if isinstance(e, str) else json.dumps(e, separators=(",", ":"))
               for e in enum]
@@ -531,7 +532,7 @@ def _lists(v, s, path, out):
 def _non_unique(items):
     seen, counted, out = [], [], []
     for i, x in enumerate(items):
-        j = next((n for n, y in enumerate(seen) if _equal(x, y)), None)
+        j = next((n for n, y in enumerate(seen) if json_equal(x, y)), None)
         if j is None:
             seen.append(x)
             counted.append(1)
@@ -648,7 +649,7 @@ def _walk_rule_targets(v, s, path, old, targets, ratchet_parent_equal):
     in kube's order: the node's rules, then its children (map keys sorted)."""
     if not isinstance(s, dict) or v is None:
         return
-    unchanged = (old is not MISSING and _equal(v, old)) if old is not MISSING \
+    unchanged = (old is not MISSING and json_equal(v, old)) if old is not MISSING \
         else ratchet_parent_equal
     if s.get("x-kubernetes-validations"):
         targets.append((s, v, old, path, unchanged))

@@ -305,21 +305,7 @@ def rand_suffix(n=5):
 
 
 go_quote = crd_schema.go_quote
-
-
-def json_equal(a, b):
-    """Equality with JSON types: true is not 1, 1 is 1.0."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b))
-    return a == b
+json_equal = crd_schema.json_equal
 
 
 # --------------------------------------------------------------------------

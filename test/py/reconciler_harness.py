@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+import unittest
 import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -50,6 +51,11 @@ PLURALS = {
     "ContactGroupMembership": "contactgroupmemberships",
     "ContactGroupMembershipRemoval": "contactgroupmembershipremovals",
 }
+MEMBERSHIP = "ContactGroupMembership"
+REMOVAL = "ContactGroupMembershipRemoval"
+CRD_FILES = ("contacts", "contactgroups", "contactgroupmemberships",
+             "contactgroupmembershipremovals")   # manifests/crds/<name>.yaml
+REFUSAL_BODY_MAX = 300      # characters of a refused request's body shown
 FINALIZERS = {
     "Contact": GROUP + "/contact",
     "ContactGroup": GROUP + "/contactgroup",
@@ -85,6 +91,27 @@ def cleanup_certs():
         if _CERTS["dir"]:
             shutil.rmtree(_CERTS["dir"], ignore_errors=True)
             _CERTS["dir"] = None
+
+
+def module_setup():
+    """A test module's setUpModule: skips the module without the binary, makes
+    the certificates (its tearDownModule is cleanup_certs)."""
+    if not os.access(binary(), os.X_OK):
+        raise unittest.SkipTest("no reconciler binary at %s (set MILO_RECONCILER_BIN)"
+                                % binary())
+    cert_dir()
+
+
+def http_request(base, method, path, data=None, headers=None, timeout=10):
+    """One plain-HTTP request on a fresh connection to base -> (status, body bytes)."""
+    u = urllib.parse.urlsplit(base)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+    try:
+        conn.request(method, path, body=data, headers=headers or {})
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
 
 
 def free_port():
@@ -341,22 +368,15 @@ class Env:
 
     def kube_request(self, method, path, body=None, content_type="application/json",
                      token="test-token"):
-        u = urllib.parse.urlsplit(self.kube.url)
-        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
         headers = {"Authorization": "Bearer " + token, "Accept": "application/json"}
         data = None
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = content_type
-        try:
-            conn.request(method, path, body=data, headers=headers)
-            r = conn.getresponse()
-            raw = r.read()
-        finally:
-            conn.close()
+        status, raw = http_request(self.kube.url, method, path, data, headers)
         payload = json.loads(raw) if raw else None
-        if r.status >= 400:
-            raise KubeError(r.status, payload)
+        if status >= 400:
+            raise KubeError(status, payload)
         return payload
 
     @staticmethod
@@ -418,6 +438,24 @@ class Env:
     def kube_requests(self, since=0):
         return self.kube.control("requests", method="GET", query={"since": str(since)})
 
+    def store_crds(self):
+        """The project's CRDs in the kube stand-in: from then on it checks every
+        object and status written against their schemas and CEL rules, as a
+        cluster does."""
+        import crd_schema
+        for name in CRD_FILES:
+            with open(os.path.join(ROOT, "manifests", "crds", name + ".yaml")) as f:
+                for crd in crd_schema.CelHelper.yaml(f.read()):
+                    if crd.get("kind") == "CustomResourceDefinition":
+                        self.kube_request("POST", "/apis/apiextensions.k8s.io/v1/"
+                                          "customresourcedefinitions", crd)
+
+    def kube_refusals(self, code=422):
+        """[(method, path, start of the body)] of the requests the kube stand-in
+        answered with `code` (422: a write the CRDs refused)."""
+        return [(r["method"], r["path"], r.get("body", "")[:REFUSAL_BODY_MAX])
+                for r in self.kube_requests()["items"] if r.get("code") == code]
+
     # ---- objects of the four kinds
 
     def group(self, ns, name, display, visibility="public"):
@@ -441,6 +479,31 @@ class Env:
         return self.create("ContactGroupMembershipRemoval", ns, name, {
             "contactRef": {"name": contact, "namespace": ns},
             "contactGroupRef": {"name": group, "namespace": ns}})
+
+    def grid(self, ns):
+        """Groups g0..g2 ("Group g<i>"), contacts c0..c3 (c<i>@example.com, given
+        name "Name c<i>") and a membership "<c>-<g>" of every contact in g0 and
+        g1 -> (groups, contacts, [(contact, group)]); waits for nothing."""
+        groups = ["g%d" % i for i in range(3)]
+        contacts = ["c%d" % i for i in range(4)]
+        for g in groups:
+            self.group(ns, g, "Group " + g)
+        for c in contacts:
+            self.contact(ns, c, "%s@example.com" % c, "Name " + c)
+        pairs = [(c, g) for c in contacts for g in groups[:2]]
+        for c, g in pairs:
+            self.membership(ns, "%s-%s" % (c, g), c, g)
+        return groups, contacts, pairs
+
+    def one_to_one(self, ns, n, timeout=60):
+        """n groups g<i> ("Group <i>"), contacts c<i> (c<i>@example.com) and
+        memberships m<i> of c<i> in g<i>; waits until every membership is Ready."""
+        for i in range(n):
+            self.group(ns, "g%d" % i, "Group %d" % i)
+            self.contact(ns, "c%d" % i, "c%d@example.com" % i)
+            self.membership(ns, "m%d" % i, "c%d" % i, "g%d" % i)
+        for i in range(n):
+            self.wait_ready(MEMBERSHIP, ns, "m%d" % i, timeout=timeout)
 
     # ---- waits
 

@@ -189,16 +189,10 @@ import base64
 import collections
 import hashlib
 import hmac
-import http.client
-import http.server
 import json
 import math
-import os
 import random
 import re
-import signal
-import socket
-import ssl
 import sys
 import threading
 import time
@@ -207,12 +201,13 @@ import urllib.parse
 import uuid
 from datetime import datetime, timezone
 
+import standin_http
+from standin_http import ControlError
+
 DEFAULT_API_KEY = "re_standin_key"
 MAX_BODY = 1024 * 1024              # request body cap (413 past it)
-MAX_CHUNK_LINES = 100               # trailer lines read after a chunked body
 CALL_LOG_MAX = 20000
 EVENT_LOG_MAX = 1000
-EVENT_RESPONSE_MAX = 64 * 1024      # webhook answer bytes kept
 PAGE_MIN, PAGE_MAX, PAGE_DEFAULT = 1, 100, 20
 EMAIL_MAX = 254
 
@@ -246,14 +241,7 @@ DEFAULT_CONFIG = {
     "rateHeaders": True,
 }
 
-LOG = {"verbose": False}
-
-
-def log(msg, *args):
-    if args:
-        msg = msg % args
-    sys.stderr.write("resend-standin: %s\n" % msg)
-    sys.stderr.flush()
+log = standin_http.Logger("resend-standin")
 
 
 def rest_time(t):
@@ -303,12 +291,6 @@ class ApiError(Exception):
 
     def body(self):
         return {"statusCode": self.status, "message": self.message, "name": self.name}
-
-
-class ControlError(Exception):
-    def __init__(self, status, message):
-        super().__init__(message)
-        self.status = status
 
 
 # ---- rate limiter --------------------------------------------------------------
@@ -934,48 +916,10 @@ def match_route(path):
 
 def control_dispatch(st, method, action, body, query):
     """-> (status, payload). action is the path after /_standin/."""
-    if action == "healthz" and method == "GET":
-        return 200, "ok"
-    if action == "state" and method == "GET":
-        return 200, st.dump()
-    if action == "reset" and method == "POST":
-        st.reset(keep_config=bool(body.get("keepConfig")))
-        return 200, {"reset": True}
-    if action == "seed" and method == "POST":
-        return 200, control_seed(st, body)
-    if action == "config":
-        if method == "GET":
-            return 200, dict(st.config)
-        if method == "POST":
-            return 200, st.configure(body)
-    if action == "calls":
-        if method == "GET":
-            since = int(query.get("since", "0") or 0)
-            return 200, st.calls_view(since, query.get("log", "1") not in ("0", "false"))
-        if method == "DELETE":
-            st.clear_calls()
-            return 200, {"cleared": True}
-    if action == "counts" and method == "GET":
-        return 200, st.calls_view(0, False)
-    if action == "faults":
-        if method == "GET":
-            with st.lock:
-                return 200, {"faults": [f.describe() for f in st.faults]}
-        if method == "DELETE" or (method == "POST" and body.get("clear")):
-            with st.lock:
-                st.faults = []
-            return 200, {"cleared": True}
-        if method == "POST":
-            return 200, {"id": st.add_fault(body)}
     if action == "drift" and method == "POST":
         return 200, control_drift(st, body)
-    if action == "events":
-        if method == "GET":
-            with st.lock:
-                return 200, {"events": list(st.events)}
-        if method == "POST":
-            return 200, send_event(st, body)
-    raise ControlError(404, "no control endpoint %s %s" % (method, action))
+    return standin_http.control_common(st, method, action, body, query, control_seed,
+                                       send_event)
 
 
 def control_seed(st, body):
@@ -1094,26 +1038,8 @@ def event_body(st, req, now):
     return json.dumps(envelope, separators=(",", ":")).encode()
 
 
-class _NamedHTTPSConnection(http.client.HTTPSConnection):
-    """Connects to host:port but checks the certificate for another name."""
-
-    def __init__(self, host, port, server_name, context, timeout):
-        super().__init__(host, port, context=context, timeout=timeout)
-        self._server_name = server_name
-        self._ctx = context
-
-    def connect(self):
-        sock = socket.create_connection((self.host, self.port), self.timeout)
-        self.sock = self._ctx.wrap_socket(sock, server_hostname=self._server_name)
-
-
 def send_event(st, req):
-    url = req.get("url")
-    if not url:
-        raise ControlError(400, "url is required")
-    u = urllib.parse.urlsplit(url)
-    if u.scheme not in ("http", "https") or not u.hostname:
-        raise ControlError(400, "url must be http:// or https://")
+    u = standin_http.webhook_url(req)
     now = time.time()
     body = event_body(st, req, now)
     msg_id = req.get("id") or new_msg_id()
@@ -1131,152 +1057,26 @@ def send_event(st, req):
     headers = {"content-type": "application/json",
                "user-agent": "Svix-Webhooks/1.0 (resend-standin)",
                "svix-id": msg_id, "svix-timestamp": ts, "svix-signature": signature}
-    for k, v in (req.get("headers") or {}).items():
-        headers.pop(k.lower(), None)
-        if v is not None:
-            headers[k.lower()] = v
-    rec = {"time": now,
-           "request": {"url": url, "headers": headers,
-                       "body": body.decode("utf-8", "replace")},
-           "delivered": False, "status": None, "responseBody": None, "responseHeaders": None,
-           "error": None}
-    timeout = float(req.get("timeout", 5))
-    port = u.port or (443 if u.scheme == "https" else 80)
-    path = (u.path or "/") + ("?" + u.query if u.query else "")
-    conn = None
-    try:
-        if u.scheme == "https":
-            if req.get("insecure"):
-                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            else:
-                ctx = ssl.create_default_context(cafile=req.get("caFile"))
-            conn = _NamedHTTPSConnection(u.hostname, port, req.get("serverName") or u.hostname,
-                                         ctx, timeout)
-        else:
-            conn = http.client.HTTPConnection(u.hostname, port, timeout=timeout)
-        conn.request("POST", path, body=body, headers=headers)
-        resp = conn.getresponse()
-        data = resp.read(EVENT_RESPONSE_MAX)
-        rec.update({"status": resp.status, "delivered": 200 <= resp.status < 300,
-                    "responseBody": data.decode("utf-8", "replace"),
-                    "responseHeaders": {k.lower(): v for k, v in resp.getheaders()}})
-    except (OSError, http.client.HTTPException, ssl.SSLError) as e:
-        rec["error"] = "%s: %s" % (type(e).__name__, e)
-    finally:
-        if conn is not None:
-            conn.close()
-    with st.lock:
-        st.events.append(rec)
-    return rec
+    return standin_http.send_webhook(st, req, u, now, body, headers)
 
 
 # ---- HTTP server -------------------------------------------------------------------
 
-class BodyTooLarge(Exception):
-    pass
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(standin_http.Handler):
     server_version = "resend-standin"
+    logger = log
+    max_body = MAX_BODY
+    json_type = "application/json; charset=utf-8"
+    too_large_text = "The request body is too large."
+    dispatch = staticmethod(control_dispatch)
 
-    def version_string(self):
-        return self.server_version
+    @staticmethod
+    def api_error(code, text):
+        return ApiError(code, text, "validation_error").body()
 
-    def setup(self):
-        if isinstance(self.request, ssl.SSLSocket):
-            self.request.settimeout(10)
-            try:
-                self.request.do_handshake()
-            except (OSError, ssl.SSLError):
-                self.request.close()
-                raise
-            self.request.settimeout(None)
-        super().setup()
-
-    def log_message(self, fmt, *args):
-        if LOG["verbose"]:
-            log("%s %s", self.address_string(), fmt % args)
-
-    @property
-    def st(self):
-        return self.server.state
-
-    def read_body(self):
-        te = (self.headers.get("Transfer-Encoding") or "").lower()
-        if "chunked" in te:
-            out = bytearray()
-            while True:
-                line = self.rfile.readline(1024)
-                size = int(line.split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    for _ in range(MAX_CHUNK_LINES):
-                        if self.rfile.readline(1024) in (b"\r\n", b"\n", b""):
-                            break
-                    return bytes(out)
-                if len(out) + size > MAX_BODY:
-                    raise BodyTooLarge()
-                out += self.rfile.read(size)
-                self.rfile.readline(1024)
-        n = int(self.headers.get("Content-Length") or 0)
-        if n > MAX_BODY:
-            raise BodyTooLarge()
-        return self.rfile.read(n) if n > 0 else b""
-
-    def send(self, status, payload, headers=None, ctype="application/json; charset=utf-8"):
-        if isinstance(payload, (bytes, bytearray)):
-            data = bytes(payload)
-        elif isinstance(payload, str) and not ctype.startswith("application/json"):
-            data = payload.encode()
-        else:
-            data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-
-    def handle_any(self):
-        u = urllib.parse.urlsplit(self.path)
-        parsed = urllib.parse.parse_qs(u.query, keep_blank_values=True)
-        query = {k: v[-1] for k, v in parsed.items()}
-        try:
-            raw = self.read_body()
-        except (BodyTooLarge, ValueError) as e:
-            # The rest of the body is unread: this connection cannot go on.
-            self.close_connection = True
-            code = 413 if isinstance(e, BodyTooLarge) else 400
-            text = "The request body is too large." if code == 413 else "Bad request framing."
-            if u.path.startswith("/_standin/"):
-                return self.send(code, {"error": text})
-            return self.send(code, ApiError(code, text, "validation_error").body())
-        if u.path.startswith("/_standin/"):
-            return self.handle_control(u.path[len("/_standin/"):], query, raw)
-        self.handle_api(u, query, raw)
-
-    do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = do_HEAD = handle_any
-
-    def handle_control(self, action, query, raw):
-        try:
-            body = json.loads(raw) if raw.strip() else {}
-            if not isinstance(body, dict):
-                raise ControlError(400, "control bodies are JSON objects")
-            code, payload = control_dispatch(self.st, self.command, action, body, query)
-        except ControlError as e:
-            code, payload = e.status, {"error": str(e)}
-        except ValueError as e:   # the body, or a number in the query
-            code, payload = 400, {"error": "bad request: %s" % e}
-        self.send(code, payload)
-
-    def handle_api(self, u, query, raw):
+    def handle_api(self, u, query_multi, raw):
         st = self.st
+        query = standin_http.last_values(query_multi)
         started = time.monotonic()
         template, params, methods = match_route(u.path)
         method = self.command
@@ -1394,126 +1194,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return 500, ApiError(500, "An unexpected error occurred.").body()
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128    # a burst of clients must not wait for SYN retries
-
-    def handle_error(self, request, client_address):
-        # A client that gave up (timeouts, dropped connections) is routine here.
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, socket.timeout, ssl.SSLError)):
-            if LOG["verbose"]:
-                log("%s: %s", client_address[0], exc)
-            return
-        super().handle_error(request, client_address)
-
-    def __init__(self, addr, state, tls=None):
-        super().__init__(addr, Handler)
-        self.state = state
-        if tls is not None:
-            self.socket = tls.wrap_socket(self.socket, server_side=True,
-                                          do_handshake_on_connect=False)
-
-
-class StandIn:
+class StandIn(standin_http.StandIn):
     """In-process stand-in: StandIn(**config).start(); .url; .control(...); .stop()."""
 
-    def __init__(self, port=0, tls_cert=None, tls_key=None, **config):
-        self.req_port = port
-        self.tls_cert = tls_cert
-        self.tls_key = tls_key
-        self.state = State(config)
-        self.httpd = None
-        self.thread = None
-
-    def start(self):
-        tls = None
-        if self.tls_cert:
-            tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            tls.load_cert_chain(self.tls_cert, self.tls_key)
-        self.httpd = _Server(("127.0.0.1", self.req_port), self.state, tls)
-        self.thread = threading.Thread(target=self.httpd.serve_forever,
-                                       kwargs={"poll_interval": 0.05},
-                                       name="resend-standin", daemon=True)
-        self.thread.start()
-        return self
-
-    @property
-    def port(self):
-        return self.httpd.server_address[1]
-
-    @property
-    def url(self):
-        return "%s://127.0.0.1:%d" % ("https" if self.tls_cert else "http", self.port)
-
-    def control(self, action, body=None, method="POST", query=None):
-        """The control API without HTTP; an error raises RuntimeError."""
-        try:
-            code, payload = control_dispatch(self.state, method, action, body or {}, query or {})
-        except ControlError as e:
-            code, payload = e.status, {"error": str(e)}
-        if code >= 400:
-            raise RuntimeError("control %s: %s" % (action, payload))
-        return payload
-
-    def stop(self):
-        self.state.stopping.set()
-        if self.httpd is not None:
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.httpd = None
-        if self.thread is not None:
-            self.thread.join(5)
-            self.thread = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-
-def write_atomic(path, text):
-    tmp = "%s.tmp.%d" % (path, os.getpid())
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    state_class = State
+    handler_class = Handler
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Resend API stand-in (see the module docstring)")
-    ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--port-file")
-    ap.add_argument("--api-key", action="append", help="accepted key (repeatable); "
-                    "default %s" % DEFAULT_API_KEY)
-    ap.add_argument("--any-key", action="store_true", help="accept any bearer key")
-    ap.add_argument("--rate", type=float, default=DEFAULT_CONFIG["rateLimit"],
-                    help="requests per window; 0 = unlimited")
-    ap.add_argument("--rate-window", type=float, default=DEFAULT_CONFIG["rateWindow"])
+    standin_http.add_server_args(ap, DEFAULT_API_KEY, "accept any bearer key",
+                                 DEFAULT_CONFIG["rateLimit"], DEFAULT_CONFIG["rateWindow"])
     ap.add_argument("--rate-mode", choices=("sliding", "bucket"), default="sliding")
     ap.add_argument("--no-user-agent-check", action="store_true")
-    ap.add_argument("--tls-cert")
-    ap.add_argument("--tls-key")
-    ap.add_argument("-v", "--verbose", action="store_true")
+    standin_http.add_closing_args(ap)
     a = ap.parse_args(argv)
-    LOG["verbose"] = a.verbose
-    config = {"rateLimit": int(a.rate) if a.rate == int(a.rate) else a.rate,
-              "rateWindow": a.rate_window, "rateMode": a.rate_mode,
-              "requireUserAgent": not a.no_user_agent_check,
-              "apiKeys": None if a.any_key else (a.api_key or [DEFAULT_API_KEY])}
+    log.verbose = a.verbose
+    config = standin_http.server_config(a, DEFAULT_API_KEY)
+    config.update({"rateMode": a.rate_mode, "requireUserAgent": not a.no_user_agent_check})
     s = StandIn(port=a.port, tls_cert=a.tls_cert, tls_key=a.tls_key or a.tls_cert, **config)
-    s.start()
-    if a.port_file:
-        write_atomic(a.port_file, "%d\n" % s.port)
-    log("listening on %s", s.url)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
-    while not done.wait(1):
-        pass
-    s.stop()
-    return 0
+    return standin_http.serve(s, a.port_file)
 
 
 if __name__ == "__main__":

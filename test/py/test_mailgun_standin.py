@@ -9,18 +9,14 @@ import base64
 import hashlib
 import hmac
 import http.client
-import http.server
 import json
 import os
 import re
 import shutil
-import signal
 import socket
 import ssl
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 import urllib.parse
@@ -28,11 +24,13 @@ import urllib.parse
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mailgun_standin  # noqa: E402
 from mailgun_standin import StandIn  # noqa: E402
+import standin_testutil as stu  # noqa: E402
+from standin_testutil import make_cert, wait_for  # noqa: E402
 
 KEY = mailgun_standin.DEFAULT_API_KEY
 LIST = "devs@mg.example.test"
 RFC2822_RE = r"^[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d -0000$"
-WAIT = 10.0
+WEBHOOK_PATH = "/webhooks/mailgun"
 
 
 def basic(user, key):
@@ -57,8 +55,6 @@ def call(base, method, path, fields=None, key=KEY, user="api", form="urlencoded"
     fields: a dict or a list of pairs, sent as form="urlencoded" | "multipart" |
     "query" (appended to the path).
     """
-    u = urllib.parse.urlsplit(base)
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
     h = {}
     if key is not None:
         h["Authorization"] = basic(user, key)
@@ -73,16 +69,7 @@ def call(base, method, path, fields=None, key=KEY, user="api", form="urlencoded"
             h["Content-Type"] = "application/x-www-form-urlencoded"
             data = urllib.parse.urlencode(pairs).encode()
     h.update(headers or {})
-    try:
-        conn.request(method, path, body=data, headers=h)
-        r = conn.getresponse()
-        text = r.read()
-    finally:
-        conn.close()
-    hdrs = {k.lower(): v for k, v in r.getheaders()}
-    if hdrs.get("content-type", "").startswith("application/json") and text:
-        return r.status, hdrs, json.loads(text)
-    return r.status, hdrs, text.decode()
+    return stu.request(base, method, path, data, h, timeout)
 
 
 def q(addr):
@@ -95,37 +82,9 @@ def independent_signature(key, timestamp, token):
     return hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
 
 
-def wait_for(pred, what, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting for " + what)
-
-
-class StandInCase(unittest.TestCase):
-    config = {}
-
-    @classmethod
-    def setUpClass(cls):
-        cls.s = StandIn(**cls.config).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.s.stop()
-
-    def setUp(self):
-        self.s.control("reset")
-
-    def api(self, method, path, fields=None, **kw):
-        return call(self.s.url, method, path, fields, **kw)
-
-    def ok(self, method, path, fields=None, want=200, **kw):
-        status, _, payload = self.api(method, path, fields, **kw)
-        self.assertEqual(status, want, payload)
-        return payload
+class StandInCase(stu.StandInCase):
+    standin = StandIn
+    call = staticmethod(call)
 
     def assertError(self, resp, status, message=None):
         code, hdrs, body = resp
@@ -745,50 +704,12 @@ class TestCalls(StandInCase):
                          mailgun_standin.DEFAULT_DOMAIN)
 
 
-class Receiver:
-    """A webhook endpoint that records what arrives and answers `status`."""
-
-    def __init__(self, tls_ctx=None):
-        self.got = []
-        self.status = 200
-        outer = self
-
-        class H(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                outer.got.append({"path": self.path, "headers": {k.lower(): v for k, v in
-                                                                 self.headers.items()},
-                                  "body": self.rfile.read(n)})
-                self.send_response(outer.status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *a):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.httpd.daemon_threads = True
-        if tls_ctx is not None:
-            self.httpd.socket = tls_ctx.wrap_socket(self.httpd.socket, server_side=True)
-        self.thread = threading.Thread(target=self.httpd.serve_forever,
-                                       kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-        scheme = "https" if tls_ctx is not None else "http"
-        self.url = "%s://127.0.0.1:%d/webhooks/mailgun" % (scheme, self.httpd.server_address[1])
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
-
-
 class TestEvents(StandInCase):
     key = "whk-0123456789abcdef"
 
     def setUp(self):
         super().setUp()
-        self.rx = Receiver()
+        self.rx = stu.Receiver(WEBHOOK_PATH)
         self.addCleanup(self.rx.close)
 
     def check_signed(self, got, key=None):
@@ -921,27 +842,10 @@ class TestEvents(StandInCase):
             with self.assertRaises(RuntimeError, msg=req):
                 self.s.control("events", req)
         self.assertEqual(self.rx.got, [])
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        sock.close()
-        out = self.s.control("events", {"url": "http://127.0.0.1:%d/" % port,
+        out = self.s.control("events", {"url": "http://127.0.0.1:%d/" % stu.unused_port(),
                                         "recipient": "a@example.com", "timeout": 1})
         self.assertFalse(out["delivered"])
         self.assertIsNotNone(out["error"])
-
-
-def make_cert(tmp, name):
-    """A self-signed certificate for `name` and 127.0.0.1 -> (cert, key), or None."""
-    openssl = shutil.which("openssl")
-    if not openssl:
-        return None
-    cert, key = os.path.join(tmp, "c.pem"), os.path.join(tmp, "k.pem")
-    cmd = [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-           "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=" + name,
-           "-addext", "subjectAltName=DNS:%s,IP:127.0.0.1" % name]
-    r = subprocess.run(cmd, capture_output=True, timeout=30)
-    return (cert, key) if r.returncode == 0 else None
 
 
 class TestTLS(StandInCase):
@@ -956,7 +860,7 @@ class TestTLS(StandInCase):
     def test_https_webhook_delivery(self):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(*self.pair)
-        rx = Receiver(ctx)
+        rx = stu.Receiver(WEBHOOK_PATH, ctx)
         self.addCleanup(rx.close)
         base = {"url": rx.url, "recipient": "a@example.com"}
         self.assertTrue(self.s.control("events", dict(base, caFile=self.pair[0]))["delivered"])
@@ -992,19 +896,11 @@ class TestTLS(StandInCase):
 
 class TestCommandLine(unittest.TestCase):
     def test_port_file_and_sigterm(self):
-        tmp = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, tmp)
-        port_file = os.path.join(tmp, "port")
-        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mailgun_standin.py")
-        p = subprocess.Popen([sys.executable, script, "--port", "0", "--port-file", port_file,
-                              "--api-key", "key-cli", "--rate", "2", "--rate-window", "30",
-                              "--domain", "cli.test", "--webhook-signing-key", "cli-sign"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        p = stu.Program("mailgun_standin.py", [
+            "--api-key", "key-cli", "--rate", "2", "--rate-window", "30",
+            "--domain", "cli.test", "--webhook-signing-key", "cli-sign"])
         try:
-            wait_for(lambda: os.path.exists(port_file), "the port file")
-            with open(port_file) as f:
-                port = int(f.read())
-            base = "http://127.0.0.1:%d" % port
+            base = p.base
             self.assertEqual(call(base, "GET", "/v3/lists", key="key-cli")[0], 200)
             self.assertEqual(call(base, "GET", "/v3/lists", key=KEY)[0], 401)
             self.assertEqual(call(base, "GET", "/v3/lists", key="key-cli")[0], 200)
@@ -1013,13 +909,7 @@ class TestCommandLine(unittest.TestCase):
             self.assertEqual((cfg["domain"], cfg["webhookSigningKey"], cfg["rateLimit"]),
                              ("cli.test", "cli-sign", 2))
         finally:
-            p.send_signal(signal.SIGTERM)
-            try:
-                rc = p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                rc = p.wait(5)
-            p.stderr.close()
+            rc = p.stop()
         self.assertEqual(rc, 0)
 
 

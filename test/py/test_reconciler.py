@@ -15,22 +15,13 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reconciler_harness as h  # noqa: E402
-from reconciler_harness import Env, condition, wait_for  # noqa: E402
+from reconciler_harness import Env, MEMBERSHIP, REMOVAL, condition, wait_for  # noqa: E402
 
 NS = "org-a"
-MEMBERSHIP = "ContactGroupMembership"
-REMOVAL = "ContactGroupMembershipRemoval"
 
 
-def setUpModule():
-    if not os.access(h.binary(), os.X_OK):
-        raise unittest.SkipTest("no reconciler binary at %s (set MILO_RECONCILER_BIN)"
-                                % h.binary())
-    h.cert_dir()
-
-
-def tearDownModule():
-    h.cleanup_certs()
+setUpModule = h.module_setup
+tearDownModule = h.cleanup_certs
 
 
 class Base(unittest.TestCase):
@@ -324,18 +315,9 @@ class TestRemoval(Base):
 
     @staticmethod
     def provider_add(env, cid, sid):
-        import http.client
-        import urllib.parse
-        u = urllib.parse.urlsplit(env.resend.url)
-        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=5)
-        try:
-            conn.request("POST", "/contacts/%s/segments/%s" % (cid, sid), headers={
-                "Authorization": "Bearer " + h.API_KEY, "User-Agent": "test/1"})
-            r = conn.getresponse()
-            r.read()
-            return r.status
-        finally:
-            conn.close()
+        return h.http_request(env.resend.url, "POST", "/contacts/%s/segments/%s" % (cid, sid),
+                              headers={"Authorization": "Bearer " + h.API_KEY,
+                                       "User-Agent": "test/1"}, timeout=5)[0]
 
     def test_private_group_is_rejected(self):
         env = self.env()
@@ -358,15 +340,8 @@ class TestStatusFitsTheCRDs(Base):
         """With the project's CRDs stored, the stand-in checks every status the
         reconciler writes against their schemas and CEL rules (as a cluster
         does): a whole life cycle gets no 422."""
-        import crd_schema
         env = self.env()
-        for name in ("contacts", "contactgroups", "contactgroupmemberships",
-                     "contactgroupmembershipremovals"):
-            with open(os.path.join(h.ROOT, "manifests", "crds", name + ".yaml")) as f:
-                for crd in crd_schema.CelHelper.yaml(f.read()):
-                    if crd.get("kind") == "CustomResourceDefinition":
-                        env.kube_request("POST", "/apis/apiextensions.k8s.io/v1/"
-                                         "customresourcedefinitions", crd)
+        env.store_crds()
         rec = env.reconciler()
         self.sync_pair(env, NS)
         self.sync_pair(env, NS, contact="c2", group="g2", email="c2@example.com",
@@ -377,9 +352,7 @@ class TestStatusFitsTheCRDs(Base):
         env.wait_condition(REMOVAL, NS, "stay", "Ready", "False", "Rejected")
         env.delete("Contact", NS, "c2")
         env.wait_gone("Contact", NS, "c2")
-        refused = [(r["method"], r["path"], r.get("body", "")[:200])
-                   for r in env.kube_requests()["items"] if r.get("code") == 422]
-        self.assertEqual(refused, [])
+        self.assertEqual(env.kube_refusals(), [])
         self.stop_ok(rec)
 
 
@@ -461,15 +434,7 @@ class TestProviderFailures(Base):
         env.resend.control("faults", {"kind": "error", "status": 500,
                                       "fraction": 0.1765, "seed": 12})
         rec = env.reconciler(args=["--workers", "4"])
-        groups = ["g%d" % i for i in range(3)]
-        contacts = ["c%d" % i for i in range(4)]
-        for g in groups:
-            env.group(NS, g, "Group " + g)
-        for c in contacts:
-            env.contact(NS, c, "%s@example.com" % c, "Name " + c)
-        pairs = [(c, g) for c in contacts for g in groups[:2]]
-        for c, g in pairs:
-            env.membership(NS, "%s-%s" % (c, g), c, g)
+        groups, contacts, pairs = env.grid(NS)
         for g in groups:
             env.wait_ready("ContactGroup", NS, g, timeout=60)
         for c in contacts:
@@ -515,12 +480,7 @@ class TestRateLimit(Base):
         env = self.env(resend_config={"rateLimit": 5, "rateWindow": 1, "rateMode": "sliding"})
         rec = env.reconciler(rate=5)
         n = 10
-        for i in range(n):
-            env.group(NS, "g%d" % i, "Group %d" % i)
-            env.contact(NS, "c%d" % i, "c%d@example.com" % i)
-            env.membership(NS, "m%d" % i, "c%d" % i, "g%d" % i)
-        for i in range(n):
-            env.wait_ready(MEMBERSHIP, NS, "m%d" % i, timeout=60)
+        env.one_to_one(NS, n)
         view = env.calls(log=True)
         statuses = [c["status"] for c in view["calls"]]
         self.assertNotIn(429, statuses, view["countsByStatus"])

@@ -21,23 +21,14 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reconciler_harness as h  # noqa: E402
-from reconciler_harness import Env, condition, wait_for  # noqa: E402
+from reconciler_harness import Env, MEMBERSHIP, REMOVAL, condition, wait_for  # noqa: E402
 
 NS = "org-a"
-MEMBERSHIP = "ContactGroupMembership"
-REMOVAL = "ContactGroupMembershipRemoval"
 SIGNING_KEY = "mg-test-signing-key-0123456789"
 
 
-def setUpModule():
-    if not os.access(h.binary(), os.X_OK):
-        raise unittest.SkipTest("no reconciler binary at %s (set MILO_RECONCILER_BIN)"
-                                % h.binary())
-    h.cert_dir()
-
-
-def tearDownModule():
-    h.cleanup_certs()
+setUpModule = h.module_setup
+tearDownModule = h.cleanup_certs
 
 
 def addr(ns, name):
@@ -46,19 +37,11 @@ def addr(ns, name):
 
 def mailgun_api(env, method, path, fields=None):
     """One form request to the Mailgun stand-in's API, as another client would send it."""
-    u = urllib.parse.urlsplit(env.mailgun.url)
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
     auth = base64.b64encode(("api:" + h.MAILGUN_API_KEY).encode()).decode()
     body = urllib.parse.urlencode(fields or {})
-    try:
-        conn.request(method, urllib.parse.quote(path), body=body, headers={
-            "Authorization": "Basic " + auth,
-            "Content-Type": "application/x-www-form-urlencoded"})
-        r = conn.getresponse()
-        r.read()
-        return r.status
-    finally:
-        conn.close()
+    return h.http_request(env.mailgun.url, method, urllib.parse.quote(path), body, {
+        "Authorization": "Basic " + auth,
+        "Content-Type": "application/x-www-form-urlencoded"})[0]
 
 
 class Base(unittest.TestCase):
@@ -362,15 +345,8 @@ class TestStatusFitsTheCRDs(Base):
         """With the CRDs stored, every status write is checked as a cluster checks it:
         a 254-character email in a list with a 64-octet local part makes a
         membership providerID of 254 + 1 + 82 characters, and still no 422."""
-        import crd_schema
         env = self.env()
-        for name in ("contacts", "contactgroups", "contactgroupmemberships",
-                     "contactgroupmembershipremovals"):
-            with open(os.path.join(h.ROOT, "manifests", "crds", name + ".yaml")) as f:
-                for crd in crd_schema.CelHelper.yaml(f.read()):
-                    if crd.get("kind") == "CustomResourceDefinition":
-                        env.kube_request("POST", "/apis/apiextensions.k8s.io/v1/"
-                                         "customresourcedefinitions", crd)
+        env.store_crds()
         rec = env.reconciler()
         email = "l" * 64 + "@" + ".".join(["d" * 61, "d" * 61, "d" * 61, "com"])
         self.assertEqual(len(email), 254)
@@ -386,9 +362,7 @@ class TestStatusFitsTheCRDs(Base):
         self.assertIn(email, env.members(g["status"]["providerID"]))
         env.delete("Contact", NS, "long")
         env.wait_gone("Contact", NS, "long")
-        refused = [(r["method"], r["path"], r.get("body", "")[:300])
-                   for r in env.kube_requests()["items"] if r.get("code") == 422]
-        self.assertEqual(refused, [])
+        self.assertEqual(env.kube_refusals(), [])
         self.stop_ok(rec)
 
 
@@ -403,15 +377,7 @@ class TestFaults(Base):
         env = self.env()
         env.mailgun.control("faults", {"kind": "error", "every": 7})
         rec = env.reconciler(args=["--workers", "3"] + args)
-        groups = ["g%d" % i for i in range(3)]
-        contacts = ["c%d" % i for i in range(4)]
-        for g in groups:
-            env.group(NS, g, "Group " + g)
-        for c in contacts:
-            env.contact(NS, c, "%s@example.com" % c, "Name" + c)
-        pairs = [(c, g) for c in contacts for g in groups[:2]]
-        for c, g in pairs:
-            env.membership(NS, "%s-%s" % (c, g), c, g)
+        groups, contacts, pairs = env.grid(NS)
         for c, g in pairs:
             env.wait_ready(MEMBERSHIP, NS, "%s-%s" % (c, g), timeout=90)
         # Changes under the same faults: removals, a delete, a rename, an email change,
@@ -509,12 +475,7 @@ class TestRateLimit(Base):
         env = self.env(mailgun_config={"rateLimit": 5, "rateWindow": 1})
         rec = env.reconciler(rate=5, args=["--mailgun-bulk-window", "0"])
         n = 8
-        for i in range(n):
-            env.group(NS, "g%d" % i, "Group %d" % i)
-            env.contact(NS, "c%d" % i, "c%d@example.com" % i)
-            env.membership(NS, "m%d" % i, "c%d" % i, "g%d" % i)
-        for i in range(n):
-            env.wait_ready(MEMBERSHIP, NS, "m%d" % i, timeout=60)
+        env.one_to_one(NS, n)
         view = env.calls(log=True)
         self.assertNotIn(429, [c["status"] for c in view["calls"]], view["countsByStatus"])
         self.assertEqual(view["counts"], {"POST /v3/lists": n,

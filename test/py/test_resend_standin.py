@@ -8,15 +8,12 @@ import base64
 import hashlib
 import hmac
 import http.client
-import http.server
 import json
 import os
 import random
 import shutil
-import signal
 import socket
 import ssl
-import subprocess
 import sys
 import tempfile
 import threading
@@ -28,9 +25,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import resend_standin  # noqa: E402
 from resend_standin import StandIn  # noqa: E402
 import required  # noqa: E402
+import standin_testutil as stu  # noqa: E402
+from standin_testutil import make_cert  # noqa: E402
 
 KEY = resend_standin.DEFAULT_API_KEY
 UA = "milo-contacts-test/1"
+WEBHOOK_PATH = "/hooks/resend"
 
 # The published Svix vector (svix/svix-webhooks go/webhook_test.go,
 # shared/reference/resend-and-svix.md 2.4).
@@ -45,8 +45,6 @@ RL_HEADERS = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset", "rate
 
 def call(base, method, path, body=None, key=KEY, ua=UA, headers=None, timeout=5, raw=None):
     """One request on a fresh connection -> (status, headers (lower-case), payload)."""
-    u = urllib.parse.urlsplit(base)
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
     h = {}
     if ua is not None:
         h["User-Agent"] = ua
@@ -56,16 +54,7 @@ def call(base, method, path, body=None, key=KEY, ua=UA, headers=None, timeout=5,
     if data is not None:
         h["Content-Type"] = "application/json"
     h.update(headers or {})
-    try:
-        conn.request(method, path, body=data, headers=h)
-        r = conn.getresponse()
-        text = r.read()
-    finally:
-        conn.close()
-    hdrs = {k.lower(): v for k, v in r.getheaders()}
-    if hdrs.get("content-type", "").startswith("application/json") and text:
-        return r.status, hdrs, json.loads(text)
-    return r.status, hdrs, text.decode()
+    return stu.request(base, method, path, data, h, timeout)
 
 
 def independent_signature(secret, msg_id, ts, body):
@@ -75,27 +64,10 @@ def independent_signature(secret, msg_id, ts, body):
     return base64.b64encode(mac.digest()).decode()
 
 
-class StandInCase(unittest.TestCase):
+class StandInCase(stu.StandInCase):
+    standin = StandIn
+    call = staticmethod(call)
     config = {"rateLimit": 0}
-
-    @classmethod
-    def setUpClass(cls):
-        cls.s = StandIn(**cls.config).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.s.stop()
-
-    def setUp(self):
-        self.s.control("reset")
-
-    def api(self, method, path, body=None, **kw):
-        return call(self.s.url, method, path, body, **kw)
-
-    def ok(self, method, path, body=None, want=200, **kw):
-        status, _, payload = self.api(method, path, body, **kw)
-        self.assertEqual(status, want, payload)
-        return payload
 
     def assertError(self, resp, status, name, message=None):
         code, hdrs, body = resp
@@ -634,50 +606,12 @@ class TestCalls(StandInCase):
         self.assertIn("id", body)
 
 
-class Receiver:
-    """A webhook endpoint that records what arrives and answers `status`."""
-
-    def __init__(self, tls_ctx=None):
-        self.got = []
-        self.status = 200
-        outer = self
-
-        class H(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                outer.got.append({"path": self.path, "headers": {k.lower(): v for k, v in
-                                                                 self.headers.items()},
-                                  "body": self.rfile.read(n)})
-                self.send_response(outer.status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *a):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.httpd.daemon_threads = True
-        if tls_ctx is not None:
-            self.httpd.socket = tls_ctx.wrap_socket(self.httpd.socket, server_side=True)
-        self.thread = threading.Thread(target=self.httpd.serve_forever,
-                                       kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-        scheme = "https" if tls_ctx is not None else "http"
-        self.url = "%s://127.0.0.1:%d/hooks/resend" % (scheme, self.httpd.server_address[1])
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
-
-
 class TestEvents(StandInCase):
     secret = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 
     def setUp(self):
         super().setUp()
-        self.rx = Receiver()
+        self.rx = stu.Receiver(WEBHOOK_PATH)
         self.addCleanup(self.rx.close)
 
     def check_signed(self, got):
@@ -776,28 +710,11 @@ class TestEvents(StandInCase):
             self.s.control("events", {"url": self.rx.url, "secret": self.secret,
                                       "contact": "nobody@example.com"})
         # Nobody listening: reported, not raised.
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        sock.close()
-        out = self.s.control("events", {"url": "http://127.0.0.1:%d/" % port,
+        out = self.s.control("events", {"url": "http://127.0.0.1:%d/" % stu.unused_port(),
                                         "secret": self.secret, "type": "email.delivered",
                                         "timeout": 1})
         self.assertFalse(out["delivered"])
         self.assertIsNotNone(out["error"])
-
-
-def make_cert(tmp, name):
-    """A self-signed certificate for `name` and 127.0.0.1 -> (cert, key), or None."""
-    openssl = shutil.which("openssl")
-    if not openssl:
-        return None
-    cert, key = os.path.join(tmp, "c.pem"), os.path.join(tmp, "k.pem")
-    cmd = [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-           "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=" + name,
-           "-addext", "subjectAltName=DNS:%s,IP:127.0.0.1" % name]
-    r = subprocess.run(cmd, capture_output=True, timeout=30)
-    return (cert, key) if r.returncode == 0 else None
 
 
 class TestEventsTLS(StandInCase):
@@ -811,7 +728,7 @@ class TestEventsTLS(StandInCase):
             required.missing("openssl cannot make a test certificate")
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(*pair)
-        rx = Receiver(ctx)
+        rx = stu.Receiver(WEBHOOK_PATH, ctx)
         self.addCleanup(rx.close)
         base = {"url": rx.url, "secret": self.secret, "type": "email.delivered"}
         self.assertTrue(self.s.control("events", dict(base, caFile=pair[0]))["delivered"])
@@ -860,31 +777,14 @@ class TestServeTLS(unittest.TestCase):
 
 class TestCommandLine(unittest.TestCase):
     def test_port_file_and_sigterm(self):
-        tmp = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, tmp)
-        port_file = os.path.join(tmp, "port")
-        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "resend_standin.py")
-        p = subprocess.Popen([sys.executable, script, "--port", "0", "--port-file", port_file,
-                              "--api-key", "re_cli", "--rate", "5"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        p = stu.Program("resend_standin.py", ["--api-key", "re_cli", "--rate", "5"])
         try:
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and not os.path.exists(port_file):
-                time.sleep(0.05)
-            with open(port_file) as f:
-                port = int(f.read())
-            base = "http://127.0.0.1:%d" % port
+            base = p.base
             code, hdrs, _ = call(base, "GET", "/segments", key="re_cli")
             self.assertEqual((code, hdrs["ratelimit-limit"]), (200, "5"))
             self.assertEqual(call(base, "GET", "/segments", key=KEY)[0], 403)
         finally:
-            p.send_signal(signal.SIGTERM)
-            try:
-                rc = p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                rc = p.wait(5)
-            p.stderr.close()
+            rc = p.stop()
         self.assertEqual(rc, 0)
 
 
