@@ -55,6 +55,20 @@ field_list_free(struct field_list *l)
 	field_list_init(l);
 }
 
+int
+field_list_has(const struct field_list *l, const char *path)
+{
+	size_t n = strlen(path);
+
+	for (size_t i = 0; i < l->len; i++) {
+		const char *f = l->v[i].field;
+
+		if (f && strncmp(f, path, n) == 0 && (f[n] == '\0' || f[n] == '.' || f[n] == '['))
+			return 1;
+	}
+	return 0;
+}
+
 static char *
 dup_or_null(const char *s, int *failed)
 {

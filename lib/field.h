@@ -47,6 +47,8 @@ struct field_list {
 
 void field_list_init(struct field_list *l);
 void field_list_free(struct field_list *l);
+/* True when an error is on path or below it ("spec.subject" covers "spec.subject.userRef.name"). */
+int field_list_has(const struct field_list *l, const char *path);
 
 const char *field_type_reason(enum field_type t);	/* "FieldValueInvalid" */
 const char *field_type_string(enum field_type t);	/* "Invalid value" */

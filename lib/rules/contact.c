@@ -209,7 +209,11 @@ state(const struct admission_env *env, const struct admission_user *user,
 		return;
 	if (old)
 		subject_of(old, &old_sk, &ignored);
-	if (env->cache && email && (!old || !same_email(email, old->spec.contact.email))) {
+	/* A field validate() refused is not looked up: its lookup could only add noise. */
+	if (field_list_has(errs, "spec.subject"))
+		ref = NULL;
+	if (env->cache && email && !field_list_has(errs, "spec.email") &&
+	    (!old || !same_email(email, old->spec.contact.email))) {
 		rc = cache_contact_by_email(env->cache, email, ns, obj->meta.name, &other_ns,
 		    &other);
 		if (rc == 1 && strcmp(other_ns, ns) == 0)

@@ -46,7 +46,8 @@ state(const struct admission_env *env, const struct admission_user *user,
 
 	(void)user;
 	(void)old;
-	if (!env || !env->cache || !obj->spec.group.display_name)
+	if (!env || !env->cache || !obj->spec.group.display_name ||
+	    field_list_has(errs, "spec.displayName"))
 		return;
 	rc = cache_group_by_display(env->cache, ns, obj->spec.group.display_name,
 	    obj->spec.group.visibility, obj->meta.name, &other);

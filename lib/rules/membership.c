@@ -160,11 +160,11 @@ state(const struct admission_env *env, const struct admission_user *user,
 		return;
 	}
 	/*
-	 * A reference validate() found incomplete is not looked up; the other
-	 * one still is, so every error comes back at once.
+	 * A reference validate() found incomplete or refused is not looked
+	 * up; the other one still is, so every error comes back at once.
 	 */
-	c_ok = complete(c);
-	g_ok = complete(g);
+	c_ok = complete(c) && !field_list_has(errs, "spec.contactRef");
+	g_ok = complete(g) && !field_list_has(errs, "spec.contactGroupRef");
 	if (c_ok)
 		contact = rules_lookup(env, KIND_CONTACT, c->namespace, c->name, notes);
 	if (c_ok && user_context(user) && !owned_by(&contact, user)) {
