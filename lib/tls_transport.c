@@ -26,7 +26,12 @@ struct tls_transport {
 
 static atomic_ulong late_sends;
 
-/* Up to len bytes already read ahead. */
+/*
+ * Up to len bytes already read ahead. The buffer goes once it is empty:
+ * an idle or stalled connection holds none (thousands may be open), and
+ * one busy with requests takes it again from malloc, which is cheap
+ * beside the recv() it is for.
+ */
 static size_t
 take_ahead(struct tls_transport *t, void *data, size_t len)
 {
@@ -36,8 +41,11 @@ take_ahead(struct tls_transport *t, void *data, size_t len)
 		n = len;
 	memcpy(data, t->ahead + t->ahead_off, n);
 	t->ahead_off += n;
-	if (t->ahead_off == t->ahead_len)
+	if (t->ahead_off == t->ahead_len) {
 		t->ahead_off = t->ahead_len = 0;
+		free(t->ahead);
+		t->ahead = NULL;
+	}
 	return n;
 }
 
@@ -58,8 +66,14 @@ pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
 			return recv(t->fd, data, len, 0);
 	}
 	n = recv(t->fd, t->ahead, TLS_TRANSPORT_READ_AHEAD, 0);
-	if (n <= 0)
+	if (n <= 0) {
+		int e = errno;
+
+		free(t->ahead);
+		t->ahead = NULL;
+		errno = e;
 		return n;
+	}
 	t->ahead_len = (size_t)n;
 	return (ssize_t)take_ahead(t, data, len);
 }

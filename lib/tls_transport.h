@@ -25,8 +25,8 @@
  */
 
 /*
- * Memory per connection: the read-ahead buffer, allocated at the first
- * read, and about 1 KiB, both kept until the connection is gone.
+ * Memory per connection: about 1 KiB, and the read-ahead buffer while it
+ * holds bytes (allocated for a read, freed once they are taken).
  */
 #define TLS_TRANSPORT_READ_AHEAD (16 * 1024)	/* bytes asked of one recv() */
 #define TLS_TRANSPORT_HOLD_MAX 1024		/* largest record held back */
