@@ -140,9 +140,11 @@ run: deps
 		--reconciler-bin $(BUILD)/contact-reconciler --webhook-port $(RUN_PORT)
 
 # libFuzzer on the admission decoder, every endpoint, for FUZZ_TIME seconds;
-# then lib/jsonparse.c against jansson for FUZZ_TIME seconds.
+# then lib/jsonparse.c against jansson for FUZZ_TIME seconds; then the TLS
+# transport's framing (lib/tls_transport.c) for FUZZ_TRANSPORT_TIME seconds.
 FUZZ_CC ?= clang
 FUZZ_TIME ?= 60
+FUZZ_TRANSPORT_TIME ?= 30
 FUZZ_DIR := build/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer $(WARN) \
@@ -161,7 +163,11 @@ $(FUZZ_DIR)/fuzz_jsonparse: fuzz/fuzz_jsonparse.c $(FUZZ_OBJ)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $(filter %.c %.o,$^) \
 		$(FINAL_LIBS)
 
-fuzz: deps $(FUZZ_DIR)/fuzz_admission $(FUZZ_DIR)/fuzz_jsonparse
+$(FUZZ_DIR)/fuzz_transport: fuzz/fuzz_transport.c $(FUZZ_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $(filter %.c %.o,$^) \
+		$(FINAL_LIBS)
+
+fuzz: deps $(FUZZ_DIR)/fuzz_admission $(FUZZ_DIR)/fuzz_jsonparse $(FUZZ_DIR)/fuzz_transport
 	@mkdir -p $(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds
 	@cp fuzz/seeds/*.json $(FUZZ_DIR)/seeds/
 	@find test/fixtures -name '*.json' -exec cp {} $(FUZZ_DIR)/seeds/ \;
@@ -173,6 +179,10 @@ fuzz: deps $(FUZZ_DIR)/fuzz_admission $(FUZZ_DIR)/fuzz_jsonparse
 	$(FUZZ_DIR)/fuzz_jsonparse -max_total_time=$(FUZZ_TIME) -max_len=65536 \
 		-timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
 		-dict=fuzz/admission.dict $(FUZZ_DIR)/corpus-jsonparse $(FUZZ_DIR)/seeds
+	@mkdir -p $(FUZZ_DIR)/corpus-transport
+	$(FUZZ_DIR)/fuzz_transport -max_total_time=$(FUZZ_TRANSPORT_TIME) -max_len=1024 \
+		-timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
+		$(FUZZ_DIR)/corpus-transport fuzz/seeds-transport
 
 # wrk against the webhook and against nginx on the same core (bench/webhook.sh),
 # then memory per cached object, admission latency with 10 and 100,000 cached
