@@ -675,5 +675,37 @@ class Logs(unittest.TestCase):
             w.stop()
 
 
+class Manifests(unittest.TestCase):
+    """The Deployment's grace period and the client-CA component, as kustomize renders them."""
+
+    def kustomize(self, overlay):
+        if not shutil.which("kubectl"):
+            self.skipTest("kubectl is not installed (make deps installs it)")
+        p = subprocess.run(["kubectl", "kustomize", overlay], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return p.stdout
+
+    def test_grace_period_covers_the_stop(self):
+        text = self.kustomize(os.path.join(TOP, "manifests", "webhook"))
+        grace = int(re.search(r"terminationGracePeriodSeconds: (\d+)", text).group(1))
+        pre_stop = int(re.search(r"preStop:\s+sleep:\s+seconds: (\d+)", text).group(1))
+        delay = int(re.search(r"--shutdown-delay=(\d+)s", text).group(1))
+        with open(os.path.join(TOP, "lib", "httpd.h")) as f:
+            in_flight = int(re.search(r"#define HTTPD_STOP_TIMEOUT_MS (\d+)", f.read()).group(1))
+        self.assertGreater(grace, pre_stop + delay + in_flight // 1000)
+
+    def test_client_ca_component(self):
+        d = tempfile.mkdtemp(dir=CERTS["dir"])
+        shutil.copytree(os.path.join(TOP, "manifests", "webhook"), os.path.join(d, "base"))
+        shutil.copytree(os.path.join(TOP, "manifests", "components", "client-ca"),
+                        os.path.join(d, "client-ca"))
+        with open(os.path.join(d, "kustomization.yaml"), "w") as f:
+            f.write("resources: [base]\ncomponents: [client-ca]\n")
+        text = self.kustomize(d)
+        self.assertIn("- --client-ca-file=/etc/contact-webhook/client-ca/ca.crt", text)
+        self.assertRegex(text, r"mountPath: /etc/contact-webhook/client-ca\n\s+name: client-ca")
+        self.assertRegex(text, r"name: contact-webhook-client-ca\n\s+name: client-ca")
+
+
 if __name__ == "__main__":
     unittest.main()
