@@ -186,8 +186,8 @@ fuzz: deps $(FUZZ_DIR)/fuzz_admission $(FUZZ_DIR)/fuzz_jsonparse $(FUZZ_DIR)/fuz
 
 # wrk against the webhook and against nginx on the same core (bench/webhook.sh),
 # then memory per cached object, admission latency with 10 and 100,000 cached
-# objects, the reconciler's provider calls, and a CPU profile (bench/README.md;
-# about 15 minutes in all).
+# objects, the reconciler's provider calls, a CPU profile, and the cost and
+# effect of the time and memory budgets (bench/README.md; about 20 minutes).
 bench: all $(BUILD)/cache_bench $(BUILD)/admission_loop $(BUILD)/log_equiv
 	@sh test/deps.sh wrk nginx-light
 	MILO_WEBHOOK_BIN=$(CURDIR)/$(BUILD)/contact-webhook sh bench/webhook.sh
@@ -195,9 +195,11 @@ bench: all $(BUILD)/cache_bench $(BUILD)/admission_loop $(BUILD)/log_equiv
 	$(BENCH_ENV) sh bench/admission_state.sh
 	$(BENCH_ENV) sh bench/reconciler.sh
 	$(BENCH_ENV) sh bench/profile.sh
+	$(BENCH_ENV) sh bench/hardening.sh
 
 # --- cache, admission with cluster state, reconciler, profile (bench/README.md) ---
-.PHONY: bench-webhook bench-cache bench-admission-state bench-reconciler bench-profile
+.PHONY: bench-webhook bench-cache bench-admission-state bench-reconciler bench-profile \
+	bench-hardening
 
 $(BUILD)/cache_bench: bench/cache_bench.c $(LIB_A)
 	@mkdir -p $(dir $@)
@@ -228,6 +230,12 @@ bench-admission-state: all
 # Provider calls and time to sync 1,000 memberships at 10 requests/s.
 bench-reconciler: all
 	$(BENCH_ENV) sh bench/reconciler.sh
+
+# The budgets' cost (rate, p99) and effect (peak RSS under attack), against
+# the webhook before them, built from git (bench/hardening.sh).
+bench-hardening: all
+	@sh test/deps.sh wrk
+	$(BENCH_ENV) sh bench/hardening.sh
 
 # Where a request's CPU goes: callgrind over admission_handle().
 bench-profile: all $(BUILD)/admission_loop $(BUILD)/log_equiv
