@@ -2,6 +2,7 @@
 """attacks.py -- issue 15's attacks on a running contact-webhook, for bench/hardening.sh.
 
     python3 bench/attacks.py --port P --pid PID --cacert CA ATTACK
+    python3 bench/attacks.py --port P --pid PID --cacert CA --requests N reviews
 
 ATTACK is one of
   bodies    16 connections each send a 7 MiB review and stall before its
@@ -9,12 +10,15 @@ ATTACK is one of
   keys      one review whose object carries 250,000 annotation keys
   slowloris 2,000 connections from 127.0.0.2-9, half trickling a TLS
             record byte every 2 s, for 12 s, while 20 honest reviews are sent
+  reviews   not an attack: N allowed reviews over 8 keep-alive connections,
+            one at a time (a fixed amount of work, for callgrind)
 It prints one line: the attack, the server's peak RSS (VmHWM) in KiB, and
 what it answered. Python standard library only; a benchmark helper, not a test.
 """
 
 import argparse
 import collections
+import http.client
 import json
 import os
 import socket
@@ -143,15 +147,38 @@ def slowloris(tg):
     return c
 
 
+def reviews(tg, n):
+    body = json.dumps(sample_review()).encode()
+    conns = []
+    for _ in range(8):
+        c = http.client.HTTPSConnection("localhost", tg.port, context=tg.ctx, timeout=600)
+        c.connect()
+        conns.append(c)
+    answers = collections.Counter()
+    for i in range(n):
+        c = conns[i % len(conns)]
+        c.request("POST", CONTACT, body=body, headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        r.read()
+        answers[str(r.status)] += 1
+    for c in conns:
+        c.close()
+    return answers
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--pid", type=int, required=True)
     ap.add_argument("--cacert", required=True)
-    ap.add_argument("attack", choices=["bodies", "keys", "slowloris"])
+    ap.add_argument("--requests", type=int, default=1000)
+    ap.add_argument("attack", choices=["bodies", "keys", "slowloris", "reviews"])
     a = ap.parse_args()
     tg = Target(a.port, a.cacert)
-    answers = globals()[a.attack](tg)
+    if a.attack == "reviews":
+        answers = reviews(tg, a.requests)
+    else:
+        answers = globals()[a.attack](tg)
     print("%s %d %s" % (a.attack, hwm_kib(a.pid),
                         ",".join("%s:%d" % kv for kv in sorted(answers.items()))))
     return 0

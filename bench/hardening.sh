@@ -7,7 +7,11 @@
 #    at the shipped --log-level=info (before: a line per allowed review;
 #    now: none) and at --log-level=warn (neither writes per request, so the
 #    difference is the budgets alone), BENCH_ROUNDS rounds each;
-# 2. peak RSS (VmHWM) of a fresh process under each attack of
+# 2. instructions per request, noise-free on a shared machine: each binary
+#    under valgrind --tool=callgrind answers 2 x BENCH_REQUESTS reviews over
+#    8 keep-alive connections, less the same answering BENCH_REQUESTS (so
+#    start-up and handshakes cancel out);
+# 3. peak RSS (VmHWM) of a fresh process under each attack of
 #    bench/attacks.py: 16 stalled 7 MiB bodies, a review with 250,000
 #    annotation keys, and 2,000 slow connections while honest reviews come.
 #
@@ -15,7 +19,8 @@
 # does not run. Environment: MILO_WEBHOOK_BIN (build/default/contact-webhook),
 # BENCH_BASELINE (the commit before the budgets), BENCH_DURATION (10s),
 # BENCH_ROUNDS (3), BENCH_CONNECTIONS (32), BENCH_SERVER_CPU (0),
-# BENCH_CLIENT_CPU (1), BENCH_PORT (19543).
+# BENCH_CLIENT_CPU (1), BENCH_PORT (19543), BENCH_REQUESTS (2000),
+# BENCH_PARTS ("rate instructions memory": which of the three to run).
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,6 +33,8 @@ conns=${BENCH_CONNECTIONS:-32}
 server_cpu=${BENCH_SERVER_CPU:-0}
 client_cpu=${BENCH_CLIENT_CPU:-1}
 port=${BENCH_PORT:-19543}
+requests=${BENCH_REQUESTS:-2000}
+parts=${BENCH_PARTS:-rate instructions memory}
 path=/validate-notification-miloapis-com-v1alpha1-contact
 certs=$top/certs/dev
 body=$top/test/fixtures/sample-review.json
@@ -60,15 +67,17 @@ make -C "$tmp/before" -j2 build/default/contact-webhook >"$tmp/before.log" 2>&1 
 }
 before=$tmp/before/build/default/contact-webhook
 
-start() {	# start BIN LEVEL: the webhook on $port, CPU $server_cpu; sets wpid
-	taskset -c "$server_cpu" "$1" --cert-dir="$certs" --bind-address=127.0.0.1 \
-		--secure-port="$port" --shutdown-delay=0s --log-level="$2" \
+start() {	# start BIN LEVEL [WRAPPER...]: the webhook on $port, CPU $server_cpu; sets wpid
+	bin=$1 lvl=$2
+	shift 2
+	taskset -c "$server_cpu" "$@" "$bin" --cert-dir="$certs" --bind-address=127.0.0.1 \
+		--secure-port="$port" --shutdown-delay=0s --log-level="$lvl" \
 		2>"$tmp/webhook.log" &
 	wpid=$!
 	i=0
 	until curl -fs -o /dev/null --cacert "$certs/ca.crt" "https://localhost:$port/readyz"; do
 		i=$((i + 1))
-		[ $i -lt 300 ] || { echo "hardening.sh: the webhook does not answer" >&2; exit 1; }
+		[ $i -lt 1200 ] || { echo "hardening.sh: the webhook does not answer" >&2; exit 1; }
 		sleep 0.1
 	done
 }
@@ -119,6 +128,11 @@ run() {	# run BIN LEVEL -> one summary line
 	summarise "$tmp/wrk.txt" "$ticks"
 }
 
+want() {
+	case " $parts " in *" $1 "*) return 0 ;; esac
+	return 1
+}
+
 median() {	# median of column $1 of file $2
 	sort -n -k"$1" "$2" | awk -v c="$1" '{ v[NR] = $c } END { print v[int((NR + 1) / 2)] }'
 }
@@ -126,7 +140,8 @@ median() {	# median of column $1 of file $2
 # --- 1. rate and latency --------------------------------------------------
 echo "HTTPS keep-alive, $conns connections, $duration x $rounds rounds per side;" \
 	"server on CPU $server_cpu, wrk on CPU $client_cpu; baseline $baseline"
-for level in info warn; do
+want rate || levels=""
+for level in ${levels-info warn}; do
 	: >"$tmp/before-$level" && : >"$tmp/after-$level"
 	for r in $(seq "$rounds"); do
 		if [ $((r % 2)) -eq 1 ]; then order="before after"; else order="after before"; fi
@@ -154,12 +169,43 @@ for level in info warn; do
 	done
 done
 
-# --- 2. peak RSS under the attacks ------------------------------------------
-echo
-echo "Peak RSS (VmHWM) of a fresh webhook under each attack (the Deployment's limit: 64 MiB)"
-echo "| attack | before KiB | after KiB | before answered | after answered |"
-echo "|---|---:|---:|---|---|"
-for attack in bodies keys slowloris; do
+# --- 2. instructions per request (callgrind) --------------------------------
+if want instructions && command -v valgrind >/dev/null 2>&1; then
+	echo
+	echo "Instructions per review (callgrind, --log-level=warn: $((2 * requests)) reviews over 8 connections less $requests)"
+	echo "| binary | instructions/request |"
+	echo "|---|---:|"
+	for side in before after; do
+		eval bin=\$$side
+		for n in "$requests" $((2 * requests)); do
+			start "$bin" warn valgrind --tool=callgrind \
+				--callgrind-out-file="$tmp/cg-$side-$n.out"
+			taskset -c "$client_cpu" $py "$top/bench/attacks.py" --port "$port" \
+				--pid "$wpid" --cacert "$certs/ca.crt" --requests "$n" reviews \
+				>"$tmp/cg-$side-$n.txt"
+			stop
+		done
+		awk -v n="$requests" '
+		FNR == 1 { f++ }
+		/^(summary|totals):/ { ir[f] = $2 }
+		END { printf "%.0f\n", (ir[2] - ir[1]) / n }' \
+			"$tmp/cg-$side-$requests.out" "$tmp/cg-$side-$((2 * requests)).out" \
+			>"$tmp/ir-$side"
+		printf '| %s | %s |\n' "$side" "$(cat "$tmp/ir-$side")"
+	done
+	printf '| after/before | %s |\n' "$(awk -v a="$(cat "$tmp/ir-after")" \
+		-v b="$(cat "$tmp/ir-before")" 'BEGIN { printf "%.3f", a / b }')"
+fi
+
+# --- 3. peak RSS under the attacks ------------------------------------------
+want memory || attacks=""
+[ -n "${attacks-x}" ] && {
+	echo
+	echo "Peak RSS (VmHWM) of a fresh webhook under each attack (the Deployment's limit: 64 MiB)"
+	echo "| attack | before KiB | after KiB | before answered | after answered |"
+	echo "|---|---:|---:|---|---|"
+}
+for attack in ${attacks-bodies keys slowloris}; do
 	for side in before after; do
 		eval bin=\$$side
 		start "$bin" info
