@@ -383,6 +383,17 @@ server_start(struct server *s, const char *poll, const char *const extra[])
 		argv[n++] = (char *)(uintptr_t)"--bind-address=127.0.0.1";
 		argv[n++] = certdir;
 		argv[n++] = (char *)(uintptr_t)"--shutdown-delay=0s";
+		/*
+		 * Under valgrind this process's TLS handshakes take seconds,
+		 * which the server's 10 s header budget (counted from the
+		 * accept) would cut short, and a test can outlast the 90 s
+		 * idle budget of a connection it keeps: these tests are not
+		 * about the budgets (test_hardening.py is).
+		 */
+		if (tu_under_valgrind()) {
+			argv[n++] = (char *)(uintptr_t)"--read-header-timeout=2m";
+			argv[n++] = (char *)(uintptr_t)"--idle-timeout=30m";
+		}
 		for (int i = 0; extra && extra[i] && n < 22; i++)
 			argv[n++] = (char *)(uintptr_t)extra[i];
 		argv[n] = NULL;
