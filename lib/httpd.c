@@ -355,8 +355,11 @@ scan_framing(void *cls, enum MHD_ValueKind kind, const char *key,
     const char *value)
 {
 	struct framing *f = cls;
+	char first = (char)(key[0] | 0x20);
 
 	(void)kind;
+	if (first != 'c' && first != 't')
+		return MHD_YES;		/* most headers, without a strcasecmp() */
 	if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
 		if (!f->length)
 			f->length = value;
@@ -433,16 +436,29 @@ check_body_headers(struct httpd *h, struct MHD_Connection *conn,
 		    "flight; try again\n") });
 	}
 	r->reserved = (size_t)n + 1;
+	/* The whole body's room at once, rather than a realloc() per doubling. */
 	buf_init(&r->body, (size_t)n);
+	r->body.ptr = malloc((size_t)n + 1);
+	if (!r->body.ptr)
+		return MHD_NO;
+	r->body.cap = (size_t)n + 1;
 	return MHD_YES;
 }
 
-/* A byte the request target may not hold, raw or (in the path) %-escaped. */
-static bool
-is_control(unsigned char c)
-{
-	return c < 0x20 || c == 0x7f;
-}
+/*
+ * Bytes target_has_control() stops at: the end, a control character (the
+ * request target may not hold one, raw or, in the path, %-escaped), '%'
+ * and '?'.
+ */
+enum { STOP_END = 1, STOP_CONTROL, STOP_ESCAPE, STOP_QUERY };
+
+static const unsigned char target_stop[256] = {
+	[0x00] = STOP_END,
+	[0x01 ... 0x1f] = STOP_CONTROL,	/* a GNU C range, as in glibc and Linux */
+	[0x7f] = STOP_CONTROL,
+	['%'] = STOP_ESCAPE,
+	['?'] = STOP_QUERY,
+};
 
 static int
 hex_value(char c)
@@ -456,23 +472,36 @@ hex_value(char c)
 	return -1;
 }
 
+/* One pass, table-driven: this runs for every request. */
 static bool
 target_has_control(const char *uri)
 {
+	const unsigned char *p = (const unsigned char *)uri;
 	bool in_path = true;
-	int hi, lo;
+	int hi, lo, c;
 
-	for (const char *p = uri; *p; p++) {
-		if (is_control((unsigned char)*p))
+	for (;;) {
+		while (!target_stop[*p])
+			p++;
+		switch (target_stop[*p]) {
+		case STOP_END:
+			return false;
+		case STOP_CONTROL:
 			return true;
-		if (*p == '?')
+		case STOP_ESCAPE:
+			if (in_path && (hi = hex_value((char)p[1])) >= 0 &&
+			    (lo = hex_value((char)p[2])) >= 0) {
+				c = hi * 16 + lo;
+				if (c < 0x20 || c == 0x7f)
+					return true;
+			}
+			break;
+		default:
 			in_path = false;
-		if (in_path && p[0] == '%' && (hi = hex_value(p[1])) >= 0 &&
-		    (lo = hex_value(p[2])) >= 0 &&
-		    is_control((unsigned char)(hi * 16 + lo)))
-			return true;
+			break;
+		}
+		p++;
 	}
-	return false;
 }
 
 /*

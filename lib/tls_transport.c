@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -27,10 +28,67 @@ struct tls_transport {
 static atomic_ulong late_sends;
 
 /*
- * Up to len bytes already read ahead. The buffer goes once it is empty:
- * an idle or stalled connection holds none (thousands may be open), and
- * one busy with requests takes it again from malloc, which is cheap
- * beside the recv() it is for.
+ * One read-ahead buffer kept per thread: a connection gives its buffer
+ * back once the bytes in it are taken, and the next read on the thread
+ * (most often the same connection's next request, or a read that finds
+ * nothing) takes it again without malloc. A thread-specific key frees it
+ * when the thread ends (its destructor runs before thread-local storage
+ * goes).
+ */
+static _Thread_local unsigned char *spare;
+static _Thread_local bool spare_keyed;
+static pthread_key_t spare_key;
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+static bool spare_ok;
+
+static void
+free_spare(void *slot)
+{
+	unsigned char **p = slot;
+
+	free(*p);
+	*p = NULL;
+}
+
+static void
+make_spare_key(void)
+{
+	spare_ok = pthread_key_create(&spare_key, free_spare) == 0;
+}
+
+static unsigned char *
+ahead_get(void)
+{
+	unsigned char *b = spare;
+
+	if (b) {
+		spare = NULL;
+		return b;
+	}
+	return malloc(TLS_TRANSPORT_READ_AHEAD);
+}
+
+static void
+ahead_put(unsigned char *b)
+{
+	if (!b)
+		return;
+	if (!spare_keyed) {
+		pthread_once(&spare_once, make_spare_key);
+		spare_keyed = spare_ok &&
+		    pthread_setspecific(spare_key, &spare) == 0;
+	}
+	if (spare || !spare_keyed) {
+		free(b);
+		return;
+	}
+	spare = b;
+}
+
+/*
+ * Up to len bytes already read ahead. The buffer goes back to the thread
+ * once it is empty: an idle or stalled connection holds none (thousands
+ * may be open).
  */
 static size_t
 take_ahead(struct tls_transport *t, void *data, size_t len)
@@ -43,7 +101,7 @@ take_ahead(struct tls_transport *t, void *data, size_t len)
 	t->ahead_off += n;
 	if (t->ahead_off == t->ahead_len) {
 		t->ahead_off = t->ahead_len = 0;
-		free(t->ahead);
+		ahead_put(t->ahead);
 		t->ahead = NULL;
 	}
 	return n;
@@ -61,7 +119,7 @@ pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
 	if (len >= TLS_TRANSPORT_READ_AHEAD)
 		return recv(t->fd, data, len, 0);
 	if (!t->ahead) {
-		t->ahead = malloc(TLS_TRANSPORT_READ_AHEAD);
+		t->ahead = ahead_get();
 		if (!t->ahead)
 			return recv(t->fd, data, len, 0);
 	}
@@ -69,7 +127,7 @@ pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
 	if (n <= 0) {
 		int e = errno;
 
-		free(t->ahead);
+		ahead_put(t->ahead);
 		t->ahead = NULL;
 		errno = e;
 		return n;
@@ -253,7 +311,7 @@ tls_transport_free(struct tls_transport *t)
 {
 	if (!t)
 		return;
-	free(t->ahead);
+	ahead_put(t->ahead);	/* on the thread that served the connection */
 	free(t);
 }
 

@@ -26,7 +26,8 @@
 
 /*
  * Memory per connection: about 1 KiB, and the read-ahead buffer while it
- * holds bytes (allocated for a read, freed once they are taken).
+ * holds bytes (taken for a read, given back once they are taken; each
+ * thread keeps one spare).
  */
 #define TLS_TRANSPORT_READ_AHEAD (16 * 1024)	/* bytes asked of one recv() */
 #define TLS_TRANSPORT_HOLD_MAX 1024		/* largest record held back */
