@@ -107,33 +107,59 @@ take_ahead(struct tls_transport *t, void *data, size_t len)
 	return n;
 }
 
+/* Reads what the socket has after the held bytes (moved to the front first). */
+static ssize_t
+read_more(struct tls_transport *t)
+{
+	size_t have = t->ahead_len - t->ahead_off;
+	ssize_t n;
+
+	if (t->ahead_off) {
+		memmove(t->ahead, t->ahead + t->ahead_off, have);
+		t->ahead_off = 0;
+		t->ahead_len = have;
+	}
+	n = recv(t->fd, t->ahead + t->ahead_len,
+	    TLS_TRANSPORT_READ_AHEAD - t->ahead_len, 0);
+	if (n > 0)
+		t->ahead_len += (size_t)n;
+	return n;
+}
+
+/*
+ * GnuTLS asks for what it needs next: a record's header, then the rest of
+ * the record. It gets that much or nothing ("would block" once the socket
+ * is drained, so edge-triggered epoll still wakes libmicrohttpd when more
+ * comes): a client trickling a record a byte at a time then costs the
+ * bytes in this buffer, not a GnuTLS buffer per byte. Only a request
+ * larger than the buffer (no valid record is) gets what there is.
+ */
 static ssize_t
 pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
 {
 	struct tls_transport *t = ptr;
 	ssize_t n;
+	int e;
 
-	if (t->ahead_len)
+	if (t->ahead_len - t->ahead_off >= len ||
+	    (t->ahead_len && len > TLS_TRANSPORT_READ_AHEAD))
 		return (ssize_t)take_ahead(t, data, len);
-	/* A read as large as the buffer gains nothing from it. */
-	if (len >= TLS_TRANSPORT_READ_AHEAD)
+	if (!t->ahead && !(t->ahead = ahead_get()))
 		return recv(t->fd, data, len, 0);
-	if (!t->ahead) {
-		t->ahead = ahead_get();
-		if (!t->ahead)
-			return recv(t->fd, data, len, 0);
-	}
-	n = recv(t->fd, t->ahead, TLS_TRANSPORT_READ_AHEAD, 0);
-	if (n <= 0) {
-		int e = errno;
-
-		ahead_put(t->ahead);
-		t->ahead = NULL;
-		errno = e;
-		return n;
-	}
-	t->ahead_len = (size_t)n;
-	return (ssize_t)take_ahead(t, data, len);
+	do
+		n = read_more(t);
+	while (n > 0 && t->ahead_len - t->ahead_off < len &&
+	    t->ahead_len < TLS_TRANSPORT_READ_AHEAD);
+	if (t->ahead_len - t->ahead_off >= len ||
+	    (t->ahead_len && (n == 0 || len > TLS_TRANSPORT_READ_AHEAD)))
+		return (ssize_t)take_ahead(t, data, len);
+	if (t->ahead_len)
+		return -1;	/* errno from recv(): EAGAIN, or an error */
+	e = errno;
+	ahead_put(t->ahead);
+	t->ahead = NULL;
+	errno = e;
+	return n;
 }
 
 /* GnuTLS asks this before a read with a deadline (handshakes). */

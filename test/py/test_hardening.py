@@ -353,16 +353,15 @@ class HostileConnections(unittest.TestCase):
                 s.bind(("127.0.0.%d" % (2 + i % 8), 0))
                 s.connect(("127.0.0.1", w.port))
                 hostile.append(s)
-            for i, s in enumerate(hostile[::2]):
-                s.sendall(b"\x16")     # half of them start a TLS record
             end = time.monotonic() + WAIT
             while w.metric("milo_http_connections") < 2000 and time.monotonic() < end:
                 time.sleep(0.1)
             self.assertGreaterEqual(w.metric("milo_http_connections"), 2000)
             answered = 0
             for i in range(20):
-                for s in hostile[1::2][i * 50:(i + 1) * 50]:
-                    s.sendall(b"\x16")     # and the others trickle meanwhile
+                # Every one trickles a TLS record, a byte per honest review.
+                for s in hostile:
+                    s.sendall(b"\x16\x03\x01\x02\x00\x01"[i % 6:i % 6 + 1])
                 status, _, body = w.post(CONTACT, sample_review())
                 answered += status == 200 and json.loads(body)["response"]["allowed"]
             self.assertEqual(answered, 20)
