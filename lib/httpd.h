@@ -17,10 +17,10 @@ struct request;
  *
  * Connections: epoll makes an idle one cost no time, but a TLS connection
  * costs about 14 KiB of memory from its accept (GnuTLS's session 7 KiB,
- * libmicrohttpd's pool and structures) and about 18 KiB once it has sent
- * a few bytes: 2,500 of them fit beside the body budget within the
- * Deployment's 64 MiB. A cap per client address keeps one address from
- * taking them all.
+ * libmicrohttpd's pool and structures) and about 20 KiB once it trickles
+ * bytes: 2,500 of them, about 50 MiB, fit in the Deployment's 64 MiB
+ * (not beside a spent body budget too). A cap per client address keeps
+ * one address from taking them all.
  */
 #define HTTPD_CONN_LIMIT 2500		/* concurrent connections */
 #define HTTPD_PER_IP_LIMIT 256		/* concurrent connections per client address */
