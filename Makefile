@@ -148,9 +148,11 @@ run: deps
 		--provider $(PROVIDER)
 
 # libFuzzer on the admission decoder, every endpoint, for FUZZ_TIME seconds;
-# then lib/jsonparse.c against jansson for FUZZ_TIME seconds.
+# then lib/jsonparse.c against jansson for FUZZ_TIME seconds; then the TLS
+# transport's framing (lib/tls_transport.c) for FUZZ_TRANSPORT_TIME seconds.
 FUZZ_CC ?= clang
 FUZZ_TIME ?= 60
+FUZZ_TRANSPORT_TIME ?= 30
 FUZZ_DIR := build/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer $(WARN) \
@@ -169,7 +171,11 @@ $(FUZZ_DIR)/fuzz_jsonparse: fuzz/fuzz_jsonparse.c $(FUZZ_OBJ)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $(filter %.c %.o,$^) \
 		$(FINAL_LIBS)
 
-fuzz: deps $(FUZZ_DIR)/fuzz_admission $(FUZZ_DIR)/fuzz_jsonparse
+$(FUZZ_DIR)/fuzz_transport: fuzz/fuzz_transport.c $(FUZZ_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $(filter %.c %.o,$^) \
+		$(FINAL_LIBS)
+
+fuzz: deps $(FUZZ_DIR)/fuzz_admission $(FUZZ_DIR)/fuzz_jsonparse $(FUZZ_DIR)/fuzz_transport
 	@mkdir -p $(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds
 	@cp fuzz/seeds/*.json $(FUZZ_DIR)/seeds/
 	@find test/fixtures -name '*.json' -exec cp {} $(FUZZ_DIR)/seeds/ \;
@@ -181,11 +187,15 @@ fuzz: deps $(FUZZ_DIR)/fuzz_admission $(FUZZ_DIR)/fuzz_jsonparse
 	$(FUZZ_DIR)/fuzz_jsonparse -max_total_time=$(FUZZ_TIME) -max_len=65536 \
 		-timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
 		-dict=fuzz/admission.dict $(FUZZ_DIR)/corpus-jsonparse $(FUZZ_DIR)/seeds
+	@mkdir -p $(FUZZ_DIR)/corpus-transport
+	$(FUZZ_DIR)/fuzz_transport -max_total_time=$(FUZZ_TRANSPORT_TIME) -max_len=1024 \
+		-timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
+		$(FUZZ_DIR)/corpus-transport fuzz/seeds-transport
 
 # wrk against the webhook and against nginx on the same core (bench/webhook.sh),
 # then memory per cached object, admission latency with 10 and 100,000 cached
-# objects, the reconciler's provider calls, and a CPU profile (bench/README.md;
-# about 15 minutes in all).
+# objects, the reconciler's provider calls, a CPU profile, and the cost and
+# effect of the time and memory budgets (bench/README.md; about 20 minutes).
 bench: all $(BUILD)/cache_bench $(BUILD)/admission_loop $(BUILD)/log_equiv
 	@sh test/deps.sh wrk nginx-light
 	MILO_WEBHOOK_BIN=$(CURDIR)/$(BUILD)/contact-webhook sh bench/webhook.sh
@@ -195,10 +205,11 @@ bench: all $(BUILD)/cache_bench $(BUILD)/admission_loop $(BUILD)/log_equiv
 	$(BENCH_ENV) sh bench/audit.sh
 	$(BENCH_ENV) BENCH_PROVIDER=mailgun BENCH_GROUPS=10 BENCH_OBJECTS=0 sh bench/reconciler.sh
 	$(BENCH_ENV) sh bench/profile.sh
+	$(BENCH_ENV) sh bench/hardening.sh
 
 # --- cache, admission with cluster state, reconciler, profile (bench/README.md) ---
 .PHONY: bench-webhook bench-cache bench-admission-state bench-reconciler bench-audit \
-	bench-reconciler-mailgun bench-profile
+	bench-reconciler-mailgun bench-profile bench-hardening
 
 $(BUILD)/cache_bench: bench/cache_bench.c $(LIB_A)
 	@mkdir -p $(dir $@)
@@ -238,6 +249,12 @@ bench-audit: all
 # bulk uploads (about 5 minutes).
 bench-reconciler-mailgun: all
 	$(BENCH_ENV) BENCH_PROVIDER=mailgun BENCH_GROUPS=10 BENCH_OBJECTS=0 sh bench/reconciler.sh
+
+# The budgets' cost (rate, p99) and effect (peak RSS under attack), against
+# the webhook before them, built from git (bench/hardening.sh).
+bench-hardening: all
+	@sh test/deps.sh wrk
+	$(BENCH_ENV) sh bench/hardening.sh
 
 # Where a request's CPU goes: callgrind over admission_handle().
 bench-profile: all $(BUILD)/admission_loop $(BUILD)/log_equiv

@@ -9,6 +9,13 @@
 #include "quote.h"
 
 #define FIELD_TEXT_MAX (1u << 20)	/* one rendered message; far above any real one */
+/*
+ * The most bytes of a bad value a message shows. Real values are short
+ * (an email is at most 254 bytes, a name 253); a longer one is cut, with
+ * a note saying how long it was, so that a megabyte of junk in a field
+ * makes a readable denial rather than a message over FIELD_TEXT_MAX.
+ */
+#define FIELD_VALUE_SHOW_MAX 1024
 
 static const struct {
 	const char *reason;
@@ -249,18 +256,38 @@ field_too_long(struct field_list *l, const char *path, long max_chars)
 	add(l, FIELD_TOO_LONG, path, FV_OMIT, NULL, d);
 }
 
+/* How much of value to show: all of it, or a prefix cut at a character boundary. */
+static size_t
+shown_length(const char *value, size_t len)
+{
+	size_t n = FIELD_VALUE_SHOW_MAX;
+
+	if (len <= n)
+		return len;
+	while (n > 0 && ((unsigned char)value[n] & 0xC0) == 0x80)
+		n--;	/* value[n] continues a character that would be cut */
+	return n;
+}
+
 int
 field_error_body(struct buf *out, const struct field_error *e)
 {
 	int rc = buf_addstr(out, field_type_string(e->type));
+	size_t len = e->vkind == FV_OMIT ? 0 : strlen(e->value);
+	size_t shown = shown_length(e->value ? e->value : "", len);
 
 	if (rc == 0 && e->vkind == FV_STRING) {
 		rc = buf_addstr(out, ": ");
 		if (rc == 0)
-			rc = quote_go(out, e->value, strlen(e->value));
+			rc = quote_go(out, e->value, shown);
 	} else if (rc == 0 && e->vkind == FV_LITERAL) {
-		rc = buf_printf(out, ": %s", e->value);
+		rc = buf_addstr(out, ": ");
+		if (rc == 0)
+			rc = buf_add(out, e->value, shown);
 	}
+	if (rc == 0 && shown < len)
+		rc = buf_printf(out, "... (%zu bytes, cut to the first %zu)",
+		    len, shown);
 	if (rc == 0 && e->detail && e->detail[0])
 		rc = buf_printf(out, ": %s", e->detail);
 	return rc;

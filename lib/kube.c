@@ -40,6 +40,32 @@ struct kube_client {
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 
+/* This thread's limits on its calls (kube_thread_deadline(), kube_thread_forbid()). */
+static _Thread_local struct {
+	uint64_t deadline_ms;	/* 0: none */
+	const char *forbid;	/* why calls are refused, or NULL */
+	unsigned int refused;
+} limits;
+
+void
+kube_thread_deadline(uint64_t deadline_ms)
+{
+	limits.deadline_ms = deadline_ms;
+}
+
+void
+kube_thread_forbid(const char *why)
+{
+	limits.forbid = why;
+	limits.refused = 0;
+}
+
+unsigned int
+kube_thread_refused(void)
+{
+	return limits.refused;
+}
+
 static void
 curl_init_once(void)
 {
@@ -339,18 +365,57 @@ read_answer(struct kube_response *out, const struct buf *b)
 		set_message(out, "HTTP %ld", out->status);
 }
 
+/*
+ * The total and connect timeouts of one call under this thread's limits,
+ * or the error of a call that is not made (out->message says why).
+ */
+static int
+call_budget(const char *method, const char *path, long *total_ms,
+    long *connect_ms, struct kube_response *out)
+{
+	uint64_t now, left;
+
+	*total_ms = KUBE_TIMEOUT_MS;
+	*connect_ms = KUBE_CONNECT_TIMEOUT_MS;
+	if (limits.forbid) {
+		limits.refused++;
+		set_message(out, "%s %s: not attempted: %s", method, path,
+		    limits.forbid);
+		return -EWOULDBLOCK;
+	}
+	if (!limits.deadline_ms)
+		return 0;
+	now = clock_mono_ms();
+	if (now >= limits.deadline_ms) {
+		set_message(out, "%s %s: not attempted: no time left before "
+		    "the deadline", method, path);
+		return -ETIMEDOUT;
+	}
+	left = limits.deadline_ms - now;
+	if (left < (uint64_t)*total_ms)
+		*total_ms = (long)left;
+	if (left < (uint64_t)*connect_ms)
+		*connect_ms = (long)left;
+	return 0;
+}
+
 static int
 perform(struct kube_client *c, const char *method, const char *path,
     const char *content_type, const char *body, bool force_token,
     struct kube_response *out)
 {
-	CURL *h = take_handle(c);
+	CURL *h;
 	struct curl_slist *hdrs = NULL;
 	char *url = NULL, *auth, ctype[128], errbuf[CURL_ERROR_SIZE] = "";
+	long total_ms, connect_ms;
 	struct buf b;
 	CURLcode cc;
-	int rc = 0;
+	int rc;
 
+	rc = call_budget(method, path, &total_ms, &connect_ms, out);
+	if (rc)
+		return rc;
+	h = take_handle(c);
 	if (!h || asprintf(&url, "%s%s", c->server, path) < 0) {
 		if (h)
 			give_handle(c, h);
@@ -371,8 +436,8 @@ perform(struct kube_client *c, const char *method, const char *path,
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, KUBE_USER_AGENT);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)KUBE_TIMEOUT_MS);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)KUBE_CONNECT_TIMEOUT_MS);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, total_ms);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);

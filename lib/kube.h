@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "kubeconfig.h"
 
@@ -17,7 +18,7 @@
  */
 #define KUBE_PATH_MAX 1024
 #define KUBE_TIMEOUT_MS 10000		/* one ordinary call, end to end */
-#define KUBE_CONNECT_TIMEOUT_MS 5000
+#define KUBE_CONNECT_TIMEOUT_MS 3000	/* both cut to a thread's deadline, below */
 #define KUBE_RESPONSE_MAX (64u << 20)	/* a larger response is refused */
 #define KUBE_TOKEN_REREAD_S 60		/* token file re-read period (client-go: 1 min) */
 #define KUBE_LIST_PAGE 500		/* default list page size */
@@ -60,6 +61,27 @@ const char *kube_client_server(const struct kube_client *c);
  */
 int kube_request(struct kube_client *c, const char *method, const char *path,
     const char *content_type, const json_t *body, struct kube_response *out);
+
+/*
+ * Per-thread limits on the calls kube_request() (and every verb below)
+ * makes on the calling thread, for servers whose threads answer others
+ * under a deadline. Watches are not affected.
+ *
+ * A deadline (a clock_mono_ms() instant; 0: none) cuts the connect and
+ * total timeouts of each call to what is left of it, so a call that
+ * hangs returns -ETIMEDOUT by then; a call made after it fails at once
+ * with -ETIMEDOUT.
+ *
+ * A ban (why: a phrase saying why, kept by pointer, e.g. "too many
+ * lookups in flight"; NULL lifts it) makes every call fail at once with
+ * -EWOULDBLOCK, its message naming the call and why, without touching
+ * the network; kube_thread_refused() counts those since the ban was set,
+ * so a caller can tell that its answer needed the API server and ask
+ * again on a thread that may wait.
+ */
+void kube_thread_deadline(uint64_t deadline_ms);
+void kube_thread_forbid(const char *why);
+unsigned int kube_thread_refused(void);
 
 /* Status reasons, for callers deciding what a failure means. */
 bool kube_is_not_found(const struct kube_response *r);

@@ -583,18 +583,54 @@ log_msg(enum log_level level, const char *msg, const char *fields, ...)
 	va_end(ap);
 }
 
+void
+log_limit_init(struct log_limit *l, unsigned int interval_ms, unsigned int burst)
+{
+	memset(l, 0, sizeof(*l));
+	pthread_mutex_init(&l->lock, NULL);
+	l->interval_ms = interval_ms;
+	l->burst = burst;
+}
+
+static uint64_t
+limit_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static bool
+limit_window_over(const struct log_limit *l, uint64_t now)
+{
+	return !l->window_ms || now - l->window_ms >= (l->interval_ms ? l->interval_ms :
+	    LOG_LIMIT_INTERVAL_MS);
+}
+
+unsigned long
+log_limit_drain(struct log_limit *l)
+{
+	uint64_t now = limit_now_ms();
+	unsigned long n = 0;
+
+	pthread_mutex_lock(&l->lock);
+	if (l->suppressed && limit_window_over(l, now)) {
+		n = l->suppressed;
+		l->suppressed = 0;
+	}
+	pthread_mutex_unlock(&l->lock);
+	return n;
+}
+
 bool
 log_limit_pass(struct log_limit *l, unsigned long *suppressed)
 {
-	struct timespec ts;
-	uint64_t now;
+	uint64_t now = limit_now_ms();
 	bool pass;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 	pthread_mutex_lock(&l->lock);
-	if (!l->window_ms || now - l->window_ms >= (l->interval_ms ? l->interval_ms :
-	    LOG_LIMIT_INTERVAL_MS)) {
+	if (limit_window_over(l, now)) {
 		l->window_ms = now;
 		l->written = 0;
 	}

@@ -79,6 +79,15 @@ struct log_limit {
  */
 bool log_limit_pass(struct log_limit *l, unsigned long *suppressed);
 
+/* A limit not statically initialised (burst lines every interval_ms). */
+void log_limit_init(struct log_limit *l, unsigned int interval_ms, unsigned int burst);
+
+/*
+ * Lines left out in an interval that has ended, now to be reported by the
+ * caller since no line came after them (0 while the interval lasts).
+ */
+unsigned long log_limit_drain(struct log_limit *l);
+
 #define log_limited(level, msg, fields, ...)				\
 	log_limited_every(0, level, msg, fields, __VA_ARGS__)
 

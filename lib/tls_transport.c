@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -26,7 +27,69 @@ struct tls_transport {
 
 static atomic_ulong late_sends;
 
-/* Up to len bytes already read ahead. */
+/*
+ * One read-ahead buffer kept per thread: a connection gives its buffer
+ * back once the bytes in it are taken, and the next read on the thread
+ * (most often the same connection's next request, or a read that finds
+ * nothing) takes it again without malloc. A thread-specific key frees it
+ * when the thread ends (its destructor runs before thread-local storage
+ * goes).
+ */
+static _Thread_local unsigned char *spare;
+static _Thread_local bool spare_keyed;
+static pthread_key_t spare_key;
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+static bool spare_ok;
+
+static void
+free_spare(void *slot)
+{
+	unsigned char **p = slot;
+
+	free(*p);
+	*p = NULL;
+}
+
+static void
+make_spare_key(void)
+{
+	spare_ok = pthread_key_create(&spare_key, free_spare) == 0;
+}
+
+static unsigned char *
+ahead_get(void)
+{
+	unsigned char *b = spare;
+
+	if (b) {
+		spare = NULL;
+		return b;
+	}
+	return malloc(TLS_TRANSPORT_READ_AHEAD);
+}
+
+static void
+ahead_put(unsigned char *b)
+{
+	if (!b)
+		return;
+	if (!spare_keyed) {
+		pthread_once(&spare_once, make_spare_key);
+		spare_keyed = spare_ok &&
+		    pthread_setspecific(spare_key, &spare) == 0;
+	}
+	if (spare || !spare_keyed) {
+		free(b);
+		return;
+	}
+	spare = b;
+}
+
+/*
+ * Up to len bytes already read ahead. The buffer goes back to the thread
+ * once it is empty: an idle or stalled connection holds none (thousands
+ * may be open).
+ */
 static size_t
 take_ahead(struct tls_transport *t, void *data, size_t len)
 {
@@ -36,32 +99,67 @@ take_ahead(struct tls_transport *t, void *data, size_t len)
 		n = len;
 	memcpy(data, t->ahead + t->ahead_off, n);
 	t->ahead_off += n;
-	if (t->ahead_off == t->ahead_len)
+	if (t->ahead_off == t->ahead_len) {
 		t->ahead_off = t->ahead_len = 0;
+		ahead_put(t->ahead);
+		t->ahead = NULL;
+	}
 	return n;
 }
 
+/* Reads what the socket has after the held bytes (moved to the front first). */
+static ssize_t
+read_more(struct tls_transport *t)
+{
+	size_t have = t->ahead_len - t->ahead_off;
+	ssize_t n;
+
+	if (t->ahead_off) {
+		memmove(t->ahead, t->ahead + t->ahead_off, have);
+		t->ahead_off = 0;
+		t->ahead_len = have;
+	}
+	n = recv(t->fd, t->ahead + t->ahead_len,
+	    TLS_TRANSPORT_READ_AHEAD - t->ahead_len, 0);
+	if (n > 0)
+		t->ahead_len += (size_t)n;
+	return n;
+}
+
+/*
+ * GnuTLS asks for what it needs next: a record's header, then the rest of
+ * the record. It gets that much or nothing ("would block" once the socket
+ * is drained, so edge-triggered epoll still wakes libmicrohttpd when more
+ * comes): a client trickling a record a byte at a time then costs the
+ * bytes in this buffer, not a GnuTLS buffer per byte. Only a request
+ * larger than the buffer (no valid record is) gets what there is.
+ */
 static ssize_t
 pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
 {
 	struct tls_transport *t = ptr;
 	ssize_t n;
+	int e;
 
-	if (t->ahead_len)
+	if (t->ahead_len - t->ahead_off >= len ||
+	    (t->ahead_len && len > TLS_TRANSPORT_READ_AHEAD))
 		return (ssize_t)take_ahead(t, data, len);
-	/* A read as large as the buffer gains nothing from it. */
-	if (len >= TLS_TRANSPORT_READ_AHEAD)
+	if (!t->ahead && !(t->ahead = ahead_get()))
 		return recv(t->fd, data, len, 0);
-	if (!t->ahead) {
-		t->ahead = malloc(TLS_TRANSPORT_READ_AHEAD);
-		if (!t->ahead)
-			return recv(t->fd, data, len, 0);
-	}
-	n = recv(t->fd, t->ahead, TLS_TRANSPORT_READ_AHEAD, 0);
-	if (n <= 0)
-		return n;
-	t->ahead_len = (size_t)n;
-	return (ssize_t)take_ahead(t, data, len);
+	do
+		n = read_more(t);
+	while (n > 0 && t->ahead_len - t->ahead_off < len &&
+	    t->ahead_len < TLS_TRANSPORT_READ_AHEAD);
+	if (t->ahead_len - t->ahead_off >= len ||
+	    (t->ahead_len && (n == 0 || len > TLS_TRANSPORT_READ_AHEAD)))
+		return (ssize_t)take_ahead(t, data, len);
+	if (t->ahead_len)
+		return -1;	/* errno from recv(): EAGAIN, or an error */
+	e = errno;
+	ahead_put(t->ahead);
+	t->ahead = NULL;
+	errno = e;
+	return n;
 }
 
 /* GnuTLS asks this before a read with a deadline (handshakes). */
@@ -239,7 +337,7 @@ tls_transport_free(struct tls_transport *t)
 {
 	if (!t)
 		return;
-	free(t->ahead);
+	ahead_put(t->ahead);	/* on the thread that served the connection */
 	free(t);
 }
 

@@ -11,12 +11,14 @@
  * header, then the rest) and sends every record with its own sendmsg().
  * This one, for a non-blocking socket served by libmicrohttpd:
  *
- * - reads ahead: one recv() of up to TLS_TRANSPORT_READ_AHEAD bytes, from
- *   which GnuTLS's reads are then served. Bytes read ahead are returned
- *   before the socket is read again, and "would block" (EAGAIN) is
- *   reported only when none are left, so a caller that reads until EAGAIN
- *   (libmicrohttpd does, under edge-triggered epoll) never leaves them
- *   behind;
+ * - reads ahead: recv() of up to TLS_TRANSPORT_READ_AHEAD bytes, from
+ *   which GnuTLS's reads are then served. GnuTLS asks for exactly what it
+ *   needs next (a record's header, then the rest of the record) and gets
+ *   all of it or "would block" (EAGAIN), the latter only once the socket
+ *   is drained, so a caller that reads until EAGAIN (libmicrohttpd does,
+ *   under edge-triggered epoll) is woken when the rest comes. A client
+ *   that trickles a record a byte at a time holds its bytes here, not a
+ *   GnuTLS buffer per byte;
  * - on request (tls_transport_hold_next()), keeps one record back and
  *   sends it with the next one in a single sendmsg(): a response's header
  *   and body. The held record goes out inside the send that carries the
@@ -25,10 +27,12 @@
  */
 
 /*
- * Memory per connection: the read-ahead buffer, allocated at the first
- * read, and about 1 KiB, both kept until the connection is gone.
+ * Memory per connection: about 1 KiB, and the read-ahead buffer while it
+ * holds bytes (taken for a read, given back once they are taken; each
+ * thread keeps one spare).
  */
-#define TLS_TRANSPORT_READ_AHEAD (16 * 1024)	/* bytes asked of one recv() */
+/* Bytes asked of one recv(): a whole record fits (TLS allows 2^14 + 2048 and a 5-byte header). */
+#define TLS_TRANSPORT_READ_AHEAD (20 * 1024)
 #define TLS_TRANSPORT_HOLD_MAX 1024		/* largest record held back */
 
 struct tls_transport;

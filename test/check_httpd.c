@@ -114,7 +114,34 @@ serve_large(const struct httpd_request *req, struct httpd_reply *reply,
 	return 0;
 }
 
+/*
+ * Defers when it can (then waits, on its own thread, until released);
+ * answers "inline" when no thread is free.
+ */
+static atomic_int deferred_waiting, release_deferred;
+
+static int
+serve_defer(const struct httpd_request *req, struct httpd_reply *reply,
+    void *arg)
+{
+	struct timespec tick = { 0, 2 * 1000000L };
+
+	(void)arg;
+	if (!req->may_block) {
+		if (httpd_defer(req))
+			return HTTPD_DEFER;
+		return httpd_reply_text(reply, 200, "inline");
+	}
+	ck_assert(!httpd_defer(req));	/* once is all */
+	atomic_fetch_add(&deferred_waiting, 1);
+	while (!atomic_load(&release_deferred))
+		nanosleep(&tick, NULL);
+	atomic_fetch_sub(&deferred_waiting, 1);
+	return httpd_reply_text(reply, 200, "deferred");
+}
+
 static const struct httpd_route routes[] = {
+	{ .path = "/defer", .methods = HTTPD_GET, .handler = serve_defer },
 	{ .path = "/hello", .methods = HTTPD_GET, .handler = serve_hello },
 	{ .path = "/echo", .methods = HTTPD_POST,
 	  .content_type = "application/json", .max_body = ECHO_MAX,
@@ -512,6 +539,80 @@ START_TEST(test_stop_finishes_in_flight)
 	pthread_join(bg.thread, NULL);
 	ck_assert_int_eq(bg.x.rc, CURLE_OK);
 	ck_assert_int_eq(bg.x.status, 201);
+	exchange_free(&bg.x);
+}
+END_TEST
+
+static void
+wait_deferred(int n)
+{
+	struct timespec tick = { 0, 2 * 1000000L };
+
+	for (int i = 0; i < 30000 && atomic_load(&deferred_waiting) != n; i++)
+		nanosleep(&tick, NULL);
+	ck_assert_int_eq(atomic_load(&deferred_waiting), n);
+}
+
+static void *
+release_later(void *arg)
+{
+	struct timespec t = { 0, 200 * 1000000L };
+
+	(void)arg;
+	nanosleep(&t, NULL);
+	atomic_store(&release_deferred, 1);
+	return NULL;
+}
+
+/*
+ * A deferred handler waits on a thread of its own: the one serving thread
+ * answers others meanwhile; with every deferral thread taken the handler
+ * answers inline; the answer comes once it is done; and stopping waits for
+ * a deferred one rather than abandoning its suspended connection.
+ */
+START_TEST(test_deferred_handlers)
+{
+	struct httpd_config cfg = { .bind_address = "127.0.0.1", .threads = 1,
+	    .defer_threads = 1, .routes = routes,
+	    .n_routes = sizeof(routes) / sizeof(routes[0]) };
+	struct background bg = { .x = { .method = "GET", .path = "/defer" } };
+	struct exchange x = { .method = "GET", .path = "/defer" };
+	pthread_t releaser;
+	char err[256];
+
+	atomic_store(&release_deferred, 0);
+	ck_assert_msg(httpd_start(&cfg, &bg.h, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(pthread_create(&bg.thread, NULL, background_main, &bg), 0);
+	wait_deferred(1);
+	fetch(bg.h, "http", &x);
+	ck_assert_int_eq(x.status, 200);
+	ck_assert_str_eq(buf_str(&x.reply), "inline");
+	exchange_free(&x);
+	x = (struct exchange){ .method = "GET", .path = "/hello" };
+	fetch(bg.h, "http", &x);
+	ck_assert_int_eq(x.status, 200);
+	exchange_free(&x);
+	atomic_store(&release_deferred, 1);
+	pthread_join(bg.thread, NULL);
+	ck_assert_int_eq(bg.x.status, 200);
+	ck_assert_str_eq(buf_str(&bg.x.reply), "deferred");
+	exchange_free(&bg.x);
+
+	/*
+	 * Stopping, with no time for the requests in flight, while one is
+	 * deferred: its handler is let finish and its connection resumed
+	 * before the daemon stops (libmicrohttpd 0.9.75 aborts the process
+	 * when it stops with a connection still suspended).
+	 */
+	atomic_store(&release_deferred, 0);
+	bg.x = (struct exchange){ .method = "GET", .path = "/defer" };
+	ck_assert_int_eq(pthread_create(&bg.thread, NULL, background_main, &bg), 0);
+	wait_deferred(1);
+	ck_assert_int_eq(pthread_create(&releaser, NULL, release_later, NULL), 0);
+	ck_assert_int_eq(httpd_stop(bg.h, 1), -ETIMEDOUT);
+	pthread_join(releaser, NULL);
+	pthread_join(bg.thread, NULL);
+	ck_assert_int_eq(atomic_load(&deferred_waiting), 0);
 	exchange_free(&bg.x);
 }
 END_TEST
@@ -1060,6 +1161,7 @@ httpd_suite(void)
 	tcase_add_test(core, test_draining);
 	tcase_add_test(core, test_ipv6);
 	tcase_add_test(core, test_stop_finishes_in_flight);
+	tcase_add_test(core, test_deferred_handlers);
 	tcase_add_test(core, test_https);
 	tcase_add_test(core, test_https_pipelined);
 	tcase_add_test(core, test_https_slow_reader);

@@ -34,14 +34,37 @@ webhook_usage(FILE *out)
 "                                --tls-cert-file\n"
 "  --tls-min-version version     VersionTLS12 or VersionTLS13 (default\n"
 "                                VersionTLS12); only AEAD ciphers either way\n"
-"  --client-ca-file file         PEM CA bundle; when set, clients must present\n"
-"                                a certificate it signed for client\n"
-"                                authentication\n"
+"  --client-ca-file file         PEM CA bundle; when set, the admission\n"
+"                                endpoints answer only clients presenting a\n"
+"                                certificate it signed for client\n"
+"                                authentication (403 otherwise); /healthz,\n"
+"                                /readyz and /metrics need none\n"
 "  --shutdown-delay duration     after SIGTERM, how long to keep serving with\n"
 "                                readiness false before finishing the requests\n"
 "                                in flight and exiting, e.g. 5s, 500ms\n"
 "                                (default " WEBHOOK_DEFAULT_SHUTDOWN_DELAY ")\n"
-"  --log-level level             debug, info, warn or error (default info)\n"
+"  --read-header-timeout duration\n"
+"                                a new connection's TLS handshake and first\n"
+"                                request header, or a later request's header\n"
+"                                from its request line, must arrive within\n"
+"                                this; trickling bytes does not extend it; 0:\n"
+"                                no limit (default " WEBHOOK_DEFAULT_READ_HEADER_TIMEOUT ")\n"
+"  --read-timeout duration       the whole request, body included, from the\n"
+"                                same instant (default " WEBHOOK_DEFAULT_READ_TIMEOUT ")\n"
+"  --write-timeout duration      the answer, from the end of the request\n"
+"                                header (default " WEBHOOK_DEFAULT_WRITE_TIMEOUT ")\n"
+"  --idle-timeout duration       a keep-alive connection's wait for its next\n"
+"                                request (default " WEBHOOK_DEFAULT_IDLE_TIMEOUT ")\n"
+"  --max-connections int         open connections at most (default %d)\n"
+"  --max-connections-per-ip int  open connections from one client address at\n"
+"                                most (default %d)\n"
+"  --max-body-bytes-inflight quantity\n"
+"                                request body bytes held at once across all\n"
+"                                connections, e.g. 24Mi; past it a request\n"
+"                                gets 503 with Retry-After (default " WEBHOOK_DEFAULT_BODY_INFLIGHT ")\n"
+"  --log-level level             debug (adds a line per allowed review), info\n"
+"                                (denials, at most %d lines a second), warn\n"
+"                                or error (default info)\n"
 "  --log-flush-frequency duration\n"
 "                                longest time a debug or info line waits to\n"
 "                                be written together with others; warn and\n"
@@ -77,8 +100,9 @@ webhook_usage(FILE *out)
 "                                files, a duration; 0: only on SIGHUP\n"
 "                                (default 5s)\n"
 "\n"
-"Logs are JSON lines on stderr, one per admission decision.\n",
-	    WEBHOOK_DEFAULT_PORT);
+"Logs are JSON lines on stderr.\n",
+	    WEBHOOK_DEFAULT_PORT, HTTPD_CONN_LIMIT, HTTPD_PER_IP_LIMIT,
+	    WEBHOOK_DENIAL_LOG_PER_S);
 }
 
 /* Go's duration units, longest first where one is a prefix of another. */
@@ -168,6 +192,36 @@ webhook_parse_duration_ms(const char *s, uint64_t *ms)
 	return 0;
 }
 
+int
+webhook_parse_bytes(const char *s, uint64_t *bytes)
+{
+	static const struct {
+		const char *suffix;
+		uint64_t scale;
+	} suffixes[] = {
+		{ "", 1 }, { "Ki", 1ULL << 10 }, { "Mi", 1ULL << 20 },
+		{ "Gi", 1ULL << 30 }, { "k", 1000 }, { "M", 1000000 },
+		{ "G", 1000000000 },
+	};
+	unsigned long long v;
+	char *end;
+
+	if (!s || *s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -ERANGE;
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		if (strcmp(end, suffixes[i].suffix) != 0)
+			continue;
+		if (__builtin_mul_overflow((uint64_t)v, suffixes[i].scale, bytes))
+			return -ERANGE;
+		return 0;
+	}
+	return -EINVAL;
+}
+
 /* A decimal integer in [min, max], nothing around it. */
 static int
 parse_range(const char *s, long min, long max, long *out)
@@ -207,7 +261,9 @@ enum flag_id {
 	F_SECURE_PORT, F_BIND_ADDRESS, F_CERT_DIR, F_TLS_CERT_FILE,
 	F_TLS_KEY_FILE, F_TLS_MIN_VERSION, F_CLIENT_CA_FILE,
 	F_SHUTDOWN_DELAY, F_LOG_LEVEL, F_LOG_FLUSH, F_KUBECONFIG, F_VERIFY_SUBJECTS,
-	F_THREADS, F_HELP, F_VERSION, F_METRICS_AUTH,
+	F_THREADS, F_READ_HEADER_TIMEOUT, F_READ_TIMEOUT, F_WRITE_TIMEOUT,
+	F_IDLE_TIMEOUT, F_MAX_CONNECTIONS, F_MAX_CONNECTIONS_PER_IP,
+	F_MAX_BODY_INFLIGHT, F_HELP, F_VERSION, F_METRICS_AUTH,
 };
 
 /* arg: takes a value; boolean: takes an optional =true/=false. */
@@ -231,6 +287,13 @@ static const struct {
 	{ "verify-subjects", F_VERIFY_SUBJECTS, false, true },
 	{ "metrics-auth", F_METRICS_AUTH, false, true },
 	{ "threads", F_THREADS, true, false },
+	{ "read-header-timeout", F_READ_HEADER_TIMEOUT, true, false },
+	{ "read-timeout", F_READ_TIMEOUT, true, false },
+	{ "write-timeout", F_WRITE_TIMEOUT, true, false },
+	{ "idle-timeout", F_IDLE_TIMEOUT, true, false },
+	{ "max-connections", F_MAX_CONNECTIONS, true, false },
+	{ "max-connections-per-ip", F_MAX_CONNECTIONS_PER_IP, true, false },
+	{ "max-body-bytes-inflight", F_MAX_BODY_INFLIGHT, true, false },
 	{ "help", F_HELP, false, false },
 	{ "version", F_VERSION, false, false },
 };
@@ -240,6 +303,12 @@ struct raw_flags {
 	const char *key_file;
 	const char *shutdown_delay;
 	const char *log_flush;
+	const char *budgets[4];		/* read header, read, write, idle */
+	const char *body_inflight;
+};
+
+static const char *const budget_flags[4] = {
+	"read-header-timeout", "read-timeout", "write-timeout", "idle-timeout",
 };
 
 /* Applies one flag; err gets the reason when the value is bad. */
@@ -315,6 +384,28 @@ apply(struct webhook_options *o, struct raw_flags *raw, enum flag_id id,
 		    name, v, HTTPD_MAX_THREADS);
 		return WEBHOOK_FLAGS_BAD;
 	}
+	case F_READ_HEADER_TIMEOUT:
+	case F_READ_TIMEOUT:
+	case F_WRITE_TIMEOUT:
+	case F_IDLE_TIMEOUT:
+		raw->budgets[id - F_READ_HEADER_TIMEOUT] = v;
+		return WEBHOOK_FLAGS_RUN;
+	case F_MAX_CONNECTIONS:
+	case F_MAX_CONNECTIONS_PER_IP: {
+		long n;
+
+		if (parse_range(v, 1, WEBHOOK_MAX_CONNECTIONS, &n) == 0) {
+			*(id == F_MAX_CONNECTIONS ? &o->max_connections :
+			    &o->max_connections_per_ip) = (unsigned int)n;
+			return WEBHOOK_FLAGS_RUN;
+		}
+		snprintf(err, errlen, "--%s: %s is not a connection count (1-%d)",
+		    name, v, WEBHOOK_MAX_CONNECTIONS);
+		return WEBHOOK_FLAGS_BAD;
+	}
+	case F_MAX_BODY_INFLIGHT:
+		raw->body_inflight = v;
+		return WEBHOOK_FLAGS_RUN;
 	case F_HELP:
 		webhook_usage(stdout);
 		return WEBHOOK_FLAGS_DONE;
@@ -323,6 +414,37 @@ apply(struct webhook_options *o, struct raw_flags *raw, enum flag_id id,
 		return WEBHOOK_FLAGS_DONE;
 	}
 	return WEBHOOK_FLAGS_BAD;
+}
+
+/* The time budgets and the body budget. */
+static enum webhook_flags_result
+finish_limits(struct webhook_options *o, const struct raw_flags *raw,
+    char *err, size_t errlen)
+{
+	uint32_t *out[4] = { &o->read_header_timeout_ms, &o->read_timeout_ms,
+	    &o->write_timeout_ms, &o->idle_timeout_ms };
+	uint64_t ms;
+
+	for (int i = 0; i < 4; i++) {
+		if (webhook_parse_duration_ms(raw->budgets[i], &ms) != 0 ||
+		    ms > WEBHOOK_MAX_BUDGET_MS) {
+			snprintf(err, errlen, "--%s: %s is not a duration such as "
+			    "10s or 1m30s (at most 24h; 0: no limit)",
+			    budget_flags[i], raw->budgets[i]);
+			return WEBHOOK_FLAGS_BAD;
+		}
+		/* Go's http.Server: zero means no timeout. */
+		*out[i] = ms ? (uint32_t)ms : HTTPD_NO_TIMEOUT;
+	}
+	if (webhook_parse_bytes(raw->body_inflight, &o->max_body_inflight) != 0 ||
+	    o->max_body_inflight < WEBHOOK_MAX_BODY + 1 ||
+	    o->max_body_inflight > WEBHOOK_MAX_BODY_INFLIGHT) {
+		snprintf(err, errlen, "--max-body-bytes-inflight: %s is not a "
+		    "byte count such as 24Mi, from %d bytes (one largest review) "
+		    "to 64Gi", raw->body_inflight, WEBHOOK_MAX_BODY + 1);
+		return WEBHOOK_FLAGS_BAD;
+	}
+	return WEBHOOK_FLAGS_RUN;
 }
 
 /* Checks what only makes sense once every flag is known. */
@@ -345,6 +467,8 @@ finish(struct webhook_options *o, const struct raw_flags *raw, char *err,
 		    "such as 100ms or 0", raw->log_flush);
 		return WEBHOOK_FLAGS_BAD;
 	}
+	if (finish_limits(o, raw, err, errlen) != WEBHOOK_FLAGS_RUN)
+		return WEBHOOK_FLAGS_BAD;
 	if (poll && webhook_parse_duration_ms(poll, &o->cert_poll_ms) != 0) {
 		snprintf(err, errlen, "%s: %s is not a duration such as 5s",
 		    WEBHOOK_CERT_POLL_ENV, poll);
@@ -389,6 +513,13 @@ set_defaults(struct webhook_options *o, struct raw_flags *raw)
 	memset(raw, 0, sizeof(*raw));
 	raw->shutdown_delay = WEBHOOK_DEFAULT_SHUTDOWN_DELAY;
 	raw->log_flush = WEBHOOK_DEFAULT_LOG_FLUSH;
+	raw->budgets[0] = WEBHOOK_DEFAULT_READ_HEADER_TIMEOUT;
+	raw->budgets[1] = WEBHOOK_DEFAULT_READ_TIMEOUT;
+	raw->budgets[2] = WEBHOOK_DEFAULT_WRITE_TIMEOUT;
+	raw->budgets[3] = WEBHOOK_DEFAULT_IDLE_TIMEOUT;
+	raw->body_inflight = WEBHOOK_DEFAULT_BODY_INFLIGHT;
+	o->max_connections = HTTPD_CONN_LIMIT;
+	o->max_connections_per_ip = HTTPD_PER_IP_LIMIT;
 }
 
 /*

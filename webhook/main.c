@@ -1,15 +1,22 @@
 /* main.c -- contact-webhook: flags, signals, and the drain on SIGTERM */
 #include <errno.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
+#include "httpd.h"
 #include "jsonparse.h"
 #include "log.h"
 #include "webhook.h"
+
+#define TICK_MS 1000		/* webhook_tick() period */
+#define MMAP_THRESHOLD (128 * 1024)	/* blocks this large are mapped, and unmapped when freed */
+#define FD_RESERVE 64		/* descriptors kept for files, the API client, logs */
 
 static uint64_t
 now_ms(void)
@@ -20,47 +27,87 @@ now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* Waits for SIGTERM or SIGINT, reloading certificates on SIGHUP meanwhile. */
+/*
+ * Waits up to ms for a signal, calling webhook_tick() once a second
+ * meanwhile; SIGHUP reloads the certificates. Returns SIGTERM or SIGINT,
+ * or 0 when the time is up.
+ */
+static int
+wait_signal(struct webhook *w, const sigset_t *sigs, uint64_t ms)
+{
+	uint64_t end = now_ms() + ms, now, step;
+	struct timespec ts;
+	int sig;
+
+	while ((now = now_ms()) < end) {
+		step = end - now < TICK_MS ? end - now : TICK_MS;
+		ts.tv_sec = (time_t)(step / 1000);
+		ts.tv_nsec = (long)(step % 1000) * 1000000L;
+		sig = sigtimedwait(sigs, NULL, &ts);
+		if (sig == SIGHUP)
+			webhook_reload(w);
+		else if (sig == SIGTERM || sig == SIGINT)
+			return sig;
+		else if (sig < 0 && errno == EAGAIN)
+			webhook_tick(w);
+	}
+	return 0;
+}
+
+/* Waits for SIGTERM or SIGINT. */
 static int
 wait_for_stop(struct webhook *w, const sigset_t *sigs)
 {
 	int sig;
 
-	for (;;) {
-		sig = sigwaitinfo(sigs, NULL);
-		if (sig == SIGHUP)
-			webhook_reload(w);
-		else if (sig == SIGTERM || sig == SIGINT)
-			return sig;
+	while ((sig = wait_signal(w, sigs, UINT64_MAX / 2)) == 0)
+		;
+	return sig;
+}
+
+/*
+ * Go raises its soft descriptor limit to the hard one at start; so do we,
+ * since every connection is one. The connection cap stays below what the
+ * limit allows.
+ */
+static void
+raise_fd_limit(struct webhook_options *o)
+{
+	struct rlimit rl;
+	rlim_t room;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+		(void)getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	room = rl.rlim_cur > 2 * FD_RESERVE ? rl.rlim_cur - FD_RESERVE :
+	    FD_RESERVE;
+	if (rl.rlim_cur != RLIM_INFINITY && o->max_connections > room) {
+		log_warn("--max-connections lowered to what the descriptor limit "
+		    "allows", "{s:i, s:I}", "wanted", (int)o->max_connections,
+		    "allowed", (json_int_t)room);
+		o->max_connections = (unsigned int)room;
 	}
 }
 
 /*
- * Readiness is false from now on, but requests are still answered for
- * delay_ms, the time it takes the endpoint change to reach every API
- * server. Another SIGTERM or SIGINT cuts the wait short.
+ * Readiness is false from now on, but requests are still answered as
+ * before, keep-alive included, for delay_ms, the time it takes the
+ * endpoint change to reach every API server. Another SIGTERM or SIGINT
+ * cuts the wait short.
  */
 static void
 drain(struct webhook *w, const sigset_t *sigs, int sig, uint64_t delay_ms)
 {
-	uint64_t end = now_ms() + delay_ms, now;
-	struct timespec ts;
-
 	webhook_drain(w);
 	log_info("shutting down: not ready, still serving", "{s:s, s:I}",
 	    "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT",
 	    "delay_ms", (json_int_t)delay_ms);
-	while ((now = now_ms()) < end) {
-		ts.tv_sec = (time_t)((end - now) / 1000);
-		ts.tv_nsec = (long)((end - now) % 1000) * 1000000L;
-		sig = sigtimedwait(sigs, NULL, &ts);
-		if (sig == SIGHUP) {
-			webhook_reload(w);
-		} else if (sig == SIGTERM || sig == SIGINT) {
-			log_info("second signal: stopping now", NULL);
-			break;
-		}
-	}
+	if (wait_signal(w, sigs, delay_ms))
+		log_info("second signal: stopping now", NULL);
 }
 
 int
@@ -99,6 +146,14 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s: cannot buffer the log; writing every line "
 		    "at once\n", WEBHOOK_PROGRAM);
 
+	/*
+	 * Request bodies and parse arenas above this are mapped and go back
+	 * to the system when freed; a fixed threshold keeps glibc from
+	 * raising it after the first large free (a burst then stays on the
+	 * heap). See also webhook_tick().
+	 */
+	(void)mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+	raise_fd_limit(&o);
 	if (webhook_start(&o, &w, err, sizeof(err)) != 0) {
 		fprintf(stderr, "%s: %s\n", WEBHOOK_PROGRAM, err);
 		return EXIT_FAILURE;
@@ -111,7 +166,8 @@ main(int argc, char **argv)
 
 	sig = wait_for_stop(w, &sigs);
 	drain(w, &sigs, sig, o.shutdown_delay_ms);
-	log_info("finishing requests in flight", NULL);
+	log_info("finishing requests in flight; answers close their connections",
+	    NULL);
 	webhook_stop(w);
 	log_info("stopped", NULL);
 	return EXIT_SUCCESS;

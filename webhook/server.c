@@ -1,6 +1,8 @@
 /* server.c -- contact-webhook's routes: the admission endpoints, health, readiness, metrics */
 #include <errno.h>
 #include <jansson.h>
+#include <malloc.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -11,6 +13,7 @@
 #include "admission.h"
 #include "authn.h"
 #include "cache.h"
+#include "clock.h"
 #include "kube.h"
 #include "kubeconfig.h"
 #include "subjects.h"
@@ -22,6 +25,9 @@
 
 #define N_ENDPOINTS (2 * KIND__COUNT)
 #define N_ROUTES (N_ENDPOINTS + 3)
+
+/* Why a review's API call was not made on a serving thread, when it could not wait elsewhere. */
+#define BUSY "every thread that may wait for the API server is busy"
 
 /* One admission endpoint and its metric series, resolved once. */
 struct endpoint {
@@ -47,6 +53,11 @@ struct webhook {
 	struct tls_store *tls;
 	struct httpd *httpd;
 	atomic_bool draining;
+	struct log_limit log_limit;
+	bool trim_pending;		/* a burst to give back (main thread only) */
+	uint64_t last_trim_s;
+	struct metric_series *too_complex;	/* reviews over WEBHOOK_MAX_REVIEW_VALUES */
+	struct metric_series *deferred;	/* reviews that waited for the API server */
 	struct metric *requests;	/* {webhook, code} */
 	struct endpoint endpoints[N_ENDPOINTS];
 	struct httpd_route routes[N_ROUTES];
@@ -63,17 +74,141 @@ ms_since(const struct timespec *t0)
 	    (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
+/*
+ * Allowed reviews are a debug line each; denials an info line, at most
+ * WEBHOOK_DENIAL_LOG_PER_S a second, the next one written saying how many
+ * were left out (and webhook_tick() when no next one comes).
+ */
 static void
-log_decision(const struct endpoint *ep, const struct admission_outcome *out,
-    double ms)
+log_decision(struct webhook *w, const struct endpoint *ep,
+    const struct admission_outcome *out, double ms)
 {
-	if (!log_enabled(LOG_LEVEL_INFO))
+	enum log_level level = out->allowed ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO;
+	unsigned long suppressed = 0;
+
+	if (!log_enabled(level) || (level == LOG_LEVEL_INFO &&
+	    !log_limit_pass(&w->log_limit, &suppressed)))
 		return;
-	log_info("admission", "{s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:b, s:b, "
+	if (suppressed) {
+		log_msg(level, "admission", "{s:s, s:s?, s:s?, s:s?, s:s?, s:s?, "
+		    "s:b, s:b, s:b, s:f, s:I}", "webhook", ep->path, "uid",
+		    out->uid, "kind", out->kind, "namespace", out->namespace,
+		    "name", out->name, "operation", out->operation, "allowed",
+		    out->allowed, "dry_run", out->dry_run, "patched", out->patched,
+		    "ms", ms, "suppressed", (json_int_t)suppressed);
+		return;
+	}
+	log_msg(level, "admission", "{s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:b, s:b, "
 	    "s:b, s:f}", "webhook", ep->path, "uid", out->uid, "kind", out->kind,
 	    "namespace", out->namespace, "name", out->name,
 	    "operation", out->operation, "allowed", out->allowed,
 	    "dry_run", out->dry_run, "patched", out->patched, "ms", ms);
+}
+
+static void
+log_refused(struct webhook *w, const struct endpoint *ep, int status,
+    const char *reason)
+{
+	unsigned long suppressed = 0;
+
+	if (!log_enabled(LOG_LEVEL_INFO) || !log_limit_pass(&w->log_limit, &suppressed))
+		return;
+	if (suppressed)
+		log_info("admission request refused", "{s:s, s:i, s:s?, s:I}",
+		    "webhook", ep->path, "status", status, "reason", reason,
+		    "suppressed", (json_int_t)suppressed);
+	else
+		log_info("admission request refused", "{s:s, s:i, s:s?}",
+		    "webhook", ep->path, "status", status, "reason", reason);
+}
+
+/*
+ * The JSON members and array elements of text, counted from its
+ * structure without parsing (a container counts for its first one, each
+ * comma for another), stopping past limit.
+ */
+static size_t
+json_values(const char *text, size_t len, size_t limit)
+{
+	const char *p = text, *end = text + len;
+	size_t n = 0;
+
+	for (; p < end && n <= limit; p++) {
+		if (*p == '"') {
+			for (p++; p < end && *p != '"'; p++)
+				if (*p == '\\')
+					p++;
+		} else if (*p == ',' || *p == '[' || *p == '{') {
+			n++;
+		}
+	}
+	return n;
+}
+
+/*
+ * The instant by which the review is answered: kube-apiserver's
+ * ?timeout= from when its header came in, less the margin.
+ */
+static uint64_t
+review_deadline(const struct httpd_request *req)
+{
+	const char *t = httpd_query(req, "timeout");
+	uint64_t ms = WEBHOOK_REVIEW_TIMEOUT_MS, margin;
+
+	if (t && (webhook_parse_duration_ms(t, &ms) != 0 || ms == 0))
+		ms = WEBHOOK_REVIEW_TIMEOUT_MS;
+	if (ms > WEBHOOK_MAX_REVIEW_TIMEOUT_MS)
+		ms = WEBHOOK_MAX_REVIEW_TIMEOUT_MS;
+	margin = ms / 5 < WEBHOOK_ANSWER_MARGIN_MS ? ms / 5 :
+	    WEBHOOK_ANSWER_MARGIN_MS;
+	return req->received_ms + ms - margin;
+}
+
+static int
+refuse_complex(struct endpoint *ep, struct httpd_reply *reply)
+{
+	char text[200];
+
+	metric_inc(ep->w->too_complex);
+	snprintf(text, sizeof(text), "request body too complex: an "
+	    "AdmissionReview may hold at most %d JSON members and array "
+	    "elements\n", WEBHOOK_MAX_REVIEW_VALUES);
+	log_refused(ep->w, ep, 413, "more JSON values than a review may hold");
+	return httpd_reply_text(reply, 413, text);
+}
+
+/*
+ * Runs the review. On a serving thread the API server may not be called
+ * (the cache answers most reviews): a review that needs it is handed to
+ * a thread that may wait, up to the review's deadline, and only when no
+ * such thread is free is it answered here, with the fail-closed 503 that
+ * says what could not be verified.
+ */
+static int
+review(struct endpoint *ep, const struct httpd_request *req,
+    struct admission_outcome *out, bool *defer)
+{
+	struct webhook *w = ep->w;
+	int rc;
+
+	*defer = false;
+	if (!w->kube)
+		return admission_handle(NULL, ep->kind, ep->mode, req->body,
+		    req->body_len, out);
+	kube_thread_deadline(review_deadline(req));
+	kube_thread_forbid(req->may_block ? NULL : BUSY);
+	rc = admission_handle(&w->env, ep->kind, ep->mode, req->body,
+	    req->body_len, out);
+	*defer = !req->may_block && kube_thread_refused() > 0;
+	kube_thread_forbid(NULL);
+	kube_thread_deadline(0);
+	if (rc == 0 && *defer && httpd_defer(req)) {
+		admission_outcome_free(out);
+		metric_inc(w->deferred);
+		return HTTPD_DEFER;
+	}
+	*defer = false;
+	return rc;
 }
 
 static int
@@ -83,11 +218,15 @@ serve_admission(const struct httpd_request *req, struct httpd_reply *reply,
 	struct endpoint *ep = arg;
 	struct admission_outcome out;
 	struct timespec t0;
+	bool deferred;
 	int rc;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	rc = admission_handle(ep->w->kube ? &ep->w->env : NULL, ep->kind, ep->mode, req->body,
-	    req->body_len, &out);
+	if (req->body_len > 2 * (size_t)WEBHOOK_MAX_REVIEW_VALUES &&
+	    json_values(req->body, req->body_len, WEBHOOK_MAX_REVIEW_VALUES) >
+	    WEBHOOK_MAX_REVIEW_VALUES)
+		return refuse_complex(ep, reply);
+	rc = review(ep, req, &out, &deferred);
 	if (rc)
 		return rc;
 	reply->status = out.http_status;
@@ -97,11 +236,9 @@ serve_admission(const struct httpd_request *req, struct httpd_reply *reply,
 	out.body = NULL;
 	if (out.http_status == 200) {
 		metric_inc(out.allowed ? ep->allowed : ep->denied);
-		log_decision(ep, &out, ms_since(&t0));
+		log_decision(ep->w, ep, &out, ms_since(&t0));
 	} else {
-		log_info("admission request refused", "{s:s, s:i, s:s?}",
-		    "webhook", ep->path, "status", out.http_status,
-		    "reason", out.reason);
+		log_refused(ep->w, ep, out.http_status, out.reason);
 	}
 	admission_outcome_free(&out);
 	return 0;
@@ -125,11 +262,11 @@ serve_readyz(const struct httpd_request *req, struct httpd_reply *reply,
 
 	(void)req;
 	if (atomic_load(&w->draining))
-		return httpd_reply_text(reply, 500, "not ready: shutting down");
+		return httpd_reply_text(reply, 503, "not ready: shutting down");
 	if (tls_store_generation(w->tls) == 0)
-		return httpd_reply_text(reply, 500, "not ready: no certificate loaded");
+		return httpd_reply_text(reply, 503, "not ready: no certificate loaded");
 	if (w->cache && !cache_synced(w->cache))
-		return httpd_reply_text(reply, 500, "not ready: caches not synced");
+		return httpd_reply_text(reply, 503, "not ready: caches not synced");
 	return httpd_reply_text(reply, 200, "ok");
 }
 
@@ -201,8 +338,16 @@ register_metrics(struct webhook *w)
 	    "milo_webhook_admission_decisions_total",
 	    "Admission reviews answered, by whether the request was allowed.",
 	    by_allowed);
+	w->too_complex = metric_get(metrics_counter(w->metrics,
+	    "milo_webhook_reviews_too_complex_total",
+	    "Reviews refused unparsed (413) for holding more JSON values than "
+	    "a review may.", NULL), NULL);
+	w->deferred = metric_get(metrics_counter(w->metrics,
+	    "milo_webhook_reviews_waited_total",
+	    "Reviews the watch cache could not answer, answered on a thread "
+	    "that waits for the API server.", NULL), NULL);
 	if (!w->requests || !latency || !in_flight || !decisions ||
-	    procmetrics_register(w->metrics, NULL) != 0)
+	    !w->too_complex || !w->deferred || procmetrics_register(w->metrics, NULL) != 0)
 		return -ENOMEM;
 	for (int i = 0; i < N_ENDPOINTS; i++) {
 		struct endpoint *ep = &w->endpoints[i];
@@ -245,6 +390,7 @@ build_routes(struct webhook *w)
 				.handler = serve_admission,
 				.arg = ep,
 				.observe = true,
+				.client_cert = true,
 			};
 		}
 	}
@@ -262,6 +408,7 @@ static void
 webhook_free(struct webhook *w)
 {
 	authn_free(w->metrics_guard.authn);
+	pthread_mutex_destroy(&w->log_limit.lock);
 	cache_free(w->cache);
 	subjects_free(w->subjects);
 	kube_client_free(w->kube);
@@ -331,6 +478,8 @@ webhook_start(const struct webhook_options *o, struct webhook **out,
 		return -ENOMEM;
 	}
 	atomic_init(&w->draining, false);
+	log_limit_init(&w->log_limit, 1000, WEBHOOK_DENIAL_LOG_PER_S);
+	w->last_trim_s = clock_mono_ms() / 1000;
 	build_routes(w);
 	rc = register_metrics(w);
 	if (rc) {
@@ -366,6 +515,14 @@ webhook_start(const struct webhook_options *o, struct webhook **out,
 		.tls = w->tls,
 		.routes = w->routes,
 		.n_routes = N_ROUTES,
+		.conn_limit = o->max_connections,
+		.per_ip_limit = o->max_connections_per_ip,
+		.read_header_timeout_ms = o->read_header_timeout_ms,
+		.read_timeout_ms = o->read_timeout_ms,
+		.write_timeout_ms = o->write_timeout_ms,
+		.idle_timeout_ms = o->idle_timeout_ms,
+		.body_budget = (size_t)o->max_body_inflight,
+		.metrics = w->metrics,
 		.begin = on_begin,
 		.end = on_end,
 		.hook_arg = w,
@@ -384,7 +541,35 @@ void
 webhook_drain(struct webhook *w)
 {
 	atomic_store(&w->draining, true);
-	httpd_set_draining(w->httpd, true);
+}
+
+void
+webhook_tick(struct webhook *w)
+{
+	uint64_t now_s = clock_mono_ms() / 1000;
+	unsigned long suppressed = log_limit_drain(&w->log_limit);
+	struct httpd_load load;
+
+	if (suppressed)
+		log_info("admission lines not logged (rate limit)", "{s:I, s:i}",
+		    "suppressed", (json_int_t)suppressed, "per_second",
+		    WEBHOOK_DENIAL_LOG_PER_S);
+	/*
+	 * Request bodies and their trees are freed at the end of each
+	 * request, but glibc keeps freed heap for reuse: after a burst (and
+	 * now and then anyway) it goes back to the system.
+	 */
+	httpd_load(w->httpd, &load);
+	if (load.body_bytes_peak >= WEBHOOK_TRIM_AFTER_BYTES ||
+	    load.connections_peak >= load.connections +
+	    WEBHOOK_TRIM_AFTER_CONNECTIONS)
+		w->trim_pending = true;
+	if ((w->trim_pending && load.body_bytes < WEBHOOK_TRIM_AFTER_BYTES) ||
+	    now_s - w->last_trim_s >= WEBHOOK_TRIM_PERIOD_S) {
+		(void)malloc_trim(0);
+		w->trim_pending = false;
+		w->last_trim_s = now_s;
+	}
 }
 
 void
@@ -399,6 +584,7 @@ webhook_stop(struct webhook *w)
 	int rc;
 
 	webhook_drain(w);
+	httpd_set_draining(w->httpd, true);
 	rc = httpd_stop(w->httpd, HTTPD_STOP_TIMEOUT_MS);
 	if (rc == -ETIMEDOUT)
 		log_warn("stopped with requests still in flight", "{s:i}",

@@ -20,11 +20,43 @@
  * of them, plus 1 MiB for the rest.
  */
 #define WEBHOOK_MAX_BODY (7 * 1024 * 1024)
+/*
+ * The most JSON members and array elements a review may hold; past it the
+ * body is refused (413) before it is parsed. A review's tree costs about
+ * 150 bytes of memory per value, and real reviews of these kinds hold a
+ * few hundred; an object with 250,000 annotations would take tens of MiB.
+ */
+#define WEBHOOK_MAX_REVIEW_VALUES 20000
+/*
+ * How long a review may take: kube-apiserver appends ?timeout=<its
+ * timeoutSeconds>s; without it, its default of 10 s. At most 30 s (the
+ * most timeoutSeconds may be). The answer leaves WEBHOOK_ANSWER_MARGIN_MS
+ * (at most a fifth of the timeout) before it, whatever the API server does.
+ */
+#define WEBHOOK_REVIEW_TIMEOUT_MS 10000
+#define WEBHOOK_MAX_REVIEW_TIMEOUT_MS 30000
+#define WEBHOOK_ANSWER_MARGIN_MS 1000
+/*
+ * After a burst of request bodies this large, or of this many connections
+ * that have closed since, memory goes back to the system.
+ */
+#define WEBHOOK_TRIM_AFTER_BYTES (1u << 20)
+#define WEBHOOK_TRIM_AFTER_CONNECTIONS 256
+#define WEBHOOK_TRIM_PERIOD_S 30	/* and this often anyway */
 #define WEBHOOK_DEFAULT_PORT 9443
 #define WEBHOOK_DEFAULT_BIND "0.0.0.0"
 #define WEBHOOK_DEFAULT_CERT_DIR "/tmp/k8s-webhook-server/serving-certs"
 #define WEBHOOK_DEFAULT_SHUTDOWN_DELAY "10s"
 #define WEBHOOK_DEFAULT_LOG_FLUSH "100ms"
+#define WEBHOOK_DEFAULT_READ_HEADER_TIMEOUT "10s"
+#define WEBHOOK_DEFAULT_READ_TIMEOUT "30s"
+#define WEBHOOK_DEFAULT_WRITE_TIMEOUT "30s"
+#define WEBHOOK_DEFAULT_IDLE_TIMEOUT "90s"
+#define WEBHOOK_DEFAULT_BODY_INFLIGHT "24Mi"
+#define WEBHOOK_MAX_CONNECTIONS 1000000	/* largest --max-connections */
+#define WEBHOOK_MAX_BODY_INFLIGHT (64ULL << 30)	/* largest --max-body-bytes-inflight */
+#define WEBHOOK_DENIAL_LOG_PER_S 10	/* denial lines a second at most (info) */
+#define WEBHOOK_MAX_BUDGET_MS (24ULL * 3600 * 1000)	/* longest time budget a flag takes */
 #define WEBHOOK_CERT_POLL_ENV "MILO_CERT_POLL_INTERVAL"
 
 /* flags.c */
@@ -44,6 +76,14 @@ struct webhook_options {
 	bool verify_subjects;
 	bool metrics_auth;		/* /metrics needs a token (with an API server) */
 	unsigned int threads;		/* 0: httpd_default_threads() */
+	/* Time budgets in ms (0 on the command line: none, HTTPD_NO_TIMEOUT here). */
+	uint32_t read_header_timeout_ms;
+	uint32_t read_timeout_ms;
+	uint32_t write_timeout_ms;
+	uint32_t idle_timeout_ms;
+	unsigned int max_connections;
+	unsigned int max_connections_per_ip;
+	uint64_t max_body_inflight;	/* bytes */
 };
 
 enum webhook_flags_result {
@@ -63,6 +103,13 @@ void webhook_usage(FILE *out);
  */
 int webhook_parse_duration_ms(const char *s, uint64_t *ms);
 
+/*
+ * A byte count as a Kubernetes quantity: "25165824", "24Mi", "512Ki",
+ * "1Gi" (binary suffixes), "24M", "1G" (decimal). -EINVAL when
+ * malformed, -ERANGE when too large.
+ */
+int webhook_parse_bytes(const char *s, uint64_t *bytes);
+
 /* server.c */
 struct webhook;
 
@@ -72,11 +119,20 @@ struct webhook;
  */
 int webhook_start(const struct webhook_options *o, struct webhook **out,
     char *err, size_t errlen);
-/* Readiness goes false and responses ask clients to reconnect elsewhere. */
+/* Readiness goes false; serving goes on as before (keep-alive included). */
 void webhook_drain(struct webhook *w);
+/*
+ * Once a second from the main thread: logs the count of denials not
+ * logged for the rate limit, and returns memory to the system after a
+ * burst of large requests.
+ */
+void webhook_tick(struct webhook *w);
 /* Re-reads the certificate and key now (SIGHUP). */
 void webhook_reload(struct webhook *w);
-/* Finishes the requests in flight (bounded), stops and frees. */
+/*
+ * Answers every request from now on with "Connection: close", stops
+ * listening, finishes the requests in flight (bounded), stops and frees.
+ */
 int webhook_stop(struct webhook *w);
 
 #endif
