@@ -1,6 +1,7 @@
 /* flags.c -- one table-driven command-line parser for both programs */
 #include "flags.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -96,6 +97,48 @@ flags_duration_ms(const char *s, uint64_t *ms)
 	return 0;
 }
 
+int
+flags_bytes(const char *s, uint64_t *bytes)
+{
+	static const struct {
+		const char *suffix;
+		uint64_t scale;
+	} suffixes[] = {
+		{ "", 1 }, { "Ki", 1ULL << 10 }, { "Mi", 1ULL << 20 }, { "Gi", 1ULL << 30 },
+		{ "k", 1000 }, { "M", 1000000 }, { "G", 1000000000 },
+	};
+	unsigned long long v;
+	char *end;
+
+	if (!s || *s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -ERANGE;
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		if (strcmp(end, suffixes[i].suffix) != 0)
+			continue;
+		if (__builtin_mul_overflow((uint64_t)v, suffixes[i].scale, bytes))
+			return -ERANGE;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+int
+flags_ip(const char *value, void *out, char *why, size_t whylen)
+{
+	unsigned char addr[16];
+
+	if (inet_pton(AF_INET, value, addr) == 1 || inet_pton(AF_INET6, value, addr) == 1) {
+		*(const char **)out = value;
+		return 0;
+	}
+	snprintf(why, whylen, "%s is not an IP address", value);
+	return -EINVAL;
+}
+
 static bool
 in_range(const struct flag *f, double v)
 {
@@ -111,12 +154,34 @@ duration_text(double ms, char *out, size_t len)
 	};
 	uint64_t v = (uint64_t)ms;
 
+	if (v == 0) {
+		snprintf(out, len, "0");
+		return;
+	}
 	for (size_t i = 0; i < sizeof(u) / sizeof(u[0]); i++) {
 		if (v % u[i].ms == 0 || u[i].ms == 1) {
 			snprintf(out, len, "%llu%s", (unsigned long long)(v / u[i].ms), u[i].unit);
 			return;
 		}
 	}
+}
+
+/* A bound in bytes as a quantity in its largest exact binary unit: "64Gi". */
+static void
+bytes_text(double bytes, char *out, size_t len)
+{
+	static const char *const unit[] = { "Gi", "Mi", "Ki" };
+	uint64_t v = (uint64_t)bytes;
+
+	for (int i = 0; i < 3; i++) {
+		uint64_t scale = 1ULL << (10 * (3 - i));
+
+		if (v && v % scale == 0) {
+			snprintf(out, len, "%llu%s", (unsigned long long)(v / scale), unit[i]);
+			return;
+		}
+	}
+	snprintf(out, len, "%llu", (unsigned long long)v);
 }
 
 static void
@@ -129,6 +194,11 @@ range_error(const struct flag *f, const char *v, const char *what, char *err, si
 	} else if (f->type == FLAG_DURATION) {
 		duration_text(f->min, lo, sizeof(lo));
 		duration_text(f->max, hi, sizeof(hi));
+		snprintf(err, errlen, "--%s: %s is not %s from %s to %s", f->name, v, what, lo,
+		    hi);
+	} else if (f->type == FLAG_BYTES) {
+		bytes_text(f->min, lo, sizeof(lo));
+		bytes_text(f->max, hi, sizeof(hi));
 		snprintf(err, errlen, "--%s: %s is not %s from %s to %s", f->name, v, what, lo,
 		    hi);
 	} else
@@ -177,6 +247,13 @@ apply(const struct flag *f, const char *v, char *err, size_t errlen)
 	case FLAG_DURATION:
 		if (flags_duration_ms(v, &ms) != 0 || !in_range(f, (double)ms)) {
 			range_error(f, v, "a duration such as 30s, 1m30s or 500ms", err, errlen);
+			return -EINVAL;
+		}
+		*(uint64_t *)f->out = ms;
+		return 0;
+	case FLAG_BYTES:
+		if (flags_bytes(v, &ms) != 0 || !in_range(f, (double)ms)) {
+			range_error(f, v, "a byte count such as 24Mi or 512Ki", err, errlen);
 			return -EINVAL;
 		}
 		*(uint64_t *)f->out = ms;
@@ -274,6 +351,11 @@ flags_parse(const struct flag *table, size_t n, int argc, char **argv, const cha
 		name = a + 2;
 		eq = strchr(name, '=');
 		len = eq ? (size_t)(eq - name) : strlen(name);
+		if (eq && ((len == 4 && strncmp(name, "help", 4) == 0) ||
+		    (len == 7 && strncmp(name, "version", 7) == 0))) {
+			snprintf(err, errlen, "--%.*s takes no value", (int)len, name);
+			return FLAGS_BAD;
+		}
 		if (!(f = find(table, n, name, len))) {
 			snprintf(err, errlen, "unknown flag --%.*s (see --help)", (int)len, name);
 			return FLAGS_BAD;

@@ -22,6 +22,7 @@ enum flag_type {
 	FLAG_INT,	/* out: long *, within [min, max] */
 	FLAG_DOUBLE,	/* out: double *, within [min, max] */
 	FLAG_DURATION,	/* out: uint64_t * milliseconds, within [min, max] */
+	FLAG_BYTES,	/* out: uint64_t * bytes, a quantity ("24Mi"), within [min, max] */
 	FLAG_FUNC,	/* parse(value, out, why, whylen): 0 or a reason */
 };
 
@@ -56,5 +57,14 @@ void flags_usage(FILE *out, const char *program, const char *about,
  * (rounded down): "1h2m3.5s", "300ms", "1.5us", "0". 0, -EINVAL or -ERANGE.
  */
 int flags_duration_ms(const char *s, uint64_t *ms);
+
+/*
+ * A byte count as a Kubernetes quantity: "25165824", "24Mi", "512Ki",
+ * "1Gi" (binary suffixes), "24M", "1G" (decimal). 0, -EINVAL or -ERANGE.
+ */
+int flags_bytes(const char *s, uint64_t *bytes);
+
+/* FLAG_FUNC parsers both programs use: an IP address (out: const char **). */
+int flags_ip(const char *value, void *out, char *why, size_t whylen);
 
 #endif

@@ -38,6 +38,17 @@ log_set_level_name(const char *name)
 	return -EINVAL;
 }
 
+int
+log_level_flag(const char *value, void *out, char *why, size_t whylen)
+{
+	if (log_set_level_name(value) == 0) {
+		*(const char **)out = value;
+		return 0;
+	}
+	snprintf(why, whylen, "%s is not debug, info, warn or error", value);
+	return -EINVAL;
+}
+
 void
 log_set_level(enum log_level level)
 {

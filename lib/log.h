@@ -10,6 +10,8 @@ enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERRO
 
 /* Sets the threshold from "debug", "info", "warn" or "error"; -EINVAL otherwise. */
 int log_set_level_name(const char *name);
+/* The same as a lib/flags.h FLAG_FUNC parser: out (const char **) keeps the name. */
+int log_level_flag(const char *value, void *out, char *why, size_t whylen);
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 int log_enabled(enum log_level level);

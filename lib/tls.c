@@ -66,6 +66,15 @@ tls_min_version_parse(const char *s, enum tls_min_version *out)
 	return 0;
 }
 
+int
+tls_min_version_flag(const char *value, void *out, char *why, size_t whylen)
+{
+	if (tls_min_version_parse(value, out) == 0)
+		return 0;
+	snprintf(why, whylen, "%s is not VersionTLS12 or VersionTLS13", value);
+	return -EINVAL;
+}
+
 const char *
 tls_priorities(enum tls_min_version v)
 {

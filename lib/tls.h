@@ -31,6 +31,8 @@ enum tls_min_version { TLS_MIN_VERSION_12, TLS_MIN_VERSION_13 };
 
 /* "VersionTLS12" or "VersionTLS13", the Kubernetes flag values; -EINVAL otherwise. */
 int tls_min_version_parse(const char *s, enum tls_min_version *out);
+/* The same as a lib/flags.h FLAG_FUNC parser (out: enum tls_min_version *). */
+int tls_min_version_flag(const char *value, void *out, char *why, size_t whylen);
 /* The GnuTLS priority string for a minimum version. Static. */
 const char *tls_priorities(enum tls_min_version v);
 

@@ -18,26 +18,6 @@
 "/metrics and the provider's signed webhooks (POST /webhooks/<provider>)\n" \
 "over HTTPS. SIGTERM and SIGINT stop it; SIGHUP rereads the certificate."
 
-static int
-parse_tls_min(const char *v, void *out, char *why, size_t whylen)
-{
-	if (tls_min_version_parse(v, out) == 0)
-		return 0;
-	snprintf(why, whylen, "%s is not VersionTLS12 or VersionTLS13", v);
-	return -EINVAL;
-}
-
-static int
-parse_log_level(const char *v, void *out, char *why, size_t whylen)
-{
-	if (log_set_level_name(v) == 0) {
-		*(const char **)out = v;
-		return 0;
-	}
-	snprintf(why, whylen, "%s is not debug, info, warn or error", v);
-	return -EINVAL;
-}
-
 void
 reconciler_options_defaults(struct reconciler_options *o)
 {
@@ -81,8 +61,8 @@ reconciler_parse_flags(int argc, char **argv, struct reconciler_options *o, char
 		{ .name = "secure-port", .type = FLAG_INT, .out = &o->port,
 		  .arg = "int", .help = "HTTPS port", .def = "9444", .min = 1,
 		  .max = 65535 },
-		{ .name = "bind-address", .type = FLAG_STRING, .out = &o->bind_address,
-		  .arg = "ip", .help = "address to listen on; :: for IPv6 and IPv4",
+		{ .name = "bind-address", .type = FLAG_FUNC, .out = &o->bind_address,
+		  .arg = "ip", .parse = flags_ip, .help = "address to listen on; :: for IPv6 and IPv4",
 		  .def = "0.0.0.0" },
 		{ .name = "cert-dir", .type = FLAG_STRING, .out = &o->cert_dir,
 		  .arg = "dir", .help = "directory with tls.crt and tls.key",
@@ -95,7 +75,7 @@ reconciler_parse_flags(int argc, char **argv, struct reconciler_options *o, char
 		{ .name = "tls-min-version", .type = FLAG_FUNC,
 		  .out = &o->tls_min_version, .arg = "version",
 		  .help = "VersionTLS12 or VersionTLS13", .def = "VersionTLS12",
-		  .parse = parse_tls_min },
+		  .parse = tls_min_version_flag },
 		{ .name = "leader-elect", .type = FLAG_BOOL, .out = &o->leader_elect,
 		  .help = "elect a leader through a Lease; --leader-elect=false for "
 		      "one instance",
@@ -190,7 +170,7 @@ reconciler_parse_flags(int argc, char **argv, struct reconciler_options *o, char
 		  .def = "1h", .min = 0, .max = 7 * 86400000.0 },
 		{ .name = "log-level", .type = FLAG_FUNC, .out = &o->log_level,
 		  .arg = "level", .help = "debug, info, warn or error", .def = "info",
-		  .parse = parse_log_level },
+		  .parse = log_level_flag },
 		{ .name = "metrics-auth", .type = FLAG_BOOL, .out = &o->metrics_auth,
 		  .help = "/metrics only for bearer tokens whose user may get the "
 		      "non-resource URL " "/metrics (TokenReview and "

@@ -14,7 +14,8 @@ static const char *name, *level;
 static bool on;
 static long count;
 static double rate;
-static uint64_t period_ms;
+static uint64_t period_ms, bytes;
+static const char *addr;
 
 static int
 parse_level(const char *v, void *out, char *why, size_t whylen)
@@ -40,6 +41,10 @@ static const struct flag table[] = {
 	  .min = 1000, .max = 86400000 },
 	{ .name = "level", .type = FLAG_FUNC, .out = &level, .arg = "level", .help = "low or high",
 	  .parse = parse_level },
+	{ .name = "budget", .type = FLAG_BYTES, .out = &bytes, .arg = "quantity",
+	  .help = "bytes at once", .min = 1024, .max = 64.0 * (1 << 30) },
+	{ .name = "addr", .type = FLAG_FUNC, .out = &addr, .arg = "ip", .help = "an address",
+	  .parse = flags_ip },
 };
 
 static enum flags_result
@@ -54,7 +59,8 @@ parse(char *err, size_t errlen, ...)
 	on = false;
 	count = 0;
 	rate = 0;
-	period_ms = 0;
+	period_ms = bytes = 0;
+	addr = NULL;
 	va_start(ap, errlen);
 	while ((a = va_arg(ap, char *)) != NULL && argc < 15)
 		argv[argc++] = a;
@@ -80,6 +86,12 @@ START_TEST(test_forms)
 	    FLAGS_RUN);
 	ck_assert(!on);
 	ck_assert_uint_eq(period_ms, 7200000);
+	ck_assert_int_eq(parse(err, sizeof(err), "--budget=24Mi", "--addr", "::1", NULL),
+	    FLAGS_RUN);
+	ck_assert_uint_eq(bytes, 24u << 20);
+	ck_assert_str_eq(addr, "::1");
+	ck_assert_int_eq(parse(err, sizeof(err), "--budget", "2k", NULL), FLAGS_RUN);
+	ck_assert_uint_eq(bytes, 2000);
 }
 END_TEST
 
@@ -120,11 +132,21 @@ START_TEST(test_errors)
 		{ "--period", "500ms", "--period: 500ms is not a duration such as 30s, 1m30s or "
 		  "500ms from 1s to 24h" },
 		{ "--level", "mid", "--level: mid is not low or high" },
+		{ "--budget", "1000", "--budget: 1000 is not a byte count such as 24Mi or 512Ki "
+		  "from 1Ki to 64Gi" },
+		{ "--budget", "24MB", "--budget: 24MB is not a byte count such as 24Mi or 512Ki "
+		  "from 1Ki to 64Gi" },
+		{ "--budget", "-1Mi", "--budget: -1Mi is not a byte count such as 24Mi or 512Ki "
+		  "from 1Ki to 64Gi" },
+		{ "--addr", "localhost", "--addr: localhost is not an IP address" },
+		{ "--help=yes", NULL, "--help takes no value" },
+		{ "--version=2", NULL, "--version takes no value" },
 	};
 	char err[256];
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		ck_assert_int_eq(parse(err, sizeof(err), cases[i].a, cases[i].b, NULL), FLAGS_BAD);
+		ck_assert_msg(parse(err, sizeof(err), cases[i].a, cases[i].b, NULL) == FLAGS_BAD,
+		    "%s %s: accepted", cases[i].a, cases[i].b ? cases[i].b : "");
 		ck_assert_str_eq(err, cases[i].want);
 	}
 }

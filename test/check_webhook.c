@@ -171,6 +171,8 @@ spawn(char *const argv[], const char *out_path, const char *poll)
 		setenv("MILO_CERT_POLL_INTERVAL", poll, 1);
 	else
 		unsetenv("MILO_CERT_POLL_INTERVAL");
+	/* A stand-in reset ends the watches: relist in milliseconds, not client-go's 800. */
+	setenv("MILO_WATCH_BACKOFF", "20ms", 1);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	execv(argv[0], argv);
@@ -1548,7 +1550,7 @@ START_TEST(test_help_and_version)
 	    "--log-level", "--log-flush-frequency", "--threads", "--help", "--version",
 	    "--read-header-timeout", "--read-timeout", "--write-timeout",
 	    "--idle-timeout", "--max-connections", "--max-connections-per-ip",
-	    "--max-body-bytes-inflight", "MILO_CERT_POLL_INTERVAL" };
+	    "--max-body-bytes-inflight", "MILO_CERT_POLL_INTERVAL", "MILO_WATCH_BACKOFF" };
 	char *out;
 	int status = run((const char *const[]){ "--help", NULL }, &out);
 

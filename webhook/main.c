@@ -120,11 +120,11 @@ main(int argc, char **argv)
 	int sig;
 
 	switch (webhook_parse_flags(argc, argv, &o, err, sizeof(err))) {
-	case WEBHOOK_FLAGS_RUN:
+	case FLAGS_RUN:
 		break;
-	case WEBHOOK_FLAGS_DONE:
+	case FLAGS_DONE:
 		return EXIT_SUCCESS;
-	case WEBHOOK_FLAGS_BAD:
+	case FLAGS_BAD:
 		fprintf(stderr, "%s: %s\n", WEBHOOK_PROGRAM, err);
 		return 2;
 	}

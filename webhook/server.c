@@ -155,7 +155,7 @@ review_deadline(const struct httpd_request *req)
 	const char *t = httpd_query(req, "timeout");
 	uint64_t ms = WEBHOOK_REVIEW_TIMEOUT_MS, margin;
 
-	if (t && (webhook_parse_duration_ms(t, &ms) != 0 || ms == 0))
+	if (t && (flags_duration_ms(t, &ms) != 0 || ms == 0))
 		ms = WEBHOOK_REVIEW_TIMEOUT_MS;
 	if (ms > WEBHOOK_MAX_REVIEW_TIMEOUT_MS)
 		ms = WEBHOOK_MAX_REVIEW_TIMEOUT_MS;
@@ -444,7 +444,9 @@ connect_cluster(struct webhook *w, const struct webhook_options *o, char *err,
 		return rc;
 	w->cached = metrics_gauge(w->metrics, "milo_webhook_cache_objects",
 	    "Objects in the watch cache, by kind.", by_kind);
-	if (cache_new(w->kube, &w->cache) != 0 || subjects_new(w->kube, &w->subjects) != 0 ||
+	if (cache_new(w->kube, &w->cache) == 0 && o->watch_backoff_ms)
+		cache_set_backoff(w->cache, (unsigned int)o->watch_backoff_ms);
+	if (!w->cache || subjects_new(w->kube, &w->subjects) != 0 ||
 	    cache_start(w->cache) != 0) {
 		snprintf(err, errlen, "cannot start the watch cache");
 		return -ENOMEM;

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "flags.h"
 #include "tls.h"
 
 #define WEBHOOK_PROGRAM "contact-webhook"
@@ -46,18 +47,27 @@
 #define WEBHOOK_DEFAULT_PORT 9443
 #define WEBHOOK_DEFAULT_BIND "0.0.0.0"
 #define WEBHOOK_DEFAULT_CERT_DIR "/tmp/k8s-webhook-server/serving-certs"
+/* Defaults, as the help shows them and in milliseconds. */
 #define WEBHOOK_DEFAULT_SHUTDOWN_DELAY "10s"
+#define WEBHOOK_DEFAULT_SHUTDOWN_DELAY_MS 10000
 #define WEBHOOK_DEFAULT_LOG_FLUSH "100ms"
+#define WEBHOOK_DEFAULT_LOG_FLUSH_MS 100
 #define WEBHOOK_DEFAULT_READ_HEADER_TIMEOUT "10s"
+#define WEBHOOK_DEFAULT_READ_HEADER_TIMEOUT_MS 10000
 #define WEBHOOK_DEFAULT_READ_TIMEOUT "30s"
+#define WEBHOOK_DEFAULT_READ_TIMEOUT_MS 30000
 #define WEBHOOK_DEFAULT_WRITE_TIMEOUT "30s"
+#define WEBHOOK_DEFAULT_WRITE_TIMEOUT_MS 30000
 #define WEBHOOK_DEFAULT_IDLE_TIMEOUT "90s"
-#define WEBHOOK_DEFAULT_BODY_INFLIGHT "24Mi"
+#define WEBHOOK_DEFAULT_IDLE_TIMEOUT_MS 90000
+#define WEBHOOK_DEFAULT_BODY_INFLIGHT (24ULL << 20)	/* "24Mi" */
 #define WEBHOOK_MAX_CONNECTIONS 1000000	/* largest --max-connections */
 #define WEBHOOK_MAX_BODY_INFLIGHT (64ULL << 30)	/* largest --max-body-bytes-inflight */
 #define WEBHOOK_DENIAL_LOG_PER_S 10	/* denial lines a second at most (info) */
 #define WEBHOOK_MAX_BUDGET_MS (24ULL * 3600 * 1000)	/* longest time budget a flag takes */
 #define WEBHOOK_CERT_POLL_ENV "MILO_CERT_POLL_INTERVAL"
+/* The watch cache's first wait after a failed list or watch (tests shorten it). */
+#define WEBHOOK_WATCH_BACKOFF_ENV "MILO_WATCH_BACKOFF"
 
 /* flags.c */
 struct webhook_options {
@@ -71,6 +81,7 @@ struct webhook_options {
 	uint64_t shutdown_delay_ms;
 	uint64_t log_flush_ms;		/* 0: every log line written at once */
 	uint64_t cert_poll_ms;		/* 0: no polling, SIGHUP only */
+	uint64_t watch_backoff_ms;	/* 0: CACHE_BACKOFF_MIN_MS, client-go's */
 	const char *log_level;
 	const char *kubeconfig;		/* NULL: $KUBECONFIG, else in-cluster */
 	bool verify_subjects;
@@ -86,29 +97,15 @@ struct webhook_options {
 	uint64_t max_body_inflight;	/* bytes */
 };
 
-enum webhook_flags_result {
-	WEBHOOK_FLAGS_RUN,		/* options filled in: serve */
-	WEBHOOK_FLAGS_DONE,		/* --help or --version printed: exit 0 */
-	WEBHOOK_FLAGS_BAD,		/* err holds the one-line reason: exit 2 */
-};
-
-/* Parses the command line and $MILO_CERT_POLL_INTERVAL. */
-enum webhook_flags_result webhook_parse_flags(int argc, char **argv,
-    struct webhook_options *o, char *err, size_t errlen);
-void webhook_usage(FILE *out);
-
 /*
- * A Go duration ("10s", "500ms", "1m30s", "1.5h", "0") in milliseconds,
- * rounded down. -EINVAL when malformed or negative, -ERANGE when too large.
+ * Parses the command line (lib/flags.c: FLAGS_DONE after --help or
+ * --version, FLAGS_BAD with the one-line reason in err) and
+ * $MILO_CERT_POLL_INTERVAL and $MILO_WATCH_BACKOFF.
  */
-int webhook_parse_duration_ms(const char *s, uint64_t *ms);
-
-/*
- * A byte count as a Kubernetes quantity: "25165824", "24Mi", "512Ki",
- * "1Gi" (binary suffixes), "24M", "1G" (decimal). -EINVAL when
- * malformed, -ERANGE when too large.
- */
-int webhook_parse_bytes(const char *s, uint64_t *bytes);
+enum flags_result webhook_parse_flags(int argc, char **argv, struct webhook_options *o,
+    char *err, size_t errlen);
+/* The options as they are without flags. */
+void webhook_options_defaults(struct webhook_options *o);
 
 /* server.c */
 struct webhook;
