@@ -145,9 +145,10 @@ sweep(struct httpd *h)
 		if (c->killed || d == 0 || now < d)
 			continue;
 		c->killed = true;
-		(void)shutdown(c->fd, SHUT_RDWR);
+		/* Counted first: whoever sees the connection end sees it counted. */
 		phase = atomic_load_explicit(&c->phase, memory_order_relaxed);
 		metric_inc(h->m.timeouts[phase]);
+		(void)shutdown(c->fd, SHUT_RDWR);
 		log_debug("connection over its time budget: closed", "{s:s, s:I}",
 		    "budget", phase_names[phase], "late_ms",
 		    (json_int_t)(now - d));

@@ -489,7 +489,8 @@ class HungApiServer(unittest.TestCase):
         cls.standin.control("config", {"admission": False})
         cls.kc = cls.standin.write_kubeconfig(os.path.join(CERTS["dir"], "hung.kubeconfig"))
         # One serving thread: a lookup that held it would hold everything.
-        cls.w = Webhook("--threads=1", "--verify-subjects=false", kubeconfig=cls.kc)
+        cls.w = Webhook("--threads=1", "--verify-subjects=false", "--metrics-auth=false",
+                        kubeconfig=cls.kc)
 
     @classmethod
     def tearDownClass(cls):
