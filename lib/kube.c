@@ -302,6 +302,33 @@ setup_tls(struct kube_client *c, CURL *h)
 	}
 }
 
+/*
+ * What every call to the API server sets on its handle: the URL, Accept
+ * and the credentials (and extra, a header line, when not NULL), the user
+ * agent, the connect timeout, the error text, the protocols and TLS. The
+ * header list is the caller's to free after the transfer.
+ */
+static struct curl_slist *
+setup_call(struct kube_client *c, CURL *h, const char *url, const char *auth,
+    const char *extra, long connect_ms, char *errbuf)
+{
+	struct curl_slist *hdrs = curl_slist_append(NULL, "Accept: application/json");
+
+	if (auth)
+		hdrs = curl_slist_append(hdrs, auth);
+	if (extra)
+		hdrs = curl_slist_append(hdrs, extra);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, KUBE_USER_AGENT);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	setup_tls(c, h);
+	return hdrs;
+}
+
 static size_t
 collect(char *data, size_t size, size_t n, void *arg)
 {
@@ -423,30 +450,18 @@ perform(struct kube_client *c, const char *method, const char *path,
 	}
 	buf_init(&b, KUBE_RESPONSE_MAX);
 	auth = auth_header(c, force_token);
-	hdrs = curl_slist_append(hdrs, "Accept: application/json");
-	if (auth)
-		hdrs = curl_slist_append(hdrs, auth);
-	if (body) {
+	if (body)
 		snprintf(ctype, sizeof(ctype), "Content-Type: %s",
 		    content_type ? content_type : "application/json");
-		hdrs = curl_slist_append(hdrs, ctype);
-	}
-	curl_easy_setopt(h, CURLOPT_URL, url);
+	hdrs = setup_call(c, h, url, auth, body ? ctype : NULL, connect_ms, errbuf);
 	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(h, CURLOPT_USERAGENT, KUBE_USER_AGENT);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, total_ms);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	if (body)
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
 	if (strcmp(method, "HEAD") == 0)
 		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-	setup_tls(c, h);
 	cc = curl_easy_perform(h);
 	if (cc != CURLE_OK) {
 		rc = curl_errno(cc);
@@ -861,14 +876,7 @@ kube_watch(struct kube_client *c, const char *collection,
 	jsonstream_init(&w.stream, KUBE_WATCH_EVENT_MAX);
 	buf_init(&w.error_body, 1u << 20);
 	auth = auth_header(c, false);
-	hdrs = curl_slist_append(hdrs, "Accept: application/json");
-	if (auth)
-		hdrs = curl_slist_append(hdrs, auth);
-	curl_easy_setopt(w.h, CURLOPT_URL, url);
-	curl_easy_setopt(w.h, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(w.h, CURLOPT_USERAGENT, KUBE_USER_AGENT);
-	curl_easy_setopt(w.h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(w.h, CURLOPT_CONNECTTIMEOUT_MS, (long)KUBE_CONNECT_TIMEOUT_MS);
+	hdrs = setup_call(c, w.h, url, auth, NULL, (long)KUBE_CONNECT_TIMEOUT_MS, errbuf);
 	/* The server ends the watch at timeoutSeconds; this bounds a dead peer. */
 	curl_easy_setopt(w.h, CURLOPT_TIMEOUT, (long)timeout_s + 30);
 	curl_easy_setopt(w.h, CURLOPT_WRITEFUNCTION, watch_write);
@@ -876,9 +884,6 @@ kube_watch(struct kube_client *c, const char *collection,
 	curl_easy_setopt(w.h, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(w.h, CURLOPT_XFERINFOFUNCTION, watch_progress);
 	curl_easy_setopt(w.h, CURLOPT_XFERINFODATA, &w);
-	curl_easy_setopt(w.h, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(w.h, CURLOPT_PROTOCOLS_STR, "http,https");
-	setup_tls(c, w.h);
 	cc = curl_easy_perform(w.h);
 	curl_easy_getinfo(w.h, CURLINFO_RESPONSE_CODE, &out->status);
 	if (w.rc) {

@@ -442,6 +442,34 @@ changed(struct reconciler *r, struct obj *o, const char *reason, const char *act
 	record(r, o, "Normal", reason, action, "%s", note);
 }
 
+/*
+ * changed() for what an ensure call did to a provider object of a noun
+ * ("Group", "Contact"): reason <noun>Created|Adopted|Updated, action
+ * Create|Adopt|Update<noun>.
+ */
+static void
+ensured(struct reconciler *r, struct obj *o, enum provider_change did, const char *noun,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void
+ensured(struct reconciler *r, struct obj *o, enum provider_change did, const char *noun,
+    const char *fmt, ...)
+{
+	const char *verb = did == PROVIDER_CREATED ? "Create" : did == PROVIDER_ADOPTED ?
+	    "Adopt" : "Update";
+	char reason[64], action[64], note[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(note, sizeof(note), fmt, ap);
+	va_end(ap);
+	/* Create -> Created, Adopt -> Adopted, Update -> Updated */
+	snprintf(reason, sizeof(reason), "%s%s%s", noun, verb, did == PROVIDER_ADOPTED ? "ed" :
+	    "d");
+	snprintf(action, sizeof(action), "%s%s", verb, noun);
+	changed(r, o, reason, action, "%s", note);
+}
+
 static long
 status_of(int rc)
 {
@@ -649,11 +677,8 @@ reconcile_group(struct reconciler *r, struct obj *o)
 	rc = r->provider->ops->group_ensure(r->provider, &g, &id, &did, &e);
 	if (rc)
 		return provider_failed(r, o, rc, "SyncGroup", &e);
-	changed(r, o, did == PROVIDER_CREATED ? "GroupCreated" : did == PROVIDER_ADOPTED ?
-	    "GroupAdopted" : "GroupUpdated", did == PROVIDER_CREATED ? "CreateGroup" :
-	    did == PROVIDER_ADOPTED ? "AdoptGroup" : "UpdateGroup",
-	    "%s provider group %s for \"%s\"", provider_change_name(did), id,
-	    g.display_name ? g.display_name : o->name);
+	ensured(r, o, did, "Group", "%s provider group %s for \"%s\"",
+	    provider_change_name(did), id, g.display_name ? g.display_name : o->name);
 	rc = report(r, o, id, true, did == PROVIDER_CREATED ? "GroupCreated" : "Synced",
 	    "the provider group matches this ContactGroup");
 	free(id);
@@ -770,11 +795,8 @@ reconcile_contact(struct reconciler *r, struct obj *o)
 	if (rc)
 		return provider_failed(r, o, rc, "SyncContact", &e);
 	if (did != PROVIDER_UNCHANGED)	/* Mailgun: a contact is only its list entries */
-		changed(r, o, did == PROVIDER_CREATED ? "ContactCreated" :
-		    did == PROVIDER_ADOPTED ? "ContactAdopted" : "ContactUpdated",
-		    did == PROVIDER_CREATED ? "CreateContact" :
-		    did == PROVIDER_ADOPTED ? "AdoptContact" : "UpdateContact",
-		    "%s provider contact %s for %s", provider_change_name(did), id, c.email);
+		ensured(r, o, did, "Contact", "%s provider contact %s for %s",
+		    provider_change_name(did), id, c.email);
 	rc = report(r, o, id, true, did == PROVIDER_CREATED ? "ContactCreated" : "Synced",
 	    "the provider contact matches this Contact");
 	free(id);

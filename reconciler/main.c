@@ -54,6 +54,7 @@ struct app {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;		/* on CLOCK_MONOTONIC */
 	struct metric *m_leader;
+	struct metric_series *m_resyncs;	/* milo_reconciler_resyncs_total */
 	struct metric *m_reconciles;	/* controller_runtime_reconcile_total{controller,result} */
 	struct metric *m_errors;	/* controller_runtime_reconcile_errors_total{controller} */
 	struct metric *m_time;		/* controller_runtime_reconcile_time_seconds{controller} */
@@ -133,6 +134,7 @@ static void
 resync(struct app *a)
 {
 	struct settled_removals s = { 0 };
+	size_t standing = 0;
 
 	for (int k = 0; k < KIND__COUNT; k++)
 		cache_foreach(a->cache, (enum resource_kind)k, enqueue_unsettled, a);
@@ -144,11 +146,16 @@ resync(struct app *a)
 		if (cache_pair_foreach(a->cache, KIND_MEMBERSHIP, it->u.pair.contact_namespace,
 		    it->u.pair.contact_name, it->u.pair.group_namespace, it->u.pair.group_name,
 		    NULL, NULL) && reconciler_key(key, sizeof(key), KIND_REMOVAL, it->namespace,
-		    it->name) == 0)
+		    it->name) == 0) {
 			workqueue_add(a->queue, key);
+			standing++;
+		}
 		free(s.v[i]);
 	}
 	free(s.v);
+	metric_inc(a->m_resyncs);
+	log_debug("resync", "{s:I, s:I}", "queue", (json_int_t)workqueue_len(a->queue),
+	    "standing_removals", (json_int_t)standing);
 }
 
 static void
@@ -447,7 +454,10 @@ setup_metrics(struct app *a, char *err, size_t errlen)
 	    metrics_latency_buckets, metrics_latency_buckets_len);
 	a->m_leader = metrics_gauge(a->metrics, "leader_election_master_status",
 	    "1 while this replica holds the Lease.", by_name);
-	if (!a->m_reconciles || !a->m_errors || !a->m_time || !a->m_leader ||
+	a->m_resyncs = metric_get(metrics_counter(a->metrics, "milo_reconciler_resyncs_total",
+	    "Resyncs done: unsettled objects and standing removals queued again (on "
+	    "leading, then every --resync-period).", NULL), NULL);
+	if (!a->m_reconciles || !a->m_errors || !a->m_time || !a->m_leader || !a->m_resyncs ||
 	    procmetrics_register(a->metrics, NULL) != 0)
 		return snprintf(err, errlen, "out of memory"), -ENOMEM;
 	/* Every series at zero from the start, as controller-runtime does, so rates work. */

@@ -228,6 +228,23 @@ class Reconciler:
         finally:
             conn.close()
 
+    def metric(self, series):
+        """The value of one series ('name' or 'name{labels}') on /metrics, or None."""
+        code, body = self.https("GET", "/metrics", headers={"Authorization": "Bearer any"})
+        if code != 200:
+            raise AssertionError("/metrics answered %d: %s" % (code, body[:200]))
+        for line in body.splitlines():
+            if line.startswith(series + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return None
+
+    def wait_resyncs(self, n, timeout=DEFAULT_TIMEOUT):
+        """Waits until n more resyncs have run than when called (an event to
+        wait on, rather than sleeping for n resync periods)."""
+        start = self.metric("milo_reconciler_resyncs_total") or 0
+        wait_for(lambda: (self.metric("milo_reconciler_resyncs_total") or 0) >= start + n,
+                 timeout, "%d resyncs" % n, interval=0.1)
+
     def wait_ready(self, timeout=DEFAULT_TIMEOUT):
         def ready():
             if self.proc.poll() is not None:
