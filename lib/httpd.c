@@ -137,11 +137,39 @@ client_cert_ok(struct MHD_Connection *conn, struct conn_ctx *ctx)
  * is the session's only user, on one thread, until the connection closes.
  * The session gets the transport of tls_transport.c: see respond().
  */
+/*
+ * That order of events is libmicrohttpd 0.9.75's (Debian 12's), not a
+ * promise of its API: built against, or running with, any other version
+ * the sessions keep GnuTLS's own transport (correct, a few more system
+ * calls per request).
+ */
+#define HTTPD_TRANSPORT_MHD_VERSION 0x00097500
+#define HTTPD_TRANSPORT_MHD_VERSION_TEXT "0.9.75"
+
+bool
+httpd_own_transport(void)
+{
+#if MHD_VERSION == HTTPD_TRANSPORT_MHD_VERSION
+	static atomic_int ok = -1;	/* -1: not asked yet */
+	int v = atomic_load(&ok);
+
+	if (v < 0) {
+		v = strcmp(MHD_get_version(), HTTPD_TRANSPORT_MHD_VERSION_TEXT) == 0;
+		atomic_store(&ok, v);
+	}
+	return v;
+#else
+	return false;
+#endif
+}
+
 static void
 attach_transport(struct MHD_Connection *conn, struct conn_ctx *ctx)
 {
 	const union MHD_ConnectionInfo *info;
 
+	if (!httpd_own_transport())
+		return;
 	info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
 	if (!info || !info->tls_session)
 		return;

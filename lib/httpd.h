@@ -179,6 +179,12 @@ int httpd_start(const struct httpd_config *cfg, struct httpd **out,
 uint16_t httpd_port(const struct httpd *h);
 
 /*
+ * True when TLS connections use lib/tls_transport.c (libmicrohttpd 0.9.75
+ * at build and run time), false when they keep GnuTLS's own transport.
+ */
+bool httpd_own_transport(void);
+
+/*
  * While draining, every response carries "Connection: close", so clients
  * move to another replica while this one still answers.
  */

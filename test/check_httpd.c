@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <gnutls/gnutls.h>
+#include <microhttpd.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -1140,6 +1141,21 @@ START_TEST(test_https_slow_reader)
 }
 END_TEST
 
+/*
+ * lib/tls_transport.c rides on libmicrohttpd 0.9.75's order of events: it
+ * is used with exactly that version, at build and at run time, and with
+ * no other.
+ */
+START_TEST(test_own_transport_only_on_its_version)
+{
+	bool want = MHD_VERSION == 0x00097500 && strcmp(MHD_get_version(), "0.9.75") == 0;
+
+	ck_assert_int_eq(httpd_own_transport(), want);
+	/* Debian 12, which the project builds on, has that version. */
+	ck_assert(httpd_own_transport());
+}
+END_TEST
+
 Suite *
 httpd_suite(void)
 {
@@ -1153,6 +1169,7 @@ httpd_suite(void)
 	tcase_set_timeout(core, 120);
 	tcase_set_timeout(limits, 120);
 	tcase_add_test(core, test_routes);
+	tcase_add_test(core, test_own_transport_only_on_its_version);
 	tcase_add_test(core, test_default_threads);
 	tcase_add_test(core, test_method_not_allowed);
 	tcase_add_test(core, test_body_round_trip);
