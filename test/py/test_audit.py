@@ -52,7 +52,8 @@ class Base(unittest.TestCase):
             env.wait_condition(REMOVAL, NS, r, "Ready", "True", "Removed")
 
     def pid(self, env, kind, name):
-        return env.get(kind, NS, name)["status"]["providerID"]
+        """The object's providerID; None while a repair has cleared it."""
+        return env.get(kind, NS, name).get("status", {}).get("providerID")
 
     def next_audit(self, rec, timeout=30):
         """Waits for an audit that starts after now to finish; returns its log line."""
