@@ -106,11 +106,13 @@ main(int argc, char **argv)
 		allowed += out.allowed;
 		/* webhook/server.c log_decision(), field for field. */
 		if (!quiet && log_enabled(LOG_LEVEL_INFO))
-			log_info("admission", "{s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:b, s:b, "
-			    "s:b, s:f}", "webhook", path, "uid", out.uid, "kind", out.kind,
-			    "namespace", out.namespace, "name", out.name,
-			    "operation", out.operation, "allowed", out.allowed,
-			    "dry_run", out.dry_run, "patched", out.patched, "ms", 0.042);
+			log_info("admission", LOG_STR("webhook", path),
+			    LOG_STR("uid", out.uid), LOG_STR("kind", out.kind),
+			    LOG_STR("namespace", out.namespace), LOG_STR("name", out.name),
+			    LOG_STR("operation", out.operation),
+			    LOG_BOOL("allowed", out.allowed),
+			    LOG_BOOL("dry_run", out.dry_run),
+			    LOG_BOOL("patched", out.patched), LOG_FLOAT("ms", 0.042));
 		admission_outcome_free(&out);
 	}
 	dt = now_s() - t0;

@@ -240,12 +240,12 @@ review_token(struct authn *a, const char *token, json_t **user)
 	count(a->reviews, "TokenReview");
 	rc = kube_token_review(a->client, token, &yes, user, &why, &r);
 	if (rc) {
-		log_warn("metrics authentication: TokenReview failed", "{s:i, s:s?}",
-		    "status", (int)r.status, "error", r.message);
+		log_warn("metrics authentication: TokenReview failed",
+		    LOG_INT("status", r.status), LOG_STR("error", r.message));
 	} else {
 		if (!yes)
-			log_debug("metrics authentication: token refused", "{s:s?}",
-			    "error", why);
+			log_debug("metrics authentication: token refused",
+			    LOG_STR("error", why));
 		cache_put(a, key, yes, *user, a->token_ttl);
 		rc = yes;
 	}
@@ -282,13 +282,13 @@ review_access(struct authn *a, const char *token, const json_t *user,
 	rc = kube_access_review(a->client, &q, &yes, &why, &r);
 	if (rc) {
 		log_warn("metrics authorization: SubjectAccessReview failed",
-		    "{s:s?, s:i, s:s?}", "user", q.user, "status", (int)r.status,
-		    "error", r.message);
+		    LOG_STR("user", q.user), LOG_INT("status", r.status),
+		    LOG_STR("error", r.message));
 	} else {
 		if (!yes)
-			log_debug("metrics authorization: denied", "{s:s?, s:s, "
-			    "s:s, s:s?}", "user", q.user, "verb", verb, "path", path,
-			    "reason", why);
+			log_debug("metrics authorization: denied", LOG_STR("user", q.user),
+			    LOG_STR("verb", verb), LOG_STR("path", path),
+			    LOG_STR("reason", why));
 		cache_put(a, key, yes, NULL, yes ? a->allow_ttl : a->deny_ttl);
 		rc = yes;
 	}

@@ -948,9 +948,10 @@ relist(struct informer *inf, const char *collection)
 		free(cont);
 		cont = NULL;
 		if (rc) {
-			log_warn("cache: list failed", "{s:s, s:i, s:s}", "resource",
-			    kind_info(inf->kind)->plural, "status", (int)resp.status,
-			    "error", resp.message ? resp.message : "");
+			log_warn("cache: list failed",
+			    LOG_STR("resource", kind_info(inf->kind)->plural),
+			    LOG_INT("status", resp.status),
+			    LOG_STR("error", resp.message ? resp.message : ""));
 			kube_response_free(&resp);
 			break;
 		}
@@ -991,8 +992,9 @@ relist(struct informer *inf, const char *collection)
 	rc = cache_replace(inf->cache, inf->kind, items, n);
 	free(items);
 	if (rc == 0) {
-		log_info("cache: listed", "{s:s, s:i, s:s}", "resource",
-		    kind_info(inf->kind)->plural, "count", (int)n, "resourceVersion", inf->rv);
+		log_info("cache: listed",
+		    LOG_STR("resource", kind_info(inf->kind)->plural), LOG_INT("count", n),
+		    LOG_STR("resourceVersion", inf->rv));
 	}
 	return rc;
 }
@@ -1062,13 +1064,14 @@ informer_run(void *arg)
 		rc = kube_watch(c->client, collection, inf->rv, timeout, on_event, inf,
 		    &c->stop, &resp);
 		if (rc == -EXDEV) {
-			log_info("cache: resourceVersion expired, relisting", "{s:s}",
-			    "resource", kind_info(inf->kind)->plural);
+			log_info("cache: resourceVersion expired, relisting",
+			    LOG_STR("resource", kind_info(inf->kind)->plural));
 			listed = false;
 		} else if (rc) {
-			log_warn("cache: watch failed", "{s:s, s:i, s:s}", "resource",
-			    kind_info(inf->kind)->plural, "status", (int)resp.status,
-			    "error", resp.message ? resp.message : strerror(-rc));
+			log_warn("cache: watch failed",
+			    LOG_STR("resource", kind_info(inf->kind)->plural),
+			    LOG_INT("status", resp.status),
+			    LOG_STR("error", resp.message ? resp.message : strerror(-rc)));
 			nap(c, backoff_ms(inf, ++failures));
 		} else {
 			failures = 0;

@@ -41,7 +41,7 @@ log_mhd(void *cls, const char *fmt, va_list ap)
 	while (n && (last_mhd_msg[n - 1] == '\n' || last_mhd_msg[n - 1] == ' '))
 		last_mhd_msg[--n] = '\0';
 	/* Mostly clients failing handshakes or hanging up: not our problem. */
-	log_debug("libmicrohttpd", "{s:s}", "detail", last_mhd_msg);
+	log_debug("libmicrohttpd", LOG_STR("detail", last_mhd_msg));
 }
 
 static double
@@ -354,8 +354,8 @@ static enum MHD_Result
 refuse(struct httpd *h, struct MHD_Connection *conn, struct request *r,
     struct answer a)
 {
-	log_debug("request refused", "{s:i, s:s}", "status", a.status,
-	    "path", r->route ? r->route->path : r->url ? r->url : "(unknown)");
+	log_debug("request refused", LOG_INT("status", a.status),
+	    LOG_STR("path", r->route ? r->route->path : r->url ? r->url : "(unknown)"));
 	a.len = strlen(a.body);
 	a.owned = false;
 	return respond(h, conn, r, &a);
@@ -455,9 +455,9 @@ check_body_headers(struct httpd *h, struct MHD_Connection *conn,
 	/* The buffer never grows past n + 1 bytes: that much is held for it. */
 	if (!body_reserve(h, (size_t)n + 1)) {
 		metric_inc(h->m.refused_budget);
-		log_debug("body budget spent: request refused", "{s:I, s:I}",
-		    "content_length", (json_int_t)n, "held",
-		    (json_int_t)atomic_load(&h->body_bytes));
+		log_debug("body budget spent: request refused",
+		    LOG_INT("content_length", n),
+		    LOG_INT("held", atomic_load(&h->body_bytes)));
 		return refuse(h, conn, r, (struct answer){
 		    .status = MHD_HTTP_SERVICE_UNAVAILABLE, .retry = true,
 		    .close = true, .body = TEXT("too many request bodies in "
@@ -688,9 +688,9 @@ answer_handler(struct httpd *h, struct MHD_Connection *conn, struct request *r,
 {
 	if (rc || reply->status < 100 || reply->status > 599) {
 		free(reply->body);
-		log_error("request handler failed", "{s:s, s:s, s:i}",
-		    "path", r->url, "error", rc < 0 ? strerror(-rc) :
-		    "bad status", "status", reply->status);
+		log_error("request handler failed", LOG_STR("path", r->url),
+		    LOG_STR("error", rc < 0 ? strerror(-rc) : "bad status"),
+		    LOG_INT("status", reply->status));
 		return refuse(h, conn, r, (struct answer){
 		    .status = MHD_HTTP_INTERNAL_SERVER_ERROR,
 		    .body = TEXT("internal server error\n") });
@@ -810,8 +810,8 @@ on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	if (!tls_transport_settle(ctx ? ctx->io : NULL,
 	    toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) &&
 	    toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
-		log_error("TLS record sent late", "{s:s}", "path",
-		    r && r->route ? r->route->path : "(unknown)");
+		log_error("TLS record sent late",
+		    LOG_STR("path", r && r->route ? r->route->path : "(unknown)"));
 	if (ctx)
 		conn_answered(ctx);
 	if (!r)

@@ -149,9 +149,8 @@ sweep(struct httpd *h)
 		phase = atomic_load_explicit(&c->phase, memory_order_relaxed);
 		metric_inc(h->m.timeouts[phase]);
 		(void)shutdown(c->fd, SHUT_RDWR);
-		log_debug("connection over its time budget: closed", "{s:s, s:I}",
-		    "budget", phase_names[phase], "late_ms",
-		    (json_int_t)(now - d));
+		log_debug("connection over its time budget: closed",
+		    LOG_STR("budget", phase_names[phase]), LOG_INT("late_ms", now - d));
 	}
 	pthread_mutex_unlock(&h->conns_lock);
 }

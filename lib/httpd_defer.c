@@ -137,7 +137,7 @@ defer_submit(struct httpd *h, struct request *r)
 			p->n_threads++;
 		else
 			log_error("cannot start a thread for waiting handlers",
-			    "{s:s}", "error", strerror(rc));
+			    LOG_STR("error", strerror(rc)));
 	}
 	if (rc && p->n_threads == 0) {
 		/* Nobody to run it: take it back, the caller answers. */

@@ -245,8 +245,8 @@ auth_header(struct kube_client *c, bool force)
 			free(c->token);
 			c->token = t;
 		} else {
-			log_warn("cannot read the API token file", "{s:s}",
-			    "path", c->token_file);
+			log_warn("cannot read the API token file",
+			    LOG_STR("path", c->token_file));
 		}
 		c->token_read = now;
 	}

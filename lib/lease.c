@@ -181,8 +181,8 @@ change(struct lease *l, bool leading)
 	if (atomic_exchange(&l->leading, leading) == leading)
 		return;
 	log_info(leading ? "leader election: became the leader" :
-	    "leader election: lost the lease", "{s:s, s:s}", "lease", l->name,
-	    "identity", l->identity);
+	    "leader election: lost the lease",
+	    LOG_STR("lease", l->name), LOG_STR("identity", l->identity));
 	if (l->cfg.on_change)
 		l->cfg.on_change(leading, l->cfg.arg);
 }

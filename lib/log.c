@@ -5,7 +5,6 @@
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -17,8 +16,7 @@
 
 #include "clock.h"
 
-#define LOG_LINE_FAST_MAX 2048	/* longer lines take the jansson path */
-#define LOG_FIELDS_MAX 32
+#define LOG_LINE_STACK 2048	/* longer lines are written into a malloc'd buffer */
 #define LOG_BUFFER_SIZE (64 * 1024)
 
 static _Atomic int threshold = LOG_LEVEL_INFO;
@@ -264,29 +262,23 @@ write_all(int fd, const char *p, size_t len)
 }
 
 /*
- * The line without building a jansson object: the format is read the way
- * json_pack() reads it and the line written the way json_dumps(JSON_COMPACT)
- * writes it, byte for byte (test/log_equiv.c checks this against the
- * jansson path below). Only the common formats are done here: keys "s";
- * values s, s?, s*, i, I, b, f. Anything else (another format character,
- * a NULL or invalid UTF-8 string, a repeated key, a non-finite number, a
- * line over LOG_LINE_FAST_MAX) returns false, and the jansson path, which
- * defines the behaviour, writes the line.
+ * The line is written straight into a buffer, the way
+ * json_dumps(JSON_COMPACT | JSON_PRESERVE_ORDER) writes the object, byte for
+ * byte (test/log_equiv.c checks this against jansson). put() counts what
+ * does not fit, so a line longer than the stack buffer is written again
+ * into one of the size it needs.
  */
 struct line_buf {
 	char *p;
-	size_t len, cap;
-	bool full;
+	size_t len;	/* may pass cap: the length the line needs */
+	size_t cap;
 };
 
 static void
 put(struct line_buf *b, const char *s, size_t n)
 {
-	if (b->full || n > b->cap - b->len) {
-		b->full = true;
-		return;
-	}
-	memcpy(b->p + b->len, s, n);
+	if (b->len <= b->cap && n <= b->cap - b->len)
+		memcpy(b->p + b->len, s, n);
 	b->len += n;
 }
 
@@ -323,17 +315,20 @@ utf8_seq(const unsigned char *s)
 	return n;
 }
 
-/* A JSON string as jansson dumps it; false when s is not valid UTF-8. */
+/*
+ * A JSON string as jansson dumps it (\uXXXX for other control characters,
+ * '/' as is), or with b NULL only checked; false when s is not UTF-8.
+ */
 static bool
-put_string(struct line_buf *b, const char *str, bool emit)
+put_string(struct line_buf *b, const char *str)
 {
 	const unsigned char *s = (const unsigned char *)str, *run = s;
 
-	if (emit)
+	if (b)
 		put(b, "\"", 1);
 	while (*s) {
 		unsigned char c = *s;
-		const char *esc = NULL;
+		const char *esc;
 		char u[8];
 		size_t n;
 
@@ -347,8 +342,6 @@ put_string(struct line_buf *b, const char *str, bool emit)
 			s += n;
 			continue;
 		}
-		if (emit)
-			put(b, (const char *)run, (size_t)(s - run));
 		switch (c) {
 		case '"': esc = "\\\""; break;
 		case '\\': esc = "\\\\"; break;
@@ -362,29 +355,29 @@ put_string(struct line_buf *b, const char *str, bool emit)
 			esc = u;
 			break;
 		}
-		if (emit)
+		if (b) {
+			put(b, (const char *)run, (size_t)(s - run));
 			put(b, esc, strlen(esc));
+		}
 		run = ++s;
 	}
-	if (emit) {
+	if (b) {
 		put(b, (const char *)run, (size_t)(s - run));
 		put(b, "\"", 1);
 	}
 	return true;
 }
 
-/* jansson's jsonp_dtostr() at precision 17 in the C locale; false when not that. */
-static bool
+/* jansson's jsonp_dtostr() at precision 17 (the C locale: we never set another). */
+static void
 put_real(struct line_buf *b, double v)
 {
 	char t[40], *e;
 	int n;
 
-	if (!isfinite(v))
-		return false;
 	n = snprintf(t, sizeof(t), "%.17g", v);
-	if (n < 0 || (size_t)n >= sizeof(t) - 3 || strspn(t, "0123456789.e+-") != (size_t)n)
-		return false;
+	if (n < 0 || (size_t)n >= sizeof(t) - 3)
+		return;	/* not for a finite double: -2.2250738585072014e-308 is 24 */
 	if (!strchr(t, '.') && !strchr(t, 'e')) {
 		memcpy(t + n, ".0", 3);
 		n += 2;
@@ -403,195 +396,163 @@ put_real(struct line_buf *b, double v)
 		}
 	}
 	put(b, t, (size_t)n);
-	return true;
 }
 
-/* Skips what json_pack() skips between tokens. */
-static const char *
-skip(const char *f)
+/* A borrowed json_t as json_dumps() nests it; false when jansson cannot dump it. */
+static bool
+put_json(struct line_buf *b, const json_t *j)
 {
-	while (*f == ' ' || *f == '\t' || *f == '\n' || *f == ',' || *f == ':')
-		f++;
-	return f;
+	size_t room = b->len <= b->cap ? b->cap - b->len : 0;
+	/* json_dumpb() writes at most room bytes and returns what it needs, 0 on error. */
+	size_t n = json_dumpb(j, room ? b->p + b->len : NULL, room,
+	    JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+
+	b->len += n;
+	return n > 0;
+}
+
+/* What json_pack() would refuse to put into the object. */
+static bool
+field_valid(const struct log_field *f)
+{
+	if (!f->key || !put_string(NULL, f->key))
+		return false;
+	switch (f->type) {
+	case LOG_FIELD_STR:
+		return !f->v.s || put_string(NULL, f->v.s);
+	case LOG_FIELD_FLOAT:
+		return isfinite(f->v.d);
+	case LOG_FIELD_INT:
+	case LOG_FIELD_BOOL:
+	case LOG_FIELD_JSON:
+		return true;
+	default:
+		return false;
+	}
 }
 
 static bool
-fast_line(struct line_buf *b, const char *when, const char *level, const char *msg,
-    const char *fields, va_list ap)
+put_value(struct line_buf *b, const struct log_field *f)
 {
-	const char *keys[LOG_FIELDS_MAX];
-	size_t n_keys = 0;
-	const char *f;
+	char num[24];
+	int n;
 
-	put(b, "{\"time\":", 8);
-	put_string(b, when, true);
-	put(b, ",\"level\":", 9);
-	put_string(b, level, true);
-	put(b, ",\"msg\":", 7);
-	if (!put_string(b, msg, true))
-		return false;
-	if (fields) {
-		f = skip(fields);
-		if (*f++ != '{')
+	switch (f->type) {
+	case LOG_FIELD_STR:
+		if (f->v.s)
+			put_string(b, f->v.s);
+		else
+			put(b, "null", 4);
+		break;
+	case LOG_FIELD_INT:
+		n = snprintf(num, sizeof(num), "%lld", f->v.i);
+		put(b, num, (size_t)n);
+		break;
+	case LOG_FIELD_FLOAT:
+		put_real(b, f->v.d);
+		break;
+	case LOG_FIELD_BOOL:
+		put(b, f->v.b ? "true" : "false", f->v.b ? 4 : 5);
+		break;
+	default:
+		if (f->v.j)
+			return put_json(b, f->v.j);
+		put(b, "null", 4);
+		break;
+	}
+	return true;
+}
+
+static bool
+same_key(const char *a, const char *b)
+{
+	return a && a[0] == b[0] && strcmp(a, b) == 0;
+}
+
+/* Keys the line begins with: a field of that name is left out (jansson's merge did so). */
+static bool
+reserved(const char *key)
+{
+	return same_key(key, "time") || same_key(key, "level") || same_key(key, "msg");
+}
+
+/*
+ * The fields after msg, as json_object_set() on one object leaves them: a
+ * repeated key in its first place with its last value. False when a field
+ * is invalid (json_pack() failed on it and the line had none) or a LOG_JSON
+ * value cannot be dumped.
+ */
+static bool
+put_fields(struct line_buf *b, const struct log_field *f, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct log_field *last = &f[i];
+		bool seen = false;
+
+		if (!field_valid(&f[i]))
 			return false;
-		for (f = skip(f); *f != '}'; f = skip(f)) {
-			const char *key, *str = NULL;
-			char kind, mod = 0, num[32];
-			int len = 0;
-			double d = 0;
-
-			if (*f != 's' || f[1] == '#' || f[1] == '%' || f[1] == '+' ||
-			    n_keys == LOG_FIELDS_MAX)
-				return false;
-			f = skip(f + 1);
-			kind = *f;
-			if (!kind)
-				return false;
-			f++;
-			if (*f == '?' || *f == '*')
-				mod = *f++;
-			else if (*f == '#' || *f == '%' || *f == '+')
-				return false;
-			if (mod && kind != 's')
-				return false;
-			key = va_arg(ap, const char *);
-			switch (kind) {
-			case 's':
-				str = va_arg(ap, const char *);
-				if (!str && !mod)
-					return false;
-				break;
-			case 'i':
-				len = snprintf(num, sizeof(num), "%d", va_arg(ap, int));
-				break;
-			case 'I':
-				len = snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
-				    va_arg(ap, json_int_t));
-				break;
-			case 'b':
-				len = va_arg(ap, int) ? 4 : 5;
-				memcpy(num, len == 4 ? "true" : "false", (size_t)len);
-				break;
-			case 'f':
-				d = va_arg(ap, double);
-				if (!isfinite(d))
-					return false;
-				break;
-			default:
-				return false;
-			}
-			if (!key)
-				return false;
-			for (size_t i = 0; i < n_keys; i++)
-				if (strcmp(keys[i], key) == 0)
-					return false;	/* repeated: jansson keeps the last value */
-			keys[n_keys++] = key;
-			if (kind == 's' && !str && mod == '*') {
-				/* Left out; the key must still be valid UTF-8. */
-				if (!put_string(b, key, false))
-					return false;
-				continue;
-			}
-			if (strcmp(key, "time") == 0 || strcmp(key, "level") == 0 ||
-			    strcmp(key, "msg") == 0) {
-				/* Already on the line: checked, not written. */
-				if (!put_string(b, key, false) || (str && !put_string(b, str, false)))
-					return false;
-				continue;
-			}
-			put(b, ",", 1);
-			if (!put_string(b, key, true))
-				return false;
-			put(b, ":", 1);
-			if (kind == 's') {
-				if (str && !put_string(b, str, true))
-					return false;
-				if (!str)
-					put(b, "null", 4);
-			} else if (kind == 'f') {
-				put_real(b, d);
-			} else {
-				put(b, num, (size_t)len);
-			}
-		}
-		if (*skip(f + 1))
-			return false;	/* json_pack(): garbage after the format */
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = same_key(f[j].key, f[i].key);
+		if (seen || reserved(f[i].key))
+			continue;
+		for (size_t j = i + 1; j < n; j++)
+			if (same_key(f[j].key, f[i].key))
+				last = &f[j];
+		put(b, ",", 1);
+		put_string(b, f[i].key);
+		put(b, ":", 1);
+		if (!put_value(b, last))
+			return false;
 	}
+	return true;
+}
+
+/* The whole line; false when msg is not UTF-8 (jansson wrote nothing then). */
+static bool
+put_line(struct line_buf *b, const char *when, enum log_level level, const char *msg,
+    const struct log_field *f, size_t n)
+{
+	size_t mark;
+
+	put(b, "{\"time\":\"", 9);
+	put(b, when, strlen(when));
+	put(b, "\",\"level\":\"", 11);
+	put(b, level_names[level], strlen(level_names[level]));
+	put(b, "\",\"msg\":", 8);
+	if (!put_string(b, msg))
+		return false;
+	mark = b->len;
+	if (!put_fields(b, f, n))
+		b->len = mark;
 	put(b, "}\n", 2);
-	return !b->full;
-}
-
-/* The jansson path: the reference behaviour, for every format. */
-static void
-jansson_line(const char *when, enum log_level level, const char *msg, const char *fields,
-    va_list ap)
-{
-	json_t *line, *extra = NULL;
-	char *text;
-	const char *key;
-	json_t *value;
-
-	line = json_pack("{s:s, s:s, s:s}", "time", when,
-	    "level", level_names[level], "msg", msg ? msg : "");
-	if (!line)
-		return;
-	if (fields) {
-		json_error_t err;
-
-		extra = json_vpack_ex(&err, 0, fields, ap);
-	}
-	if (json_is_object(extra)) {
-		json_object_foreach(extra, key, value) {
-			if (!json_object_get(line, key))
-				json_object_set(line, key, value);
-		}
-	}
-	json_decref(extra);
-	text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(line);
-	if (!text)
-		return;
-	{
-		size_t n = strlen(text);
-
-		text[n] = '\n';	/* json_dumps leaves room: overwrite NUL, write n+1 */
-		emit(level, text, n + 1);
-	}
-	free(text);
-}
-
-/* Nonzero: every line takes the jansson path (the reference the fast one must match). */
-static _Atomic int reference_path;
-
-void
-log_set_reference_path(int on)
-{
-	reference_path = on != 0;
+	return true;
 }
 
 void
-log_msg(enum log_level level, const char *msg, const char *fields, ...)
+log_fields(enum log_level level, const char *msg, const struct log_field *f, size_t n)
 {
-	char when[40], text[LOG_LINE_FAST_MAX];
-	struct line_buf b = { text, 0, sizeof(text), false };
-	va_list ap;
-	bool done;
+	char when[40], text[LOG_LINE_STACK];
+	struct line_buf b = { text, 0, sizeof(text) };
 
 	if (!log_enabled(level))
 		return;
 	format_time(when, sizeof(when));
-	if (!reference_path) {
-		va_start(ap, fields);
-		done = fast_line(&b, when, level_names[level], msg ? msg : "", fields, ap);
-		va_end(ap);
-		if (done) {
-			emit(level, text, b.len);
-			return;
-		}
+	if (!msg)
+		msg = "";
+	if (!put_line(&b, when, level, msg, f, n))
+		return;
+	if (b.len <= b.cap) {
+		emit(level, text, b.len);
+		return;
 	}
-	va_start(ap, fields);
-	jansson_line(when, level, msg, fields, ap);
-	va_end(ap);
+	b.cap = b.len;
+	b.len = 0;
+	if (!(b.p = malloc(b.cap)))
+		return;
+	put_line(&b, when, level, msg, f, n);
+	if (b.len <= b.cap)	/* a LOG_JSON value could have grown meanwhile */
+		emit(level, b.p, b.len);
+	free(b.p);
 }
 
 void

@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR };
@@ -35,30 +36,82 @@ int log_set_flush_interval(unsigned int ms);
 void log_flush(void);
 
 /*
- * Writes {"time":…,"level":…,"msg":msg, …fields} as one line with one
- * write(2) (or into the buffer, see below), so lines from several threads
- * never interleave. fields is a
- * jansson json_pack() format for an object ("{s:s, s:i}") followed by its
- * arguments, or NULL for none. A format error is logged as the message
- * alone rather than lost.
+ * One field of a line: a key and a typed value, built with the LOG_*
+ * macros below and passed to log_fields() or the log_info() family:
+ *
+ *	log_info("cache: listed", LOG_STR("resource", plural), LOG_INT("count", n));
+ *	log_warn("stopped");
+ *
+ * Nothing is copied or freed: keys and values are borrowed for the call.
  */
-void log_msg(enum log_level level, const char *msg, const char *fields, ...);
+struct json_t;
+
+enum log_field_type {
+	LOG_FIELD_NONE,		/* the macros' end marker; not written */
+	LOG_FIELD_STR,
+	LOG_FIELD_INT,
+	LOG_FIELD_FLOAT,
+	LOG_FIELD_BOOL,
+	LOG_FIELD_JSON,
+};
+
+struct log_field {
+	const char *key;
+	enum log_field_type type;
+	union {
+		const char *s;		/* NULL: written as null */
+		long long i;
+		double d;
+		bool b;
+		const struct json_t *j;	/* dumped compactly; NULL: written as null */
+	} v;
+};
+
+#define LOG_STR(k, val) { .key = (k), .type = LOG_FIELD_STR, .v.s = (val) }
+#define LOG_INT(k, val) { .key = (k), .type = LOG_FIELD_INT, .v.i = (val) }
+#define LOG_FLOAT(k, val) { .key = (k), .type = LOG_FIELD_FLOAT, .v.d = (val) }
+#define LOG_BOOL(k, val) { .key = (k), .type = LOG_FIELD_BOOL, .v.b = (val) }
+#define LOG_JSON(k, val) { .key = (k), .type = LOG_FIELD_JSON, .v.j = (val) }
 
 /*
- * Lines are formatted without jansson for the formats log_msg() uses
- * (strings, numbers, booleans); anything else goes through json_pack and
- * json_dumps. Nonzero forces the jansson path for every line, so tests can
- * check that both write the same bytes (test/log_equiv.c, run by make test).
+ * Writes {"time":…,"level":…,"msg":msg, …fields} as one line with one
+ * write(2) (or into the buffer, see log_set_flush_interval()), so lines
+ * from several threads never interleave. The line is byte for byte what
+ * json_dumps(JSON_COMPACT | JSON_PRESERVE_ORDER) writes for the same object
+ * (test/log_equiv.c checks it), and so are the edge cases jansson decides:
+ * a field named time, level or msg is left out; a repeated key keeps its
+ * first place and its last value; a field jansson would refuse (a NULL
+ * key, a key or string that is not UTF-8, a NaN or infinite double, a
+ * LOG_JSON value json_dumps() fails on) leaves the line with no fields at
+ * all; a msg that is not UTF-8, no line. msg NULL is "".
  */
-void log_set_reference_path(int on);
+void log_fields(enum log_level level, const char *msg, const struct log_field *f, size_t n);
+
+/*
+ * log_msg(level, msg, fields...) with zero or more LOG_* fields; the
+ * fields go into a compound literal after msg, with an end marker so that
+ * "no fields" needs no empty macro argument (C11 has no __VA_OPT__).
+ */
+#define LOG_MSG_(m, ...) (m)
+#define LOG_REST_(m, ...) __VA_ARGS__
+#define LOG_ARRAY_(...)							\
+	((const struct log_field[]){ LOG_REST_(__VA_ARGS__, { .type = LOG_FIELD_NONE }) })
+#define LOG_COUNT_(...) (sizeof(LOG_ARRAY_(__VA_ARGS__)) / sizeof(struct log_field) - 1)
+
+#define log_msg(level, ...)						\
+	log_fields((level), LOG_MSG_(__VA_ARGS__, 0), LOG_ARRAY_(__VA_ARGS__),	\
+	    LOG_COUNT_(__VA_ARGS__))
+#define log_debug(...) log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
+#define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
 
 /*
  * Repeated failures at one call site: at most one line per interval, the
  * next one saying how many were left out in between ("suppressed"), so an
- * outage writes a bounded number of lines. fields are written without
- * their braces:
+ * outage writes a bounded number of lines:
  *
- *	log_limited(LOG_LEVEL_WARN, "cannot read", "s:s, s:s", "path", p, "error", e);
+ *	log_limited(LOG_LEVEL_WARN, "cannot read", LOG_STR("path", p), LOG_STR("error", e));
  */
 #define LOG_LIMIT_INTERVAL_MS 10000
 
@@ -90,22 +143,17 @@ void log_limit_init(struct log_limit *l, unsigned int interval_ms, unsigned int 
  */
 unsigned long log_limit_drain(struct log_limit *l);
 
-#define log_limited(level, msg, fields, ...)				\
-	log_limited_every(0, level, msg, fields, __VA_ARGS__)
+/* log_msg(level, msg, fields...) with a "suppressed" field appended. */
+#define log_limited(level, ...) log_limited_every(0, level, __VA_ARGS__)
 
 /* The same with its own interval. */
-#define log_limited_every(ms, level, msg, fields, ...) do {			\
-	static struct log_limit lim_ = LOG_LIMIT_INIT_MS(ms);			\
-	unsigned long n_;							\
-										\
-	if (log_limit_pass(&lim_, &n_))						\
-		log_msg((level), (msg), "{" fields ", s:I}", __VA_ARGS__,	\
-		    "suppressed", (long long)n_);				\
+#define log_limited_every(ms, level, ...) do {				\
+	static struct log_limit lim_ = LOG_LIMIT_INIT_MS(ms);		\
+	unsigned long n_;						\
+									\
+	if (log_limit_pass(&lim_, &n_))					\
+		log_msg((level), __VA_ARGS__,				\
+		    LOG_INT("suppressed", (long long)n_));		\
 } while (0)
-
-#define log_debug(...) log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__)
-#define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
-#define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
-#define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
 
 #endif

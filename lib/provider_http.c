@@ -262,8 +262,9 @@ learn(struct provider_http *h, const struct provider_http_result *out,
 	metric_set(h->m_rate, ratelimit_rate(h->rl));
 	if (out->status == 401 || out->status == 403)
 		log_limited_every(PROVIDER_HTTP_AUTH_LOG_S * 1000, LOG_LEVEL_ERROR,
-		    "the provider refused the API key", "s:s, s:i, s:s", "provider", h->provider,
-		    "status", (int)out->status, "message", out->message ? out->message : "");
+		    "the provider refused the API key", LOG_STR("provider", h->provider),
+		    LOG_INT("status", out->status),
+		    LOG_STR("message", out->message ? out->message : ""));
 }
 
 int

@@ -270,13 +270,13 @@ log_installed(const struct tls_store *s, const struct tls_cred *c,
 
 	if (c->not_after != (time_t)-1 && gmtime_r(&c->not_after, &tm))
 		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	log_info("certificate loaded", "{s:s, s:s, s:s, s:I, s:i, s:s}",
-	    "cert", s->cert_path, "key", s->key_path, "trigger", trigger,
-	    "generation", (json_int_t)tls_store_generation(s),
-	    "chain", (int)c->n_pcerts, "not_after", when);
+	log_info("certificate loaded", LOG_STR("cert", s->cert_path),
+	    LOG_STR("key", s->key_path), LOG_STR("trigger", trigger),
+	    LOG_INT("generation", tls_store_generation(s)), LOG_INT("chain", c->n_pcerts),
+	    LOG_STR("not_after", when));
 	if (c->not_after != (time_t)-1 && c->not_after < time(NULL))
-		log_warn("certificate has expired", "{s:s, s:s}",
-		    "cert", s->cert_path, "not_after", when);
+		log_warn("certificate has expired", LOG_STR("cert", s->cert_path),
+		    LOG_STR("not_after", when));
 }
 
 /*
@@ -344,9 +344,9 @@ tls_store_reload(struct tls_store *s, const char *trigger)
 	pthread_mutex_unlock(&s->reload_lock);
 	if (rc < 0 && (!repeat || strcmp(trigger, "poll") != 0))
 		log_warn("certificate reload failed; keeping the current one",
-		    "{s:s, s:s}", "trigger", trigger, "error", err);
+		    LOG_STR("trigger", trigger), LOG_STR("error", err));
 	else if (rc == TLS_RELOAD_UNCHANGED)
-		log_debug("certificate unchanged", "{s:s}", "trigger", trigger);
+		log_debug("certificate unchanged", LOG_STR("trigger", trigger));
 	return rc;
 }
 

@@ -497,9 +497,11 @@ remove_extra(struct run *run, struct agroup *g, const struct extra *x, const cha
 		return 0;
 	rc = p->ops->member_remove(p, g->id, &c, &e);
 	if (rc) {
-		log_warn("provider audit: cannot remove a member", "{s:s, s:s, s:s, s:s, s:s}",
-		    "namespace", g->ns, "name", g->name, "group", g->id, "contact", x->id,
-		    "error", e.message ? e.message : strerror(rc < 0 && rc > -4000 ? -rc : EIO));
+		log_warn("provider audit: cannot remove a member",
+		    LOG_STR("namespace", g->ns), LOG_STR("name", g->name),
+		    LOG_STR("group", g->id), LOG_STR("contact", x->id),
+		    LOG_STR("error", e.message ? e.message :
+		    strerror(rc < 0 && rc > -4000 ? -rc : EIO)));
 		provider_error_free(&e);
 		run->failed++;
 		return rc == -ECANCELED ? rc : 0;
@@ -511,9 +513,10 @@ remove_extra(struct run *run, struct agroup *g, const struct extra *x, const cha
 		return -ENOMEM;
 	reconciler_event(run->r, KIND_CONTACT_GROUP, g->ns, g->name, g->uid, "Warning",
 	    "ProviderDriftRepaired", "RepairDrift", note);
-	log_info("provider drift repaired", "{s:s, s:s, s:s, s:s, s:s, s:s}", "kind",
-	    "ContactGroup", "namespace", g->ns, "name", g->name, "drift", "MemberExtra",
-	    "found", found, "done", done);
+	log_info("provider drift repaired", LOG_STR("kind", "ContactGroup"),
+	    LOG_STR("namespace", g->ns), LOG_STR("name", g->name),
+	    LOG_STR("drift", "MemberExtra"), LOG_STR("found", found),
+	    LOG_STR("done", done));
 	audit_count_repair(run->r, "MemberExtra");
 	run->removed++;
 	return 0;
@@ -602,7 +605,8 @@ on_group(const struct provider_group_info *info, void *arg)
 		/* Our suffix, but no ContactGroup here names it: not ours to touch. */
 		run->orphan_groups++;
 		log_debug("provider audit: a group with our name suffix that no ContactGroup "
-		    "names", "{s:s, s:s}", "id", info->id ? info->id : "", "name", info->name);
+		    "names", LOG_STR("id", info->id ? info->id : ""),
+		    LOG_STR("name", info->name));
 	} else {
 		run->foreign_groups++;
 	}
@@ -764,9 +768,11 @@ audit_group(struct run *run, struct agroup *g)
 	}
 	if (rc) {
 		if (rc != -ECANCELED)
-			log_warn("provider audit: cannot list a group's members", "{s:s, s:s, s:s, "
-			    "s:s}", "namespace", g->ns, "name", g->name, "group", g->id, "error",
-			    e.message ? e.message : strerror(rc < 0 && rc > -4000 ? -rc : EIO));
+			log_warn("provider audit: cannot list a group's members",
+			    LOG_STR("namespace", g->ns), LOG_STR("name", g->name),
+			    LOG_STR("group", g->id),
+			    LOG_STR("error", e.message ? e.message :
+			    strerror(rc < 0 && rc > -4000 ? -rc : EIO)));
 		/* Nothing is concluded from a partial listing. */
 		for (size_t i = first; i < run->expects.n; i++)
 			((struct expect *)run->expects.v[i])->found = true;
@@ -812,10 +818,10 @@ unsubscribed(struct run *run, struct acontact *c)
 	rc = reconciler_provider_event(run->r, c->ns, c->name, &ev, "Warning",
 	    "ProviderDriftRepaired", note);
 	if (rc == 0) {
-		log_info("provider drift repaired", "{s:s, s:s, s:s, s:s, s:s, s:s}", "kind",
-		    "Contact", "namespace", c->ns, "name", c->name, "drift",
-		    "ContactUnsubscribed", "found", note, "done",
-		    "recorded ProviderUnsubscribed=True");
+		log_info("provider drift repaired", LOG_STR("kind", "Contact"),
+		    LOG_STR("namespace", c->ns), LOG_STR("name", c->name),
+		    LOG_STR("drift", "ContactUnsubscribed"), LOG_STR("found", note),
+		    LOG_STR("done", "recorded ProviderUnsubscribed=True"));
 		audit_count_repair(run->r, "ContactUnsubscribed");
 		run->marked++;
 	} else if (rc != -EALREADY && rc != -ENOENT) {
@@ -925,16 +931,16 @@ audit_run(struct audit *a)
 	hmap_init(&run.expected);
 	if ((rc = snapshot(&run)) != 0)
 		goto out;
-	log_info("provider audit started", "{s:s, s:i, s:i}", "provider", p->ops->name,
-	    "contactgroups", (int)run.groups.n, "contacts", (int)run.contacts.n);
+	log_info("provider audit started", LOG_STR("provider", p->ops->name),
+	    LOG_INT("contactgroups", run.groups.n), LOG_INT("contacts", run.contacts.n));
 	if ((rc = yield_to_work(a)) != 0)
 		goto out;
 	rc = p->ops->list_groups(p, on_group, &run, &e);
 	if (rc) {
 		if (rc != -ECANCELED)
-			log_warn("provider audit: cannot list the provider's groups", "{s:s}",
-			    "error", e.message ? e.message : strerror(rc < 0 && rc > -4000 ? -rc :
-			    EIO));
+			log_warn("provider audit: cannot list the provider's groups",
+			    LOG_STR("error", e.message ? e.message :
+			    strerror(rc < 0 && rc > -4000 ? -rc : EIO)));
 		goto out;
 	}
 	for (size_t i = 0; i < run.groups.n; i++) {
@@ -968,15 +974,18 @@ out:
 		double seconds = clock_mono() - started;
 
 		log_info(rc ? "provider audit finished with errors" : "provider audit finished",
-		    "{s:f, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i}",
-		    "seconds", seconds,
-		    "providerRequests", (int)(provider_http_calls(p->http) - calls),
-		    "groupsListed", (int)run.listed_groups, "groupsOwned", (int)run.owned_groups,
-		    "groupsForeign", (int)run.foreign_groups,
-		    "groupsOrphaned", (int)run.orphan_groups, "membersRead", (int)run.members,
-		    "driftMarked", (int)run.marked, "membersRemoved", (int)run.removed,
-		    "unchangedSince", (int)run.unchanged, "failures", (int)run.failed,
-		    "groupsUnread", failed_groups);
+		    LOG_FLOAT("seconds", seconds),
+		    LOG_INT("providerRequests", provider_http_calls(p->http) - calls),
+		    LOG_INT("groupsListed", run.listed_groups),
+		    LOG_INT("groupsOwned", run.owned_groups),
+		    LOG_INT("groupsForeign", run.foreign_groups),
+		    LOG_INT("groupsOrphaned", run.orphan_groups),
+		    LOG_INT("membersRead", run.members),
+		    LOG_INT("driftMarked", run.marked),
+		    LOG_INT("membersRemoved", run.removed),
+		    LOG_INT("unchangedSince", run.unchanged),
+		    LOG_INT("failures", run.failed),
+		    LOG_INT("groupsUnread", failed_groups));
 		if (rc == 0) {
 			struct timespec now;
 
@@ -985,9 +994,9 @@ out:
 			metric_set(a->m_last_success, (double)now.tv_sec);
 		}
 	} else if (rc == -ECANCELED) {
-		log_info("provider audit stopped: no longer leading, or stopping", NULL);
+		log_info("provider audit stopped: no longer leading, or stopping");
 	} else {
-		log_warn("provider audit failed", "{s:s}", "error", strerror(-rc));
+		log_warn("provider audit failed", LOG_STR("error", strerror(-rc)));
 	}
 	run_free(&run);
 	return rc;
@@ -1087,14 +1096,15 @@ audit_start(struct audit *a)
 		return 0;
 	ops = a->r->provider->ops;
 	if (!ops->list_groups || !ops->list_members || !ops->group_owner) {
-		log_warn("provider audits off: this provider cannot list what it owns", "{s:s}",
-		    "provider", ops->name);
+		log_warn("provider audits off: this provider cannot list what it owns",
+		    LOG_STR("provider", ops->name));
 		return 0;
 	}
 	if (pthread_create(&a->thread, NULL, audit_main, a) != 0)
 		return -EAGAIN;
 	a->started = true;
-	log_info("provider audits on", "{s:f}", "periodSeconds", (double)a->c.period_ms / 1000);
+	log_info("provider audits on",
+	    LOG_FLOAT("periodSeconds", (double)a->c.period_ms / 1000));
 	return 0;
 }
 

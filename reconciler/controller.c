@@ -123,8 +123,9 @@ fetch(struct reconciler *r, enum resource_kind kind, const char *ns, const char 
 		return 0;
 	}
 	if (rc) {
-		log_limited(LOG_LEVEL_WARN, "reconcile: cannot read the object", "s:s, s:s", "path",
-		    o->path, "error", resp.message ? resp.message : "");
+		log_limited(LOG_LEVEL_WARN, "reconcile: cannot read the object",
+		    LOG_STR("path", o->path),
+		    LOG_STR("error", resp.message ? resp.message : ""));
 		kube_response_free(&resp);
 		return rc;
 	}
@@ -179,8 +180,10 @@ set_finalizer(struct reconciler *r, struct obj *o, bool on)
 	if (rc == 0 && resp.body)
 		rc = obj_set(o, json_incref(resp.body));
 	else if (rc)
-		log_limited(LOG_LEVEL_INFO, "reconcile: finalizer update failed; will retry",
-		    "s:s, s:s", "path", o->path, "error", resp.message ? resp.message : "");
+		log_limited(LOG_LEVEL_INFO,
+		    "reconcile: finalizer update failed; will retry",
+		    LOG_STR("path", o->path),
+		    LOG_STR("error", resp.message ? resp.message : ""));
 	kube_response_free(&resp);
 	return rc;
 }
@@ -295,7 +298,8 @@ write_status(struct reconciler *r, struct obj *o, const char *provider_id,
 		rc = obj_set(o, json_incref(resp.body));
 	else if (rc)
 		log_limited(LOG_LEVEL_INFO, "reconcile: status update failed; will retry",
-		    "s:s, s:s", "path", o->path, "error", resp.message ? resp.message : "");
+		    LOG_STR("path", o->path),
+		    LOG_STR("error", resp.message ? resp.message : ""));
 	kube_response_free(&resp);
 	if (rc == 0 && drift[0])
 		drift_repaired(r, o, drift, found);
@@ -352,8 +356,9 @@ reconciler_event(struct reconciler *r, enum resource_kind kind, const char *ns,
 	struct kube_response resp;
 
 	if (kube_event_create(r->kube, &e, &resp) != 0)
-		log_limited(LOG_LEVEL_WARN, "reconcile: cannot record an Event", "s:s, s:s", "reason",
-		    reason, "error", resp.message ? resp.message : "");
+		log_limited(LOG_LEVEL_WARN, "reconcile: cannot record an Event",
+		    LOG_STR("reason", reason),
+		    LOG_STR("error", resp.message ? resp.message : ""));
 	kube_response_free(&resp);
 }
 
@@ -404,10 +409,11 @@ provider_failed(struct reconciler *r, struct obj *o, int rc, const char *call,
 	}
 	/* A refused key is logged by the provider client, once a minute. */
 	if (rc != PROVIDER_UNAUTHORIZED)
-		log_warn("provider call failed", "{s:s, s:s, s:s, s:s, s:s, s:s, s:i}",
-		    "provider", r->provider->ops->name, "kind", kind_info(o->kind)->kind,
-		    "namespace", o->ns, "name", o->name, "call", call, "error", why,
-		    "failuresInARow", (int)o->failures + 1);
+		log_warn("provider call failed",
+		    LOG_STR("provider", r->provider->ops->name),
+		    LOG_STR("kind", kind_info(o->kind)->kind), LOG_STR("namespace", o->ns),
+		    LOG_STR("name", o->name), LOG_STR("call", call), LOG_STR("error", why),
+		    LOG_INT("failuresInARow", o->failures + 1));
 	/* One Warning Event when a failure turns out to last, not one per retry. */
 	if (rc == PROVIDER_REFUSED || o->failures + 1 >= REPORT_AFTER_FAILURES)
 		report(r, o, NULL, false, reason, why);
@@ -436,9 +442,9 @@ changed(struct reconciler *r, struct obj *o, const char *reason, const char *act
 	va_end(ap);
 	if (snprintf(o->did, sizeof(o->did), "%s", note) >= (int)sizeof(o->did))
 		o->did[sizeof(o->did) - 1] = '\0';	/* cut short: the Event note holds it all */
-	log_info("provider changed", "{s:s, s:s, s:s, s:s, s:s, s:s}", "provider",
-	    r->provider->ops->name, "kind", kind_info(o->kind)->kind, "namespace", o->ns,
-	    "name", o->name, "reason", reason, "note", note);
+	log_info("provider changed", LOG_STR("provider", r->provider->ops->name),
+	    LOG_STR("kind", kind_info(o->kind)->kind), LOG_STR("namespace", o->ns),
+	    LOG_STR("name", o->name), LOG_STR("reason", reason), LOG_STR("note", note));
 	record(r, o, "Normal", reason, action, "%s", note);
 }
 
@@ -591,8 +597,9 @@ delete_object(struct reconciler *r, enum resource_kind kind, const char *ns,
 	else if (kube_is_not_found(&resp))
 		rc = 0;
 	else
-		log_limited(LOG_LEVEL_WARN, "reconcile: cannot delete", "s:s, s:s", "path", path,
-		    "error", resp.message ? resp.message : "");
+		log_limited(LOG_LEVEL_WARN, "reconcile: cannot delete",
+		    LOG_STR("path", path),
+		    LOG_STR("error", resp.message ? resp.message : ""));
 	kube_response_free(&resp);
 	return rc;
 }
@@ -1365,9 +1372,9 @@ drift_repaired(struct reconciler *r, struct obj *o, const char *reason, const ch
 {
 	const char *did = o->did[0] ? o->did : "the provider matches again";
 
-	log_info("provider drift repaired", "{s:s, s:s, s:s, s:s, s:s, s:s}", "kind",
-	    kind_info(o->kind)->kind, "namespace", o->ns, "name", o->name, "drift", reason,
-	    "found", found, "done", did);
+	log_info("provider drift repaired", LOG_STR("kind", kind_info(o->kind)->kind),
+	    LOG_STR("namespace", o->ns), LOG_STR("name", o->name),
+	    LOG_STR("drift", reason), LOG_STR("found", found), LOG_STR("done", did));
 	record(r, o, "Warning", "ProviderDriftRepaired", "RepairDrift", "%s; repaired: %s",
 	    found, did);
 	audit_count_repair(r, reason);
@@ -1402,9 +1409,9 @@ reconciler_drift_mark(struct reconciler *r, enum resource_kind kind, const char 
 	cond_set(&c[2], "ProviderDrift", true, reason, "%s", found);
 	rc = write_status(r, &o, NULL, c, 3);
 	if (rc == 0)
-		log_info("provider drift found", "{s:s, s:s, s:s, s:s, s:s}", "kind",
-		    kind_info(kind)->kind, "namespace", ns, "name", name, "drift", reason,
-		    "found", found);
+		log_info("provider drift found", LOG_STR("kind", kind_info(kind)->kind),
+		    LOG_STR("namespace", ns), LOG_STR("name", name),
+		    LOG_STR("drift", reason), LOG_STR("found", found));
 	obj_free(&o);
 	return rc ? rc : 1;
 }

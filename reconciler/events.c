@@ -170,11 +170,13 @@ provider_events_handle(struct provider_events *e, provider_header_fn header, con
 		return 503;
 	}
 	if (found == 0)
-		log_info("provider event for no known Contact", "{s:s, s:s, s:s, s:s?}",
-		    "provider", p->ops->name, "id", ev.id, "type", ev.type, "email", ev.email);
+		log_info("provider event for no known Contact",
+		    LOG_STR("provider", p->ops->name), LOG_STR("id", ev.id),
+		    LOG_STR("type", ev.type), LOG_STR("email", ev.email));
 	else if (found == 2)
 		log_info("provider event ignored: already recorded or older than the last one",
-		    "{s:s, s:s, s:s}", "provider", p->ops->name, "id", ev.id, "type", ev.type);
+		    LOG_STR("provider", p->ops->name), LOG_STR("id", ev.id),
+		    LOG_STR("type", ev.type));
 	*why = found == 2 ? "already received" : "recorded";
 	provider_event_free(&ev);
 	return 200;

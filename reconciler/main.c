@@ -154,8 +154,8 @@ resync(struct app *a)
 	}
 	free(s.v);
 	metric_inc(a->m_resyncs);
-	log_debug("resync", "{s:I, s:I}", "queue", (json_int_t)workqueue_len(a->queue),
-	    "standing_removals", (json_int_t)standing);
+	log_debug("resync", LOG_INT("queue", workqueue_len(a->queue)),
+	    LOG_INT("standing_removals", standing));
 }
 
 static void
@@ -195,8 +195,9 @@ finish(struct app *a, const char *key, const struct reconcile_result *res, doubl
 		/* The provider's retry-after, when longer than the backoff. */
 		if (res->after_ms > delay)
 			workqueue_add_after(a->queue, key, res->after_ms);
-		log_limited(LOG_LEVEL_INFO, "reconcile failed; retrying", "s:s, s:i", "key", key,
-		    "retryInMs", (int)(res->after_ms > delay ? res->after_ms : delay));
+		log_limited(LOG_LEVEL_INFO, "reconcile failed; retrying",
+		    LOG_STR("key", key),
+		    LOG_INT("retryInMs", res->after_ms > delay ? res->after_ms : delay));
 	} else {
 		workqueue_forget(a->queue, key);
 		if (strcmp(res->result, "requeue") == 0)
@@ -252,11 +253,10 @@ resyncer(void *arg)
 	while (!cache_synced(a->cache))
 		if (nap(a, 100))
 			return NULL;
-	log_info("caches synced", "{s:i, s:i, s:i, s:i}",
-	    "contacts", (int)cache_count(a->cache, KIND_CONTACT),
-	    "contactgroups", (int)cache_count(a->cache, KIND_CONTACT_GROUP),
-	    "contactgroupmemberships", (int)cache_count(a->cache, KIND_MEMBERSHIP),
-	    "contactgroupmembershipremovals", (int)cache_count(a->cache, KIND_REMOVAL));
+	log_info("caches synced", LOG_INT("contacts", cache_count(a->cache, KIND_CONTACT)),
+	    LOG_INT("contactgroups", cache_count(a->cache, KIND_CONTACT_GROUP)),
+	    LOG_INT("contactgroupmemberships", cache_count(a->cache, KIND_MEMBERSHIP)),
+	    LOG_INT("contactgroupmembershipremovals", cache_count(a->cache, KIND_REMOVAL)));
 	if (leading(a))
 		resync(a);
 	while (!nap(a, a->o.resync_ms))
@@ -310,8 +310,9 @@ serve_provider_webhook(const struct httpd_request *req, struct httpd_reply *repl
 	status = provider_events_handle(a->events, request_header, req, req->body,
 	    req->body_len, &why);
 	if (status != 200)
-		log_warn("provider webhook refused", "{s:s, s:i, s:s}", "provider",
-		    a->provider->ops->name, "status", status, "reason", why);
+		log_warn("provider webhook refused",
+		    LOG_STR("provider", a->provider->ops->name), LOG_INT("status", status),
+		    LOG_STR("reason", why));
 	return httpd_reply_text(reply, status, why);
 }
 
@@ -367,8 +368,9 @@ webhook_key(struct app *a, const struct reconciler_provider_flags *pf, unsigned 
 	*len = 0;
 	if (!pf->webhook_secret_file || (access(pf->webhook_secret_file, F_OK) != 0 &&
 	    errno == ENOENT)) {
-		log_info("provider events off: no webhook signing secret", "{s:s, s:s?}",
-		    "provider", a->o.provider, "file", pf->webhook_secret_file);
+		log_info("provider events off: no webhook signing secret",
+		    LOG_STR("provider", a->o.provider),
+		    LOG_STR("file", pf->webhook_secret_file));
 		return 0;
 	}
 	if (!(secret = read_secret(pf->webhook_secret_file, err, errlen)))
@@ -584,10 +586,12 @@ start(struct app *a, char *err, size_t errlen)
 	a->resyncer_started = true;
 	if (audit_start(a->audit) != 0)
 		return snprintf(err, errlen, "cannot start the provider audit"), -EAGAIN;
-	log_info("contact-reconciler started", "{s:s, s:s, s:i, s:b, s:s, s:i}", "apiServer",
-	    kube_client_server(a->kube), "provider", a->provider->ops->name, "port",
-	    (int)httpd_port(a->httpd), "leaderElect", a->o.leader_elect, "identity",
-	    a->identity, "workers", (int)a->o.workers);
+	log_info("contact-reconciler started",
+	    LOG_STR("apiServer", kube_client_server(a->kube)),
+	    LOG_STR("provider", a->provider->ops->name),
+	    LOG_INT("port", httpd_port(a->httpd)),
+	    LOG_BOOL("leaderElect", a->o.leader_elect), LOG_STR("identity", a->identity),
+	    LOG_INT("workers", a->o.workers));
 	return 0;
 }
 
@@ -626,7 +630,7 @@ reload(void *arg)
 {
 	struct app *a = arg;
 
-	log_info("SIGHUP: reading the serving certificate again", NULL);
+	log_info("SIGHUP: reading the serving certificate again");
 	tls_store_reload(a->tls, "SIGHUP");
 }
 
@@ -657,7 +661,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	sig = signals_wait(&sigs, -1, reload, &a);
-	log_info("stopping", "{s:s}", "signal", signals_name(sig));
+	log_info("stopping", LOG_STR("signal", signals_name(sig)));
 	stop(&a);
 	pthread_mutex_destroy(&a.lock);
 	pthread_cond_destroy(&a.wake);

@@ -667,12 +667,13 @@ bulk_send(void *arg, const char *list, const struct batch_item *items, size_t n,
 	if (rc == 0)
 		metric_add(mg(p)->m_bulk, (double)n);
 	if (rc == 0)
-		log_info("provider bulk upload", "{s:s, s:s, s:i}", "provider", "mailgun", "list",
-		    list, "members", (int)n);
+		log_info("provider bulk upload", LOG_STR("provider", "mailgun"),
+		    LOG_STR("list", list), LOG_INT("members", n));
 	else
-		log_warn("provider bulk upload failed", "{s:s, s:s, s:i, s:s}", "provider",
-		    "mailgun", "list", list, "members", (int)n, "error",
-		    e.message ? e.message : strerror(rc < 0 && rc > -4000 ? -rc : EIO));
+		log_warn("provider bulk upload failed", LOG_STR("provider", "mailgun"),
+		    LOG_STR("list", list), LOG_INT("members", n),
+		    LOG_STR("error", e.message ? e.message :
+		    strerror(rc < 0 && rc > -4000 ? -rc : EIO)));
 	out->rc = rc;
 	out->message = e.message;
 	out->retry_after_ms = e.retry_after_ms;

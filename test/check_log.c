@@ -1,6 +1,7 @@
 /* check_log.c -- JSON-line logging */
 #include <check.h>
 #include <jansson.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -77,9 +78,9 @@ START_TEST(test_line_shape)
 {
 	json_t *all, *l;
 
-	log_info("admission", "{s:s, s:b, s:f, s:i}", "uid", "u-1", "allowed", 0,
-	    "ms", 0.25, "code", 422);
-	log_warn("plain", NULL);
+	log_info("admission", LOG_STR("uid", "u-1"), LOG_BOOL("allowed", 0),
+	    LOG_FLOAT("ms", 0.25), LOG_INT("code", 422));
+	log_warn("plain");
 	all = lines();
 	ck_assert_uint_eq(json_array_size(all), 2);
 	l = json_array_get(all, 0);
@@ -100,9 +101,9 @@ START_TEST(test_levels)
 	json_t *all;
 
 	ck_assert_int_eq(log_set_level_name("warn"), 0);
-	log_info("hidden", NULL);
-	log_debug("hidden", NULL);
-	log_error("shown", NULL);
+	log_info("hidden");
+	log_debug("hidden");
+	log_error("shown");
 	ck_assert_int_ne(log_set_level_name("loud"), 0);
 	ck_assert_int_eq(log_get_level(), LOG_LEVEL_WARN);
 	all = lines();
@@ -116,15 +117,106 @@ START_TEST(test_hostile_values)
 	json_t *all, *l;
 
 	/* Quotes, newlines and a reserved key cannot break or forge a line. */
-	log_info("a\"b\nc", "{s:s, s:s}", "msg", "forged", "k", "v\n{\"level\":\"error\"}");
-	log_info("bad format", "{s:i", "x", 1);
+	log_info("a\"b\nc", LOG_STR("msg", "forged"),
+	    LOG_STR("k", "v\n{\"level\":\"error\"}"));
+	/* A field jansson would refuse (not UTF-8) leaves the message alone, not lost. */
+	log_info("bad field", LOG_STR("x", "\xff"), LOG_INT("n", 1));
 	all = lines();
 	ck_assert_uint_eq(json_array_size(all), 2);
 	l = json_array_get(all, 0);
 	ck_assert_str_eq(json_string_value(json_object_get(l, "msg")), "a\"b\nc");
 	ck_assert_str_eq(json_string_value(json_object_get(l, "k")), "v\n{\"level\":\"error\"}");
 	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(all, 1), "msg")),
-	    "bad format");
+	    "bad field");
+	ck_assert_uint_eq(json_object_size(json_array_get(all, 1)), 3);
+	json_decref(all);
+}
+END_TEST
+
+/* Everything of the line after its time, as written. */
+static char *
+raw_tail(size_t i)
+{
+	static char text[16384];
+	ssize_t n = pread(fileno(tmp), text, sizeof(text) - 1, 0);
+	char *p = text, *tail;
+
+	ck_assert_int_ge(n, 0);
+	text[n] = '\0';
+	while (i--) {
+		p = strchr(p, '\n');
+		ck_assert_ptr_nonnull(p);
+		p++;
+	}
+	tail = strstr(p, "\",\"level\"");
+	ck_assert_ptr_nonnull(tail);
+	*strchr(tail, '\n') = '\0';
+	return tail;
+}
+
+/* Each field type as json_dumps() writes it; NULL values are null. */
+START_TEST(test_field_types)
+{
+	json_t *j = json_pack("{s:[i, s], s:{}}", "a", 1, "b/c", "caf\xc3\xa9\n");
+
+	log_info("types", LOG_STR("s", "x\"y\x01"), LOG_STR("none", NULL),
+	    LOG_INT("min", LLONG_MIN), LOG_FLOAT("f", 0.1), LOG_FLOAT("e", 1e21),
+	    LOG_BOOL("t", 2), LOG_BOOL("no", false), LOG_JSON("j", j), LOG_JSON("nj", NULL));
+	log_error("bare");
+	ck_assert_str_eq(raw_tail(0), "\",\"level\":\"info\",\"msg\":\"types\","
+	    "\"s\":\"x\\\"y\\u0001\",\"none\":null,\"min\":-9223372036854775808,"
+	    "\"f\":0.10000000000000001,\"e\":1e21,\"t\":true,\"no\":false,"
+	    "\"j\":{\"a\":[1,\"b/c\"],\"caf\xc3\xa9\\n\":{}},\"nj\":null}");
+	ck_assert_str_eq(raw_tail(1), "\",\"level\":\"error\",\"msg\":\"bare\"}");
+	json_decref(j);
+}
+END_TEST
+
+/* A line longer than the stack buffer comes out whole. */
+START_TEST(test_long_line)
+{
+	char big[10000];
+	json_t *all, *l;
+
+	memset(big, 'y', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	log_warn("long", LOG_STR("big", big), LOG_INT("after", 7));
+	all = lines();
+	ck_assert_uint_eq(json_array_size(all), 1);
+	l = json_array_get(all, 0);
+	ck_assert_str_eq(json_string_value(json_object_get(l, "big")), big);
+	ck_assert_int_eq(json_integer_value(json_object_get(l, "after")), 7);
+	json_decref(all);
+}
+END_TEST
+
+static void
+limited_site(int i)
+{
+	log_limited_every(300, LOG_LEVEL_WARN, "limited", LOG_INT("i", i));
+}
+
+/* log_limited(): one line per interval and call site, then the count left out. */
+START_TEST(test_limited_fields)
+{
+	json_t *all, *l;
+
+	for (int i = 0; i < 4; i++)
+		limited_site(i);
+	usleep(350 * 1000);
+	limited_site(4);
+	log_limited(LOG_LEVEL_ERROR, "no fields");
+	all = lines();
+	ck_assert_uint_eq(json_array_size(all), 3);
+	l = json_array_get(all, 0);
+	ck_assert_int_eq(json_integer_value(json_object_get(l, "i")), 0);
+	ck_assert_int_eq(json_integer_value(json_object_get(l, "suppressed")), 0);
+	l = json_array_get(all, 1);
+	ck_assert_int_eq(json_integer_value(json_object_get(l, "i")), 4);
+	ck_assert_int_eq(json_integer_value(json_object_get(l, "suppressed")), 3);
+	l = json_array_get(all, 2);
+	ck_assert_str_eq(json_string_value(json_object_get(l, "msg")), "no fields");
+	ck_assert_int_eq(json_integer_value(json_object_get(l, "suppressed")), 0);
 	json_decref(all);
 }
 END_TEST
@@ -147,14 +239,14 @@ START_TEST(test_buffered_order)
 	json_t *all;
 
 	ck_assert_int_eq(log_set_flush_interval(60000), 0);
-	log_info("one", NULL);
-	log_info("two", "{s:i}", "n", 2);
+	log_info("one");
+	log_info("two", LOG_INT("n", 2));
 	ck_assert_uint_eq(count_lines(), 0);
 	log_flush();
 	ck_assert_uint_eq(count_lines(), 2);
-	log_info("three", NULL);
-	log_warn("four", NULL);	/* flushes "three" first */
-	log_debug("hidden", NULL);
+	log_info("three");
+	log_warn("four");	/* flushes "three" first */
+	log_debug("hidden");
 	all = lines();
 	ck_assert_uint_eq(json_array_size(all), 4);
 	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(all, 0), "msg")), "one");
@@ -162,7 +254,7 @@ START_TEST(test_buffered_order)
 	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(all, 3), "msg")), "four");
 	json_decref(all);
 	ck_assert_int_eq(log_set_flush_interval(0), 0);	/* flushes, then unbuffered */
-	log_info("five", NULL);
+	log_info("five");
 	ck_assert_uint_eq(count_lines(), 5);
 }
 END_TEST
@@ -173,11 +265,11 @@ START_TEST(test_buffered_interval)
 	int i;
 
 	ck_assert_int_eq(log_set_flush_interval(50), 0);
-	log_info("soon", NULL);
+	log_info("soon");
 	for (i = 0; i < 200 && count_lines() == 0; i++)
 		usleep(10 * 1000);
 	ck_assert_uint_eq(count_lines(), 1);
-	log_info("again", NULL);	/* the flusher waits for the next one too */
+	log_info("again");	/* the flusher waits for the next one too */
 	for (i = 0; i < 200 && count_lines() == 1; i++)
 		usleep(10 * 1000);
 	ck_assert_uint_eq(count_lines(), 2);
@@ -196,7 +288,7 @@ START_TEST(test_buffered_full)
 	pad[sizeof(pad) - 1] = '\0';
 	ck_assert_int_eq(log_set_flush_interval(60000), 0);
 	for (i = 0; i < n; i++)	/* ~180 bytes a line, ~360 KiB in all */
-		log_info("line", "{s:I, s:s}", "seq", (json_int_t)i, "pad", pad);
+		log_info("line", LOG_INT("seq", i), LOG_STR("pad", pad));
 	ck_assert_uint_gt(count_lines(), 0);
 	ck_assert_uint_lt(count_lines(), n);
 	log_flush();
@@ -214,7 +306,7 @@ static void *
 log_many(void *arg)
 {
 	for (json_int_t i = 0; i < 2000; i++)
-		log_info("thread", "{s:I, s:I}", "t", (json_int_t)(intptr_t)arg, "seq", i);
+		log_info("thread", LOG_INT("t", (intptr_t)arg), LOG_INT("seq", i));
 	return NULL;
 }
 
@@ -256,7 +348,7 @@ START_TEST(test_buffered_exit)
 	if (pid == 0) {
 		if (log_set_flush_interval(60000) != 0)
 			_exit(3);
-		log_info("last words", NULL);
+		log_info("last words");
 		exit(0);
 	}
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
@@ -301,7 +393,10 @@ log_suite(void)
 	tcase_add_test(core, test_limit_burst_then_count);
 	tcase_add_test(core, test_line_shape);
 	tcase_add_test(core, test_levels);
+	tcase_add_test(core, test_field_types);
+	tcase_add_test(core, test_limited_fields);
 	tcase_add_test(limits, test_hostile_values);
+	tcase_add_test(limits, test_long_line);
 	tcase_add_checked_fixture(buffered, capture, release);
 	tcase_set_timeout(buffered, 60);
 	tcase_add_test(buffered, test_buffered_order);

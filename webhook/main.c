@@ -86,9 +86,8 @@ raise_fd_limit(struct webhook_options *o)
 	room = rl.rlim_cur > 2 * FD_RESERVE ? rl.rlim_cur - FD_RESERVE :
 	    FD_RESERVE;
 	if (rl.rlim_cur != RLIM_INFINITY && o->max_connections > room) {
-		log_warn("--max-connections lowered to what the descriptor limit "
-		    "allows", "{s:i, s:I}", "wanted", (int)o->max_connections,
-		    "allowed", (json_int_t)room);
+		log_warn("--max-connections lowered to what the descriptor limit allows",
+		    LOG_INT("wanted", o->max_connections), LOG_INT("allowed", room));
 		o->max_connections = (unsigned int)room;
 	}
 }
@@ -103,11 +102,11 @@ static void
 drain(struct webhook *w, const sigset_t *sigs, int sig, uint64_t delay_ms)
 {
 	webhook_drain(w);
-	log_info("shutting down: not ready, still serving", "{s:s, s:I}",
-	    "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT",
-	    "delay_ms", (json_int_t)delay_ms);
+	log_info("shutting down: not ready, still serving",
+	    LOG_STR("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"),
+	    LOG_INT("delay_ms", delay_ms));
 	if (wait_signal(w, sigs, delay_ms))
-		log_info("second signal: stopping now", NULL);
+		log_info("second signal: stopping now");
 }
 
 int
@@ -158,17 +157,17 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s: %s\n", WEBHOOK_PROGRAM, err);
 		return EXIT_FAILURE;
 	}
-	log_info("serving", "{s:s, s:s, s:i, s:s, s:s, s:b}",
-	    "version", MILO_VERSION, "address", o.bind_address, "port", o.port,
-	    "cert", o.cert_file, "tls_min_version",
-	    o.tls_min_version == TLS_MIN_VERSION_13 ? "VersionTLS13" :
-	    "VersionTLS12", "client_ca", o.client_ca_file != NULL);
+	log_info("serving", LOG_STR("version", MILO_VERSION),
+	    LOG_STR("address", o.bind_address), LOG_INT("port", o.port),
+	    LOG_STR("cert", o.cert_file),
+	    LOG_STR("tls_min_version", o.tls_min_version == TLS_MIN_VERSION_13 ?
+	    "VersionTLS13" : "VersionTLS12"),
+	    LOG_BOOL("client_ca", o.client_ca_file != NULL));
 
 	sig = wait_for_stop(w, &sigs);
 	drain(w, &sigs, sig, o.shutdown_delay_ms);
-	log_info("finishing requests in flight; answers close their connections",
-	    NULL);
+	log_info("finishing requests in flight; answers close their connections");
 	webhook_stop(w);
-	log_info("stopped", NULL);
+	log_info("stopped");
 	return EXIT_SUCCESS;
 }

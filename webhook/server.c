@@ -85,24 +85,21 @@ log_decision(struct webhook *w, const struct endpoint *ep,
 {
 	enum log_level level = out->allowed ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO;
 	unsigned long suppressed = 0;
+	struct log_field f[] = {
+		LOG_STR("webhook", ep->path), LOG_STR("uid", out->uid),
+		LOG_STR("kind", out->kind), LOG_STR("namespace", out->namespace),
+		LOG_STR("name", out->name), LOG_STR("operation", out->operation),
+		LOG_BOOL("allowed", out->allowed), LOG_BOOL("dry_run", out->dry_run),
+		LOG_BOOL("patched", out->patched), LOG_FLOAT("ms", ms),
+		LOG_INT("suppressed", 0),	/* last: written when nonzero */
+	};
+	size_t n = sizeof(f) / sizeof(f[0]);
 
 	if (!log_enabled(level) || (level == LOG_LEVEL_INFO &&
 	    !log_limit_pass(&w->log_limit, &suppressed)))
 		return;
-	if (suppressed) {
-		log_msg(level, "admission", "{s:s, s:s?, s:s?, s:s?, s:s?, s:s?, "
-		    "s:b, s:b, s:b, s:f, s:I}", "webhook", ep->path, "uid",
-		    out->uid, "kind", out->kind, "namespace", out->namespace,
-		    "name", out->name, "operation", out->operation, "allowed",
-		    out->allowed, "dry_run", out->dry_run, "patched", out->patched,
-		    "ms", ms, "suppressed", (json_int_t)suppressed);
-		return;
-	}
-	log_msg(level, "admission", "{s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:b, s:b, "
-	    "s:b, s:f}", "webhook", ep->path, "uid", out->uid, "kind", out->kind,
-	    "namespace", out->namespace, "name", out->name,
-	    "operation", out->operation, "allowed", out->allowed,
-	    "dry_run", out->dry_run, "patched", out->patched, "ms", ms);
+	f[n - 1].v.i = (long long)suppressed;
+	log_fields(level, "admission", f, suppressed ? n : n - 1);
 }
 
 static void
@@ -110,16 +107,17 @@ log_refused(struct webhook *w, const struct endpoint *ep, int status,
     const char *reason)
 {
 	unsigned long suppressed = 0;
+	struct log_field f[] = {
+		LOG_STR("webhook", ep->path), LOG_INT("status", status),
+		LOG_STR("reason", reason),
+		LOG_INT("suppressed", 0),	/* last: written when nonzero */
+	};
+	size_t n = sizeof(f) / sizeof(f[0]);
 
 	if (!log_enabled(LOG_LEVEL_INFO) || !log_limit_pass(&w->log_limit, &suppressed))
 		return;
-	if (suppressed)
-		log_info("admission request refused", "{s:s, s:i, s:s?, s:I}",
-		    "webhook", ep->path, "status", status, "reason", reason,
-		    "suppressed", (json_int_t)suppressed);
-	else
-		log_info("admission request refused", "{s:s, s:i, s:s?}",
-		    "webhook", ep->path, "status", status, "reason", reason);
+	f[n - 1].v.i = (long long)suppressed;
+	log_fields(LOG_LEVEL_INFO, "admission request refused", f, suppressed ? n : n - 1);
 }
 
 /*
@@ -432,7 +430,7 @@ connect_cluster(struct webhook *w, const struct webhook_options *o, char *err,
 
 	if (rc == -ENOENT && !o->kubeconfig) {
 		log_warn("no Kubernetes API configured: only the rules that need no "
-		    "cluster state run, and /metrics is open", "{s:s}", "reason", err);
+		    "cluster state run, and /metrics is open", LOG_STR("reason", err));
 		err[0] = '\0';
 		return 0;
 	}
@@ -458,9 +456,10 @@ connect_cluster(struct webhook *w, const struct webhook_options *o, char *err,
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	log_info("cluster-state rules on", "{s:s, s:b, s:b}", "apiServer",
-	    kube_client_server(w->kube), "verifySubjects", o->verify_subjects,
-	    "metricsAuth", o->metrics_auth);
+	log_info("cluster-state rules on",
+	    LOG_STR("apiServer", kube_client_server(w->kube)),
+	    LOG_BOOL("verifySubjects", o->verify_subjects),
+	    LOG_BOOL("metricsAuth", o->metrics_auth));
 	return 0;
 }
 
@@ -553,9 +552,9 @@ webhook_tick(struct webhook *w)
 	struct httpd_load load;
 
 	if (suppressed)
-		log_info("admission lines not logged (rate limit)", "{s:I, s:i}",
-		    "suppressed", (json_int_t)suppressed, "per_second",
-		    WEBHOOK_DENIAL_LOG_PER_S);
+		log_info("admission lines not logged (rate limit)",
+		    LOG_INT("suppressed", suppressed),
+		    LOG_INT("per_second", WEBHOOK_DENIAL_LOG_PER_S));
 	/*
 	 * Request bodies and their trees are freed at the end of each
 	 * request, but glibc keeps freed heap for reuse: after a burst (and
@@ -589,8 +588,8 @@ webhook_stop(struct webhook *w)
 	httpd_set_draining(w->httpd, true);
 	rc = httpd_stop(w->httpd, HTTPD_STOP_TIMEOUT_MS);
 	if (rc == -ETIMEDOUT)
-		log_warn("stopped with requests still in flight", "{s:i}",
-		    "timeout_ms", HTTPD_STOP_TIMEOUT_MS);
+		log_warn("stopped with requests still in flight",
+		    LOG_INT("timeout_ms", HTTPD_STOP_TIMEOUT_MS));
 	webhook_free(w);
 	return rc;
 }
