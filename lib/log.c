@@ -266,7 +266,7 @@ write_all(int fd, const char *p, size_t len)
  * json_dumps(JSON_COMPACT | JSON_PRESERVE_ORDER) writes the object, byte for
  * byte (test/log_equiv.c checks this against jansson). put() counts what
  * does not fit, so a line longer than the stack buffer is written again
- * into one of the size it needs.
+ * into one of the size it needs, and a buffer of no size only checks.
  */
 struct line_buf {
 	char *p;
@@ -277,7 +277,7 @@ struct line_buf {
 static void
 put(struct line_buf *b, const char *s, size_t n)
 {
-	if (b->len <= b->cap && n <= b->cap - b->len)
+	if (b->len <= b->cap && n <= b->cap - b->len && n)
 		memcpy(b->p + b->len, s, n);
 	b->len += n;
 }
@@ -317,15 +317,14 @@ utf8_seq(const unsigned char *s)
 
 /*
  * A JSON string as jansson dumps it (\uXXXX for other control characters,
- * '/' as is), or with b NULL only checked; false when s is not UTF-8.
+ * '/' as is); false when s is not UTF-8.
  */
 static bool
 put_string(struct line_buf *b, const char *str)
 {
 	const unsigned char *s = (const unsigned char *)str, *run = s;
 
-	if (b)
-		put(b, "\"", 1);
+	put(b, "\"", 1);
 	while (*s) {
 		unsigned char c = *s;
 		const char *esc;
@@ -355,29 +354,28 @@ put_string(struct line_buf *b, const char *str)
 			esc = u;
 			break;
 		}
-		if (b) {
-			put(b, (const char *)run, (size_t)(s - run));
-			put(b, esc, strlen(esc));
-		}
+		put(b, (const char *)run, (size_t)(s - run));
+		put(b, esc, strlen(esc));
 		run = ++s;
 	}
-	if (b) {
-		put(b, (const char *)run, (size_t)(s - run));
-		put(b, "\"", 1);
-	}
+	put(b, (const char *)run, (size_t)(s - run));
+	put(b, "\"", 1);
 	return true;
 }
 
-/* jansson's jsonp_dtostr() at precision 17 (the C locale: we never set another). */
-static void
+/*
+ * jansson's jsonp_dtostr() at precision 17 (the C locale: we never set
+ * another); false for NaN and infinities, which json_real() refuses.
+ */
+static bool
 put_real(struct line_buf *b, double v)
 {
 	char t[40], *e;
 	int n;
 
-	n = snprintf(t, sizeof(t), "%.17g", v);
-	if (n < 0 || (size_t)n >= sizeof(t) - 3)
-		return;	/* not for a finite double: -2.2250738585072014e-308 is 24 */
+	if (!isfinite(v))
+		return false;
+	n = snprintf(t, sizeof(t), "%.17g", v);	/* at most 24: -2.2250738585072014e-308 */
 	if (!strchr(t, '.') && !strchr(t, 'e')) {
 		memcpy(t + n, ".0", 3);
 		n += 2;
@@ -396,6 +394,7 @@ put_real(struct line_buf *b, double v)
 		}
 	}
 	put(b, t, (size_t)n);
+	return true;
 }
 
 /* A borrowed json_t as json_dumps() nests it; false when jansson cannot dump it. */
@@ -411,56 +410,34 @@ put_json(struct line_buf *b, const json_t *j)
 	return n > 0;
 }
 
-/* What json_pack() would refuse to put into the object. */
-static bool
-field_valid(const struct log_field *f)
-{
-	if (!f->key || !put_string(NULL, f->key))
-		return false;
-	switch (f->type) {
-	case LOG_FIELD_STR:
-		return !f->v.s || put_string(NULL, f->v.s);
-	case LOG_FIELD_FLOAT:
-		return isfinite(f->v.d);
-	case LOG_FIELD_INT:
-	case LOG_FIELD_BOOL:
-	case LOG_FIELD_JSON:
-		return true;
-	default:
-		return false;
-	}
-}
-
+/* False for what json_pack() refused (then the line had no fields) or json_dumps() fails on. */
 static bool
 put_value(struct line_buf *b, const struct log_field *f)
 {
 	char num[24];
-	int n;
 
 	switch (f->type) {
 	case LOG_FIELD_STR:
 		if (f->v.s)
-			put_string(b, f->v.s);
-		else
-			put(b, "null", 4);
-		break;
+			return put_string(b, f->v.s);
+		put(b, "null", 4);
+		return true;
 	case LOG_FIELD_INT:
-		n = snprintf(num, sizeof(num), "%lld", f->v.i);
-		put(b, num, (size_t)n);
-		break;
+		put(b, num, (size_t)snprintf(num, sizeof(num), "%lld", f->v.i));
+		return true;
 	case LOG_FIELD_FLOAT:
-		put_real(b, f->v.d);
-		break;
+		return put_real(b, f->v.d);
 	case LOG_FIELD_BOOL:
 		put(b, f->v.b ? "true" : "false", f->v.b ? 4 : 5);
-		break;
-	default:
+		return true;
+	case LOG_FIELD_JSON:
 		if (f->v.j)
 			return put_json(b, f->v.j);
 		put(b, "null", 4);
-		break;
+		return true;
+	default:
+		return false;
 	}
-	return true;
 }
 
 static bool
@@ -478,28 +455,37 @@ reserved(const char *key)
 
 /*
  * The fields after msg, as json_object_set() on one object leaves them: a
- * repeated key in its first place with its last value. False when a field
- * is invalid (json_pack() failed on it and the line had none) or a LOG_JSON
- * value cannot be dumped.
+ * repeated key in its first place with its last value. A field left out
+ * (reserved, repeated) is still checked: one bad field and json_pack()
+ * failed, so false leaves the line without fields.
  */
 static bool
 put_fields(struct line_buf *b, const struct log_field *f, size_t n)
 {
+	struct line_buf check = { NULL, 0, 0 };
+
 	for (size_t i = 0; i < n; i++) {
 		const struct log_field *last = &f[i];
-		bool seen = false;
+		bool skip;
 
-		if (!field_valid(&f[i]))
+		if (!f[i].key)
 			return false;
-		for (size_t j = 0; j < i && !seen; j++)
-			seen = same_key(f[j].key, f[i].key);
-		if (seen || reserved(f[i].key))
+		skip = reserved(f[i].key);
+		for (size_t j = 0; j < i && !skip; j++)
+			skip = same_key(f[j].key, f[i].key);
+		if (skip) {
+			if (!put_string(&check, f[i].key) || !put_value(&check, &f[i]))
+				return false;
 			continue;
+		}
 		for (size_t j = i + 1; j < n; j++)
 			if (same_key(f[j].key, f[i].key))
 				last = &f[j];
+		if (last != &f[i] && !put_value(&check, &f[i]))
+			return false;
 		put(b, ",", 1);
-		put_string(b, f[i].key);
+		if (!put_string(b, f[i].key))
+			return false;
 		put(b, ":", 1);
 		if (!put_value(b, last))
 			return false;
