@@ -273,8 +273,8 @@ $(BUILD)/log_equiv: test/log_equiv.c $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ test/log_equiv.c $(LIB_A) $(FINAL_LIBS)
 
-# lib/log.c's jansson-free line is byte for byte the jansson one (and faster);
-# make test runs it too.
+# lib/log.c's lines are byte for byte what json_dumps() writes for the same
+# fields (and faster); make test runs it too.
 .PHONY: bench-log-equiv
 bench-log-equiv: $(BUILD)/log_equiv
 	$(BUILD)/log_equiv

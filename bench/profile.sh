@@ -4,7 +4,7 @@
 #  1. in process (build/default/admission_loop: admission_handle() on the
 #     valid Contact review of bench/webhook.sh plus the decision's JSON log
 #     line, in a loop): time per request, with and without the log line,
-#     and the log line alone on both of lib/log.c's paths (log_equiv);
+#     and the log line alone, typed fields vs json_pack + json_dumps (log_equiv);
 #  2. valgrind --tool=callgrind over the same loop: instructions per request
 #     (repeatable on a noisy machine) for the functions that matter, and the
 #     top functions by their own instructions (libjansson has no symbols on
@@ -65,7 +65,7 @@ if command -v valgrind >/dev/null 2>&1 && command -v callgrind_annotate >/dev/nu
 	echo "| function | instructions/request | share |"
 	echo "|---|---:|---:|"
 	for f in admission_handle json_loadb json_delete json_dumps json_pack json_vpack_ex \
-		resource_decode validate_object log_msg put_string admission_outcome_free; do
+		resource_decode validate_object log_fields put_string admission_outcome_free; do
 		awk -v f="$f" -v n=$n -v t="$total" '
 		{
 			line = $0
@@ -147,7 +147,7 @@ if command -v perf >/dev/null 2>&1 && perf record -o "$tmp/probe.data" true >/de
 	echo "|---|---:|"
 	perf report -i "$tmp/perf.data" --children --sort sym -g none 2>/dev/null >"$tmp/children.txt"
 	for f in serve_admission admission_handle json_loadb json_delete json_dumps json_pack \
-		resource_decode log_msg __GI___libc_write gnutls_record_send2 __libc_sendmsg \
+		resource_decode log_fields __GI___libc_write gnutls_record_send2 __libc_sendmsg \
 		__GI___setsockopt __libc_recv gnutls_record_recv __GI___libc_malloc \
 		__GI___libc_free malloc_consolidate; do
 		awk -v f="$f" '
