@@ -18,7 +18,12 @@
  */
 #define KUBE_PATH_MAX 1024
 #define KUBE_TIMEOUT_MS 10000		/* one ordinary call, end to end */
-#define KUBE_CONNECT_TIMEOUT_MS 3000	/* both cut to a thread's deadline, below */
+/*
+ * TCP connect and TLS handshake together (libcurl counts both): client-go's
+ * TLSHandshakeTimeout is 10 s. Both are cut to a thread's deadline (below),
+ * which is what keeps a webhook's review inside its timeout.
+ */
+#define KUBE_CONNECT_TIMEOUT_MS 10000
 #define KUBE_RESPONSE_MAX (64u << 20)	/* a larger response is refused */
 #define KUBE_TOKEN_REREAD_S 60		/* token file re-read period (client-go: 1 min) */
 #define KUBE_LIST_PAGE 500		/* default list page size */

@@ -1583,6 +1583,7 @@ END_TEST
 /* ---- tls: the same stand-in behind HTTPS, with certs/dev-cert.sh certificates ---- */
 
 static char tls_dir[64];
+static char *tls_saved_tmpdir;	/* TMPDIR before the case; a test may change it */
 
 static void
 start_tls_standin(void)
@@ -1591,6 +1592,8 @@ start_tls_standin(void)
 	const char *args[] = { "--tls-cert", cert, "--tls-key", key, "--tls-ca", ca,
 	    "--tls-port-file", port, "--tls-kubeconfig-out", kubeconfig, NULL };
 
+	free(tls_saved_tmpdir);
+	tls_saved_tmpdir = getenv("TMPDIR") ? strdup(getenv("TMPDIR")) : NULL;
 	snprintf(tls_dir, sizeof(tls_dir), "/tmp/milo-kube-tls-XXXXXX");
 	if (!mkdtemp(tls_dir)) {
 		tls_dir[0] = '\0';
@@ -1616,6 +1619,13 @@ stop_tls_standin(void)
 	char cmd[128];
 
 	tu_kube_stop();
+	/* Restored here, so a failed test (CK_FORK=no) leaves no TMPDIR behind. */
+	if (tls_saved_tmpdir)
+		setenv("TMPDIR", tls_saved_tmpdir, 1);
+	else
+		unsetenv("TMPDIR");
+	free(tls_saved_tmpdir);
+	tls_saved_tmpdir = NULL;
 	if (tls_dir[0]) {
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tls_dir);
 		if (system(cmd) != 0)
@@ -1692,8 +1702,6 @@ count_temp_files(const char *dir)
 START_TEST(test_tls_ca_data)
 {
 	char *pem, *b64, extra[8192], tmp[128];
-	const char *old_tmpdir = getenv("TMPDIR");
-	char *saved = old_tmpdir ? strdup(old_tmpdir) : NULL;
 	struct kube_client *c;
 	struct kube_response r;
 	size_t len;
@@ -1716,11 +1724,7 @@ START_TEST(test_tls_ca_data)
 	kube_response_free(&r);
 	kube_client_free(c);
 	ck_assert_int_eq(count_temp_files(tmp), 0);
-	if (saved)
-		setenv("TMPDIR", saved, 1);
-	else
-		unsetenv("TMPDIR");
-	free(saved);
+	/* stop_tls_standin() puts TMPDIR back. */
 }
 END_TEST
 
