@@ -53,10 +53,11 @@ start_standin() {
 }
 
 # start_webhook NAME KUBECONFIG PORT CPU: sets ${NAME}_pid; waits for /readyz (caches synced).
+# /metrics without auth: cached reads it with no token.
 start_webhook() {
 	taskset -c "$4" "$webhook_bin" --cert-dir="$certs" --bind-address=127.0.0.1 \
 		--secure-port="$3" --shutdown-delay=0s --log-level="${BENCH_LOG_LEVEL:-info}" \
-		--kubeconfig="$2" 2>"$tmp/$1.log" &
+		--metrics-auth=false --kubeconfig="$2" 2>"$tmp/$1.log" &
 	pid=$!
 	bench_pids="$bench_pids $pid"
 	eval "${1}_pid=$pid"
