@@ -506,21 +506,14 @@ class Fault(standin_http.FaultBase):
 
 # ---- state -------------------------------------------------------------------
 
-class State(standin_http.CallsAndFaults):
+class State(standin_http.StateBase):
+    default_config = DEFAULT_CONFIG
     fault_class = Fault
     call_log_max = CALL_LOG_MAX
 
     def __init__(self, config=None):
-        self.lock = threading.RLock()
-        self.stopping = threading.Event()
-        self.initial = dict(DEFAULT_CONFIG)
-        if config:
-            self._check_config(config)
-            self.initial.update(config)
-        self.config = dict(self.initial)
-        self.limiter = self._new_limiter()
         self.timers = {}
-        self._clear()
+        super().__init__(config)
 
     def _clear(self):
         self.lists = {}                             # lower-case address -> list record
@@ -560,14 +553,6 @@ class State(standin_http.CallsAndFaults):
             if k in ("domain", "webhookSigningKey") and (not isinstance(v, str) or not v):
                 raise ControlError(400, "%s must be a non-empty string" % k)
 
-    def configure(self, changes):
-        with self.lock:
-            self._check_config(changes)
-            self.config.update(changes)
-            if any(k.startswith("rate") for k in changes):
-                self.limiter = self._new_limiter()
-            return dict(self.config)
-
     def cancel_timers(self):
         with self.lock:
             for t in self.timers.values():
@@ -577,10 +562,7 @@ class State(standin_http.CallsAndFaults):
     def reset(self, keep_config=False):
         with self.lock:
             self.cancel_timers()
-            if not keep_config:
-                self.config = dict(self.initial)
-            self.limiter = self._new_limiter()
-            self._clear()
+            super().reset(keep_config)
 
     # -- lists and members
 

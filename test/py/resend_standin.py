@@ -195,7 +195,6 @@ import math
 import random
 import re
 import sys
-import threading
 import time
 import traceback
 import urllib.parse
@@ -390,20 +389,10 @@ class Fault(standin_http.FaultBase):
 
 # ---- state -------------------------------------------------------------------
 
-class State(standin_http.CallsAndFaults):
+class State(standin_http.StateBase):
+    default_config = DEFAULT_CONFIG
     fault_class = Fault
     call_log_max = CALL_LOG_MAX
-
-    def __init__(self, config=None):
-        self.lock = threading.RLock()
-        self.stopping = threading.Event()
-        self.initial = dict(DEFAULT_CONFIG)
-        if config:
-            self._check_config(config)
-            self.initial.update(config)
-        self.config = dict(self.initial)
-        self.limiter = self._new_limiter()
-        self._clear()
 
     def _clear(self):
         self.segments = collections.OrderedDict()   # id -> {id, name, created_at}
@@ -438,21 +427,6 @@ class State(standin_http.CallsAndFaults):
                 raise ControlError(400, "restrictedKeys must be a list")
             if k == "rateHeaders" and not isinstance(v, bool):
                 raise ControlError(400, "rateHeaders must be true or false")
-
-    def configure(self, changes):
-        with self.lock:
-            self._check_config(changes)
-            self.config.update(changes)
-            if any(k.startswith("rate") for k in changes):
-                self.limiter = self._new_limiter()
-            return dict(self.config)
-
-    def reset(self, keep_config=False):
-        with self.lock:
-            if not keep_config:
-                self.config = dict(self.initial)
-            self.limiter = self._new_limiter()
-            self._clear()
 
     # -- objects
 

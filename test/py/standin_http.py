@@ -17,9 +17,11 @@ document it in their docstrings; what is the same in both lives here:
   FaultBase      one injected-fault rule: the fields both stand-ins take
                  (kind, count, every, fraction, seed, method, route, status,
                  seconds, html, afterApply), matches(), describe().
-  CallsAndFaults the State mixin that holds the fault rules and the call
-                 log: add_fault, take_fault, record_call, calls_view,
+  CallsAndFaults the part of a State that holds the fault rules and the
+                 call log: add_fault, take_fault, record_call, calls_view,
                  clear_calls.
+  StateBase      a State's frame: lock, stopping, the config (start-up values,
+                 configure, reset) and the rate limiter, on CallsAndFaults.
   Logger, write_atomic, serve and the command-line flags both take.
 
 A stand-in subclasses Handler and StandIn and fills in their class
@@ -248,6 +250,41 @@ class CallsAndFaults:
             self.calls.clear()
             self.counts.clear()
             self.counts_by_status.clear()
+
+
+class StateBase(CallsAndFaults):
+    """A stand-in's State: lock (an RLock), stopping (an Event that delay
+    faults wait on), config (default_config updated with the start-up
+    values; reset goes back to them) and limiter. The class sets
+    default_config, fault_class and call_log_max and defines _check_config
+    (changes; ControlError for a bad one), _new_limiter() and _clear()
+    (forget every object, call, fault and event)."""
+
+    def __init__(self, config=None):
+        self.lock = threading.RLock()
+        self.stopping = threading.Event()
+        self.initial = dict(self.default_config)
+        if config:
+            self._check_config(config)
+            self.initial.update(config)
+        self.config = dict(self.initial)
+        self.limiter = self._new_limiter()
+        self._clear()
+
+    def configure(self, changes):
+        with self.lock:
+            self._check_config(changes)
+            self.config.update(changes)
+            if any(k.startswith("rate") for k in changes):
+                self.limiter = self._new_limiter()
+            return dict(self.config)
+
+    def reset(self, keep_config=False):
+        with self.lock:
+            if not keep_config:
+                self.config = dict(self.initial)
+            self.limiter = self._new_limiter()
+            self._clear()
 
 
 # ---- HTTP server -------------------------------------------------------------------
