@@ -75,30 +75,10 @@ run() {	# run NAME PORT DURATION -> wrk output in $tmp/NAME.N
 		-s "$top/bench/admission.lua" "https://127.0.0.1:$2$path"
 }
 
-summarise() {	# wrk --latency output -> "rps p50_ms p99_ms requests"
-	awk '
-	function ms(v) {
-		if (v ~ /us$/) return v / 1000
-		if (v ~ /ms$/) return v + 0
-		if (v ~ /s$/) return v * 1000
-		return v
-	}
-	/^Requests\/sec:/ { rps = $2 }
-	/ requests in / { n = $1 }
-	$1 == "50%" { p50 = ms($2) }
-	$1 == "99%" { p99 = ms($2) }
-	/Non-2xx|Socket errors/ { bad = bad " " $0 }
-	END {
-		if (bad != "") print "admission_state.sh: errors:" bad > "/dev/stderr"
-		printf "%.0f %.3f %.3f %d\n", rps, p50, p99, n
-	}' "$1"
-}
-
 run small "$port" 2s >/dev/null
 run big "$((port + 1))" 2s >/dev/null
 before_small=$(reqs "$small_url")
 before_big=$(reqs "$big_url")
-hz=$(getconf CLK_TCK)
 r=1
 while [ $r -le "$rounds" ]; do
 	if [ $((r % 2)) -eq 1 ]; then order="small big"; else order="big small"; fi
@@ -107,16 +87,13 @@ while [ $r -le "$rounds" ]; do
 		t0=$(cpu_ticks "$pid")
 		run "$s" "$p" "$duration" >"$tmp/$s.$r"
 		t1=$(cpu_ticks "$pid")
-		set -- $(summarise "$tmp/$s.$r")
-		cpu=$(awk -v t=$((t1 - t0)) -v hz="$hz" -v n="$4" 'BEGIN { printf "%.1f", n ? t * 1e6 / hz / n : 0 }')
-		echo "$1 $2 $3 $cpu" >>"$tmp/$s.sum"
+		wrk_summary "$tmp/$s.$r" $((t1 - t0)) >>"$tmp/$s.sum"
 	done
 	r=$((r + 1))
 done
 after_small=$(reqs "$small_url")
 after_big=$(reqs "$big_url")
 
-col() { awk -v c="$2" '{ print $c }' "$1" | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a ? b / a : 0 }'; }
 rps_s=$(col "$tmp/small.sum" 1); rps_b=$(col "$tmp/big.sum" 1)
 p50_s=$(col "$tmp/small.sum" 2); p50_b=$(col "$tmp/big.sum" 2)

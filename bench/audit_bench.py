@@ -34,7 +34,6 @@ import time
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TOP = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import kube_load  # noqa: E402
 import reconciler_bench as rb  # noqa: E402
@@ -123,18 +122,6 @@ def load(url, objs, threads=4):
         t.join()
     if errors:
         sys.exit("audit_bench: " + errors[0])
-
-
-def start_reconciler(procs, name, kubeconfig, resend_url, rate, period):
-    binary = os.environ.get("MILO_RECONCILER_BIN") or os.path.join(
-        TOP, "build/default/contact-reconciler")
-    argv = [binary, "--kubeconfig", kubeconfig, "--resend-base-url", resend_url,
-            "--resend-rate-limit", str(rate), "--leader-elect=false",
-            "--secure-port", str(rb.free_port()), "--bind-address", "127.0.0.1",
-            "--cert-dir", os.path.join(TOP, "certs/dev"), "--provider-audit-period", period]
-    env = dict(os.environ, RESEND_API_KEY=rb.API_KEY)
-    env.pop("KUBECONFIG", None)
-    return procs.start(name, argv, env)
 
 
 def audit_windows(procs, name):
@@ -229,7 +216,8 @@ def main():
         seed_s = time.monotonic() - t
         rb.http_json(resend_url + "/_standin/calls", "DELETE")
         name = "reconciler"
-        rec = start_reconciler(procs, name, kubeconfig, resend_url, rate, period)
+        rec = rb.start_reconciler(procs, name, kubeconfig, resend_url, rate, None,
+                                  ["--provider-audit-period", period])
         rb.wait_listed(procs, name, rec, "contactgroupmemberships", len(pairs))
         rss0 = rb.kib(rec.pid, "VmRSS")
         line, peak, _ = follow_audit(procs, name, rec, 0, 600)
@@ -285,11 +273,6 @@ def main():
         procs.stop(rec)
     finally:
         procs.close()
-        if os.environ.get("MILO_KEEP_LOGS"):
-            sys.stderr.write("logs kept in %s\n" % tmp)
-        else:
-            import shutil
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

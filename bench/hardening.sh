@@ -24,7 +24,8 @@
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-after=${MILO_WEBHOOK_BIN:-$top/build/default/contact-webhook}
+. "$top/bench/lib.sh"
+after=$webhook_bin
 # The main branch just before the budgets were merged (issue 15).
 baseline=${BENCH_BASELINE:-6c4e5de}
 duration=${BENCH_DURATION:-10s}
@@ -36,17 +37,10 @@ port=${BENCH_PORT:-19543}
 requests=${BENCH_REQUESTS:-2000}
 parts=${BENCH_PARTS:-rate instructions memory}
 path=/validate-notification-miloapis-com-v1alpha1-contact
-certs=$top/certs/dev
 body=$top/test/fixtures/sample-review.json
-py=${PYTHON:-python3}
 
-for tool in wrk taskset curl git make; do
-	command -v "$tool" >/dev/null 2>&1 || {
-		echo "hardening.sh: $tool not found" >&2
-		exit 1
-	}
-done
-[ -x "$after" ] || { echo "hardening.sh: no $after (make first)" >&2; exit 1; }
+need wrk taskset curl git make
+[ -x "$after" ] || die "no $after (make first)"
 [ -s "$certs/tls.crt" ] || sh "$top/certs/dev-cert.sh" "$certs"
 
 tmp=$(mktemp -d)
@@ -88,30 +82,6 @@ stop() {
 	wpid=""
 }
 
-cpu_ticks() {
-	awk '{ print $14 + $15 }' "/proc/$1/stat"
-}
-
-# wrk --latency output and CPU ticks -> "requests/s p50_ms p99_ms cpu_us/request"
-summarise() {
-	awk -v t="$2" -v hz="$(getconf CLK_TCK)" '
-	function ms(v) {
-		if (v ~ /us$/) return v / 1000
-		if (v ~ /ms$/) return v + 0
-		if (v ~ /s$/) return v * 1000
-		return v
-	}
-	/^Requests\/sec:/ { rps = $2 }
-	/ requests in / { n = $1 }
-	$1 == "50%" { p50 = ms($2) }
-	$1 == "99%" { p99 = ms($2) }
-	/Non-2xx|Socket errors/ { bad = bad " " $0 }
-	END {
-		if (bad != "") print "hardening.sh: errors:" bad > "/dev/stderr"
-		printf "%.0f %.3f %.3f %.1f\n", rps, p50, p99, n ? t * 1e6 / hz / n : 0
-	}' "$1"
-}
-
 load() {
 	BENCH_BODY=$body taskset -c "$client_cpu" wrk -t1 -c"$conns" \
 		-d"$1" --latency -s "$top/bench/admission.lua" \
@@ -125,16 +95,12 @@ run() {	# run BIN LEVEL -> one summary line
 	load "$duration" >"$tmp/wrk.txt"
 	ticks=$(($(cpu_ticks "$wpid") - t0))
 	stop
-	summarise "$tmp/wrk.txt" "$ticks"
+	wrk_summary "$tmp/wrk.txt" "$ticks"
 }
 
 want() {
 	case " $parts " in *" $1 "*) return 0 ;; esac
 	return 1
-}
-
-median() {	# median of column $1 of file $2
-	sort -n -k"$1" "$2" | awk -v c="$1" '{ v[NR] = $c } END { print v[int((NR + 1) / 2)] }'
 }
 
 # --- 1. rate and latency --------------------------------------------------
@@ -155,15 +121,15 @@ for level in ${levels-info warn}; do
 	echo "| binary | requests/s | p50 ms | p99 ms | server CPU µs/request |"
 	echo "|---|---:|---:|---:|---:|"
 	for side in before after; do
-		printf '| %s | %s | %s | %s | %s |\n' "$side" "$(median 1 "$tmp/$side-$level")" \
-			"$(median 2 "$tmp/$side-$level")" "$(median 3 "$tmp/$side-$level")" \
-			"$(median 4 "$tmp/$side-$level")"
+		printf '| %s | %s | %s | %s | %s |\n' "$side" "$(col "$tmp/$side-$level" 1)" \
+			"$(col "$tmp/$side-$level" 2)" "$(col "$tmp/$side-$level" 3)" \
+			"$(col "$tmp/$side-$level" 4)"
 	done
 	printf '| after/before | %s | %s | %s | %s |\n' \
-		"$(awk -v a="$(median 1 "$tmp/after-$level")" -v b="$(median 1 "$tmp/before-$level")" 'BEGIN { printf "%.2f", a / b }')" \
-		"$(awk -v a="$(median 2 "$tmp/after-$level")" -v b="$(median 2 "$tmp/before-$level")" 'BEGIN { printf "%.2f", a / b }')" \
-		"$(awk -v a="$(median 3 "$tmp/after-$level")" -v b="$(median 3 "$tmp/before-$level")" 'BEGIN { printf "%.2f", a / b }')" \
-		"$(awk -v a="$(median 4 "$tmp/after-$level")" -v b="$(median 4 "$tmp/before-$level")" 'BEGIN { printf "%.2f", a / b }')"
+		"$(awk -v a="$(col "$tmp/after-$level" 1)" -v b="$(col "$tmp/before-$level" 1)" 'BEGIN { printf "%.2f", a / b }')" \
+		"$(awk -v a="$(col "$tmp/after-$level" 2)" -v b="$(col "$tmp/before-$level" 2)" 'BEGIN { printf "%.2f", a / b }')" \
+		"$(awk -v a="$(col "$tmp/after-$level" 3)" -v b="$(col "$tmp/before-$level" 3)" 'BEGIN { printf "%.2f", a / b }')" \
+		"$(awk -v a="$(col "$tmp/after-$level" 4)" -v b="$(col "$tmp/before-$level" 4)" 'BEGIN { printf "%.2f", a / b }')"
 	for side in before after; do
 		echo "$side runs: $(tr '\n' ';' <"$tmp/$side-$level")"
 	done

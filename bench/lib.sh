@@ -1,5 +1,6 @@
-# lib.sh -- shared by bench/cache.sh and bench/admission_state.sh (sourced).
-# Starts the kube stand-in and the webhook on it, reads memory, cleans up.
+# lib.sh -- shell helpers the bench scripts share (sourced after top is set).
+# Starts the kube stand-in and the webhook on it, reads memory and CPU time,
+# sums up a wrk run, cleans up.
 # Needs: top, tmp set by the caller; defines pids it kills on exit.
 
 build=${MILO_BUILD:-$top/build/default}
@@ -52,10 +53,11 @@ start_standin() {
 }
 
 # start_webhook NAME KUBECONFIG PORT CPU: sets ${NAME}_pid; waits for /readyz (caches synced).
+# /metrics without auth: cached reads it with no token.
 start_webhook() {
 	taskset -c "$4" "$webhook_bin" --cert-dir="$certs" --bind-address=127.0.0.1 \
 		--secure-port="$3" --shutdown-delay=0s --log-level="${BENCH_LOG_LEVEL:-info}" \
-		--kubeconfig="$2" 2>"$tmp/$1.log" &
+		--metrics-auth=false --kubeconfig="$2" 2>"$tmp/$1.log" &
 	pid=$!
 	bench_pids="$bench_pids $pid"
 	eval "${1}_pid=$pid"
@@ -89,11 +91,39 @@ kib() {
 	awk -v f="$2" '$1 == f ":" { print $2 }' "/proc/$1/${3:-status}"
 }
 
+# cpu_ticks PID: the process's CPU time so far (user + system), in clock ticks.
 cpu_ticks() {
 	awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
+# wrk_summary FILE TICKS: wrk --latency output, and the server's CPU ticks over
+# the run -> "requests/s p50_ms p99_ms cpu_us/request"; wrk's error lines
+# (non-2xx answers, socket errors) go to stderr.
+wrk_summary() {
+	awk -v t="$2" -v hz="$(getconf CLK_TCK)" -v me="$(basename "$0")" '
+	function ms(v) {
+		if (v ~ /us$/) return v / 1000
+		if (v ~ /ms$/) return v + 0
+		if (v ~ /s$/) return v * 1000
+		return v
+	}
+	/^Requests\/sec:/ { rps = $2 }
+	/ requests in / { n = $1 }
+	$1 == "50%" { p50 = ms($2) }
+	$1 == "99%" { p99 = ms($2) }
+	/Non-2xx|Socket errors/ { bad = bad " " $0 }
+	END {
+		if (bad != "") print me ": errors:" bad > "/dev/stderr"
+		printf "%.0f %.3f %.3f %.1f\n", rps, p50, p99, n ? t * 1e6 / hz / n : 0
+	}' "$1"
 }
 
 # median of the numbers on stdin
 median() {
 	sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.6g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# col FILE N: the median of column N of FILE
+col() {
+	awk -v c="$2" '{ print $c }' "$1" | median
 }

@@ -37,6 +37,7 @@ Python 3 standard library only. Prints Markdown to stdout.
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -86,6 +87,9 @@ def cpu_s(pid):
 
 
 class Procs:
+    """The processes a bench starts, their logs in tmp; close() stops them
+    and removes tmp unless MILO_KEEP_LOGS is set."""
+
     def __init__(self, tmp):
         self.tmp = tmp
         self.procs = []
@@ -109,6 +113,10 @@ class Procs:
     def close(self):
         for p in reversed(self.procs):
             self.stop(p)
+        if os.environ.get("MILO_KEEP_LOGS"):
+            sys.stderr.write("logs kept in %s\n" % self.tmp)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def wait_file(path, what, timeout=30):
@@ -159,6 +167,8 @@ def start_resend(procs, rate):
 
 
 def start_reconciler(procs, name, kubeconfig, resend_url, rate, resync, extra=()):
+    """contact-reconciler on the kube stand-in and the provider's (BENCH_PROVIDER)
+    at rate; resync None leaves the reconciler's default; extra: more flags."""
     binary = os.environ.get("MILO_RECONCILER_BIN") or os.path.join(
         TOP, "build/default/contact-reconciler")
     port = free_port()
@@ -169,8 +179,9 @@ def start_reconciler(procs, name, kubeconfig, resend_url, rate, resync, extra=()
         provider = ["--resend-base-url", resend_url, "--resend-rate-limit", str(rate)]
     argv = [binary, "--kubeconfig", kubeconfig] + provider + ["--leader-elect=false",
             "--secure-port", str(port), "--bind-address", "127.0.0.1",
-            "--cert-dir", os.path.join(TOP, "certs/dev"), "--resync-period", resync,
-            "--metrics-auth=false"]
+            "--cert-dir", os.path.join(TOP, "certs/dev"), "--metrics-auth=false"]
+    if resync is not None:
+        argv += ["--resync-period", resync]
     argv += list(extra)
     if os.environ.get("BENCH_WORKERS"):
         argv += ["--workers", os.environ["BENCH_WORKERS"]]
@@ -436,11 +447,6 @@ def main():
             report_memory(memory(procs, n, rate))
     finally:
         procs.close()
-        if os.environ.get("MILO_KEEP_LOGS"):
-            sys.stderr.write("logs kept in %s\n" % tmp)
-        else:
-            import shutil
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-bin=${MILO_WEBHOOK_BIN:-$top/build/default/contact-webhook}
+. "$top/bench/lib.sh"
+bin=$webhook_bin
 duration=${BENCH_DURATION:-10s}
 conns=${BENCH_CONNECTIONS:-32}
 server_cpu=${BENCH_SERVER_CPU:-0}
@@ -23,16 +24,10 @@ port=${BENCH_PORT:-19443}
 nginx_port=$((port + 1))
 level=${BENCH_LOG_LEVEL:-info}
 path=/validate-notification-miloapis-com-v1alpha1-contact
-certs=$top/certs/dev
 body=$top/test/fixtures/sample-review.json
 
-for tool in wrk nginx taskset curl; do
-	command -v "$tool" >/dev/null 2>&1 || {
-		echo "webhook.sh: $tool not found" >&2
-		exit 1
-	}
-done
-[ -x "$bin" ] || { echo "webhook.sh: no $bin (make first)" >&2; exit 1; }
+need wrk nginx taskset curl
+[ -x "$bin" ] || die "no $bin (make first)"
 [ -s "$certs/tls.crt" ] || sh "$top/certs/dev-cert.sh" "$certs"
 
 tmp=$(mktemp -d)
@@ -56,34 +51,6 @@ wait_up() {
 	done
 }
 
-rss_kib() {
-	awk -v f="$2" '$1 == f ":" { print $2 }' "/proc/$1/${3:-status}"
-}
-
-# CPU time of a process so far, in clock ticks.
-cpu_ticks() {
-	awk '{ print $14 + $15 }' "/proc/$1/stat"
-}
-
-# wrk --latency output -> "requests/s p50_ms p99_ms"
-summarise() {
-	awk '
-	function ms(v) {
-		if (v ~ /us$/) return v / 1000
-		if (v ~ /ms$/) return v + 0
-		if (v ~ /s$/) return v * 1000
-		return v
-	}
-	/^Requests\/sec:/ { rps = $2 }
-	$1 == "50%" { p50 = ms($2) }
-	$1 == "99%" { p99 = ms($2) }
-	/Non-2xx|Socket errors/ { bad = bad " " $0 }
-	END {
-		if (bad != "") print "webhook.sh: errors:" bad > "/dev/stderr"
-		printf "%.0f %.3f %.3f\n", rps, p50, p99
-	}' "$1"
-}
-
 load() {
 	BENCH_BODY=$body taskset -c "$client_cpu" wrk -t1 -c"$conns" \
 		-d"$2" --latency -s "$top/bench/admission.lua" "$1"
@@ -96,16 +63,16 @@ taskset -c "$server_cpu" "$bin" --cert-dir="$certs" --bind-address=127.0.0.1 \
 wpid=$!
 wait_up "https://localhost:$port$path" POST
 sleep 1
-idle_rss=$(rss_kib "$wpid" VmRSS)
-idle_anon=$(rss_kib "$wpid" RssAnon)
-idle_pss=$(rss_kib "$wpid" Pss smaps_rollup)
+idle_rss=$(kib "$wpid" VmRSS)
+idle_anon=$(kib "$wpid" RssAnon)
+idle_pss=$(kib "$wpid" Pss smaps_rollup)
 curl -fs --cacert "$certs/ca.crt" -H 'Content-Type: application/json' \
 	--data-binary "@$body" "https://localhost:$port$path" >"$tmp/reply.json"
 load "https://127.0.0.1:$port$path" 2s >/dev/null	# warm-up
 t0=$(cpu_ticks "$wpid")
 load "https://127.0.0.1:$port$path" "$duration" >"$tmp/wrk-webhook.txt"
 w_ticks=$(($(cpu_ticks "$wpid") - t0))
-busy_rss=$(rss_kib "$wpid" VmRSS)
+busy_rss=$(kib "$wpid" VmRSS)
 kill "$wpid"
 wait "$wpid" || true
 wpid=""
@@ -153,21 +120,13 @@ wait "$npid" 2>/dev/null || true
 npid=""
 
 # --- report --------------------------------------------------------------
-summarise "$tmp/wrk-webhook.txt" >"$tmp/webhook.sum"
-summarise "$tmp/wrk-nginx.txt" >"$tmp/nginx.sum"
-read -r w_rps w_p50 w_p99 <"$tmp/webhook.sum"
-read -r n_rps n_p50 n_p99 <"$tmp/nginx.sum"
-ratio=$(awk -v a="$w_rps" -v b="$n_rps" 'BEGIN { printf "%.0f", b ? 100 * a / b : 0 }')
 # Server CPU per request: steadier than requests/s on a shared machine,
 # where the server is not always the one waiting.
-hz=$(getconf CLK_TCK)
-per_req() {
-	awk -v t="$1" -v hz="$hz" '
-	/ requests in / { n = $1 }
-	END { printf "%.1f", n ? t * 1e6 / hz / n : 0 }' "$2"
-}
-w_cpu=$(per_req "$w_ticks" "$tmp/wrk-webhook.txt")
-n_cpu=$(per_req "$n_ticks" "$tmp/wrk-nginx.txt")
+wrk_summary "$tmp/wrk-webhook.txt" "$w_ticks" >"$tmp/webhook.sum"
+wrk_summary "$tmp/wrk-nginx.txt" "$n_ticks" >"$tmp/nginx.sum"
+read -r w_rps w_p50 w_p99 w_cpu <"$tmp/webhook.sum"
+read -r n_rps n_p50 n_p99 n_cpu <"$tmp/nginx.sum"
+ratio=$(awk -v a="$w_rps" -v b="$n_rps" 'BEGIN { printf "%.0f", b ? 100 * a / b : 0 }')
 cpu_ratio=$(awk -v a="$w_cpu" -v b="$n_cpu" 'BEGIN { printf "%.0f", a ? 100 * b / a : 0 }')
 
 echo "HTTPS keep-alive, $conns connections, $duration; server on CPU $server_cpu, wrk on CPU $client_cpu"

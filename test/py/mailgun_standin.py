@@ -177,12 +177,15 @@ authenticated, never rate-limited, not in the call log). JSON in and out.
                                  request is counted, whatever its answer.
   GET    /_standin/counts        the same without the log
   DELETE /_standin/calls         clear the log, the counts and the counters
-  GET    /_standin/faults        the active fault rules
+  GET    /_standin/faults        the active fault rules (with remaining, seen: the
+                                 matching calls, fired)
   POST   /_standin/faults        add a rule -> {"id": n}. Fields: kind ("error" |
                                  "rate_limit" | "delay" | "drop"), every (N: fire on
-                                 the Nth, 2Nth, ... matching call), count (fire N times;
-                                 omitted = until cleared), fraction (0..1, drawn from
-                                 random.Random(seed)), seed (0), method, route
+                                 the Nth, 2Nth, ... matching call), fraction (0..1:
+                                 then fire on that share of those calls, drawn from
+                                 random.Random(seed)), count (fire N times; omitted =
+                                 until cleared; a call not fired on does not use it
+                                 up), seed (0), method, route
                                  (template such as "/v3/lists/{list}/members"), and per
                                  kind:
                                    error: status (500), message, html (true: a
@@ -250,7 +253,6 @@ import hashlib
 import hmac
 import json
 import math
-import random
 import re
 import secrets
 import ssl
@@ -489,82 +491,35 @@ class RateLimiter:
 
 # ---- faults ------------------------------------------------------------------
 
-FAULT_KINDS = ("error", "rate_limit", "delay", "drop")
+class Fault(standin_http.FaultBase):
+    """standin_http.FaultBase with Mailgun's message and retryAfter; status
+    must be an HTTP status."""
 
-
-class Fault:
     def __init__(self, fid, spec):
-        self.id = fid
-        self.spec = dict(spec)
-        self.kind = spec.get("kind", "error")
-        if self.kind not in FAULT_KINDS:
-            raise ControlError(400, "kind must be one of %s" % ", ".join(FAULT_KINDS))
-        self.count = spec.get("count")
-        if self.count is not None and (not isinstance(self.count, int) or self.count < 1):
-            raise ControlError(400, "count must be a positive integer")
-        self.every = spec.get("every")
-        if self.every is not None and (not isinstance(self.every, int) or self.every < 1):
-            raise ControlError(400, "every must be a positive integer")
-        try:
-            self.fraction = float(spec.get("fraction", 1.0))
-            self.status = int(spec.get("status", 500 if self.kind == "error" else 429))
-            self.seconds = float(spec.get("seconds", 0))
-        except (TypeError, ValueError):
-            raise ControlError(400, "fraction, status and seconds must be numbers")
-        if not 0.0 <= self.fraction <= 1.0:
-            raise ControlError(400, "fraction must be within 0..1")
+        super().__init__(fid, spec)
         if not 100 <= self.status <= 599:
             raise ControlError(400, "status must be an HTTP status")
-        self.rng = random.Random(spec.get("seed", 0))
-        self.method = spec.get("method")
-        self.route = spec.get("route")
         self.message = spec.get("message") or (
             MSG_TOO_MANY if self.status == 429 else MSG_SERVER_ERROR)
-        self.html = bool(spec.get("html", False))
-        self.after = bool(spec.get("afterApply", False))
         self.retry_after = spec.get("retryAfter")
-        self.seen = 0
-        self.fired = 0
-
-    def matches(self, method, template):
-        if self.method and self.method.upper() != method:
-            return False
-        if self.route and self.route != template:
-            return False
-        return True
-
-    def describe(self):
-        d = dict(self.spec)
-        d.update({"id": self.id, "remaining": self.count, "seen": self.seen,
-                  "fired": self.fired})
-        return d
 
 
 # ---- state -------------------------------------------------------------------
 
-class State:
+class State(standin_http.StateBase):
+    default_config = DEFAULT_CONFIG
+    fault_class = Fault
+    call_log_max = CALL_LOG_MAX
+
     def __init__(self, config=None):
-        self.lock = threading.RLock()
-        self.stopping = threading.Event()
-        self.initial = dict(DEFAULT_CONFIG)
-        if config:
-            self._check_config(config)
-            self.initial.update(config)
-        self.config = dict(self.initial)
-        self.limiter = self._new_limiter()
         self.timers = {}
-        self._clear()
+        super().__init__(config)
 
     def _clear(self):
         self.lists = {}                             # lower-case address -> list record
         self.tasks = collections.OrderedDict()      # task id -> bulk task
         self.suppressions = {"unsubscribes": [], "complaints": [], "bounces": []}
-        self.faults = []
-        self.next_fault = 1
-        self.calls = collections.deque(maxlen=CALL_LOG_MAX)
-        self.seq = 0
-        self.counts = collections.Counter()
-        self.counts_by_status = collections.defaultdict(collections.Counter)
+        self.clear_calls_and_faults()
         self.counters = collections.Counter()
         self.by_status = collections.Counter()
         self.events = collections.deque(maxlen=EVENT_LOG_MAX)
@@ -598,14 +553,6 @@ class State:
             if k in ("domain", "webhookSigningKey") and (not isinstance(v, str) or not v):
                 raise ControlError(400, "%s must be a non-empty string" % k)
 
-    def configure(self, changes):
-        with self.lock:
-            self._check_config(changes)
-            self.config.update(changes)
-            if any(k.startswith("rate") for k in changes):
-                self.limiter = self._new_limiter()
-            return dict(self.config)
-
     def cancel_timers(self):
         with self.lock:
             for t in self.timers.values():
@@ -615,10 +562,7 @@ class State:
     def reset(self, keep_config=False):
         with self.lock:
             self.cancel_timers()
-            if not keep_config:
-                self.config = dict(self.initial)
-            self.limiter = self._new_limiter()
-            self._clear()
+            super().reset(keep_config)
 
     # -- lists and members
 
@@ -679,62 +623,27 @@ class State:
         with self.lock:
             self.suppressions[kind].append(record)
 
-    # -- faults and calls
-
-    def add_fault(self, spec):
-        with self.lock:
-            f = Fault(self.next_fault, spec)
-            self.next_fault += 1
-            self.faults.append(f)
-            return f.id
-
-    def take_fault(self, method, template):
-        with self.lock:
-            for f in self.faults:
-                if not f.matches(method, template):
-                    continue
-                f.seen += 1
-                if f.every is not None and f.seen % f.every != 0:
-                    continue
-                if f.fraction < 1.0 and f.rng.random() >= f.fraction:
-                    continue
-                f.fired += 1
-                if f.count is not None:
-                    f.count -= 1
-                    if f.count <= 0:
-                        self.faults.remove(f)
-                return f
-            return None
+    # -- the call log (standin_http.CallsAndFaults) and Mailgun's counters
 
     def record_call(self, rec):
         with self.lock:
-            self.seq += 1
-            rec["seq"] = self.seq
-            self.calls.append(rec)
-            key = "%s %s" % (rec["method"], rec["route"] or "(unknown)")
-            self.counts[key] += 1
-            self.counts_by_status[key][str(rec["status"])] += 1
+            super().record_call(rec)
             self.by_status[str(rec["status"])] += 1
             if rec["fault"]:
                 self.counters["faults"] += 1
 
     def calls_view(self, since=0, with_log=True):
         with self.lock:
-            out = {"total": self.seq, "next": self.seq + 1, "counts": dict(self.counts),
-                   "countsByStatus": {k: dict(v) for k, v in self.counts_by_status.items()},
-                   "counters": {"byStatus": dict(self.by_status),
-                                "unauthorized": self.counters["unauthorized"],
-                                "rateLimited": self.counters["rateLimited"],
-                                "faults": self.counters["faults"]}}
-            if with_log:
-                out["calls"] = [dict(r) for r in self.calls if r["seq"] >= since]
+            out = super().calls_view(since, with_log)
+            out["counters"] = {"byStatus": dict(self.by_status),
+                               "unauthorized": self.counters["unauthorized"],
+                               "rateLimited": self.counters["rateLimited"],
+                               "faults": self.counters["faults"]}
             return out
 
     def clear_calls(self):
         with self.lock:
-            self.calls.clear()
-            self.counts.clear()
-            self.counts_by_status.clear()
+            super().clear_calls()
             self.counters.clear()
             self.by_status.clear()
 

@@ -128,14 +128,15 @@ authenticated, never rate-limited, not in the call log). JSON in and out.
                                  whatever its answer.
   GET    /_standin/counts        the same without the log
   DELETE /_standin/calls         clear the log and the counts
-  GET    /_standin/faults        the active fault rules
+  GET    /_standin/faults        the active fault rules (with remaining, seen: the
+                                 matching calls, fired)
   POST   /_standin/faults        add a rule -> {"id": n}. Fields: kind ("error" |
-                                 "rate_limit" | "delay" | "drop"), count (next N
-                                 matching calls; omitted = until cleared), fraction
-                                 (0..1: fire on that share of matching calls, drawn
-                                 from random.Random(seed); a call that is not drawn
-                                 does not use up count), every (N: fire on every Nth
-                                 matching call), seed (0), method, route
+                                 "rate_limit" | "delay" | "drop"), every (N: fire on
+                                 the Nth, 2Nth, ... matching call), fraction (0..1:
+                                 then fire on that share of those calls, drawn from
+                                 random.Random(seed)), count (fire N times; omitted =
+                                 until cleared; a call not fired on does not use it
+                                 up), seed (0), method, route
                                  (template such as "/contacts/{contact}"), and per kind:
                                    error: status (500), name (application_error for
                                      500, service_unavailable for 503, ...), message,
@@ -194,7 +195,6 @@ import math
 import random
 import re
 import sys
-import threading
 import time
 import traceback
 import urllib.parse
@@ -377,75 +377,28 @@ class RateLimiter:
 
 # ---- faults ------------------------------------------------------------------
 
-FAULT_KINDS = ("error", "rate_limit", "delay", "drop")
+class Fault(standin_http.FaultBase):
+    """standin_http.FaultBase with Resend's error name, message and retryAfter."""
 
-
-class Fault:
     def __init__(self, fid, spec):
-        self.id = fid
-        self.spec = dict(spec)
-        self.kind = spec.get("kind", "error")
-        if self.kind not in FAULT_KINDS:
-            raise ControlError(400, "kind must be one of %s" % ", ".join(FAULT_KINDS))
-        self.count = spec.get("count")
-        if self.count is not None and (not isinstance(self.count, int) or self.count < 1):
-            raise ControlError(400, "count must be a positive integer")
-        self.fraction = float(spec.get("fraction", 1.0))
-        if not 0.0 <= self.fraction <= 1.0:
-            raise ControlError(400, "fraction must be within 0..1")
-        self.every = spec.get("every")
-        if self.every is not None and (not isinstance(self.every, int) or self.every < 1):
-            raise ControlError(400, "every must be a positive integer")
-        self.seen = 0
-        self.rng = random.Random(spec.get("seed", 0))
-        self.method = spec.get("method")
-        self.route = spec.get("route")
-        self.status = int(spec.get("status", 500 if self.kind == "error" else 429))
+        super().__init__(fid, spec)
         self.name = spec.get("name") or ERROR_NAMES.get(self.status, "application_error")
         self.message = spec.get("message") or ERROR_MESSAGES.get(self.name, "Injected fault.")
-        self.html = bool(spec.get("html", False))
-        self.after = bool(spec.get("afterApply", False))
-        self.seconds = float(spec.get("seconds", 0))
         self.retry_after = int(spec.get("retryAfter", 1))
-        self.fired = 0
-
-    def matches(self, method, template):
-        if self.method and self.method.upper() != method:
-            return False
-        if self.route and self.route != template:
-            return False
-        return True
-
-    def describe(self):
-        d = dict(self.spec)
-        d.update({"id": self.id, "remaining": self.count, "fired": self.fired})
-        return d
 
 
 # ---- state -------------------------------------------------------------------
 
-class State:
-    def __init__(self, config=None):
-        self.lock = threading.RLock()
-        self.stopping = threading.Event()
-        self.initial = dict(DEFAULT_CONFIG)
-        if config:
-            self._check_config(config)
-            self.initial.update(config)
-        self.config = dict(self.initial)
-        self.limiter = self._new_limiter()
-        self._clear()
+class State(standin_http.StateBase):
+    default_config = DEFAULT_CONFIG
+    fault_class = Fault
+    call_log_max = CALL_LOG_MAX
 
     def _clear(self):
         self.segments = collections.OrderedDict()   # id -> {id, name, created_at}
         self.contacts = collections.OrderedDict()   # id -> contact record
         self.by_email = {}                          # lower-case email -> id
-        self.faults = []
-        self.next_fault = 1
-        self.calls = collections.deque(maxlen=CALL_LOG_MAX)
-        self.seq = 0
-        self.counts = collections.Counter()
-        self.counts_by_status = collections.defaultdict(collections.Counter)
+        self.clear_calls_and_faults()
         self.events = collections.deque(maxlen=EVENT_LOG_MAX)
 
     def _new_limiter(self):
@@ -474,21 +427,6 @@ class State:
                 raise ControlError(400, "restrictedKeys must be a list")
             if k == "rateHeaders" and not isinstance(v, bool):
                 raise ControlError(400, "rateHeaders must be true or false")
-
-    def configure(self, changes):
-        with self.lock:
-            self._check_config(changes)
-            self.config.update(changes)
-            if any(k.startswith("rate") for k in changes):
-                self.limiter = self._new_limiter()
-            return dict(self.config)
-
-    def reset(self, keep_config=False):
-        with self.lock:
-            if not keep_config:
-                self.config = dict(self.initial)
-            self.limiter = self._new_limiter()
-            self._clear()
 
     # -- objects
 
@@ -559,57 +497,6 @@ class State:
                 contacts.append(v)
             return {"segments": segs, "contacts": contacts, "config": dict(self.config),
                     "faults": [f.describe() for f in self.faults], "calls": self.seq}
-
-    # -- faults and calls
-
-    def add_fault(self, spec):
-        with self.lock:
-            f = Fault(self.next_fault, spec)
-            self.next_fault += 1
-            self.faults.append(f)
-            return f.id
-
-    def take_fault(self, method, template):
-        with self.lock:
-            for f in self.faults:
-                if not f.matches(method, template):
-                    continue
-                if f.fraction < 1.0 and f.rng.random() >= f.fraction:
-                    continue
-                if f.every is not None:
-                    f.seen += 1
-                    if f.seen % f.every:
-                        continue
-                f.fired += 1
-                if f.count is not None:
-                    f.count -= 1
-                    if f.count <= 0:
-                        self.faults.remove(f)
-                return f
-            return None
-
-    def record_call(self, rec):
-        with self.lock:
-            self.seq += 1
-            rec["seq"] = self.seq
-            self.calls.append(rec)
-            key = "%s %s" % (rec["method"], rec["route"] or "(unknown)")
-            self.counts[key] += 1
-            self.counts_by_status[key][str(rec["status"])] += 1
-
-    def calls_view(self, since=0, with_log=True):
-        with self.lock:
-            out = {"total": self.seq, "next": self.seq + 1, "counts": dict(self.counts),
-                   "countsByStatus": {k: dict(v) for k, v in self.counts_by_status.items()}}
-            if with_log:
-                out["calls"] = [dict(r) for r in self.calls if r["seq"] >= since]
-            return out
-
-    def clear_calls(self):
-        with self.lock:
-            self.calls.clear()
-            self.counts.clear()
-            self.counts_by_status.clear()
 
 
 # ---- request validation helpers ------------------------------------------------

@@ -14,16 +14,26 @@ document it in their docstrings; what is the same in both lives here:
                  stop(), a context manager.
   send_webhook   one webhook delivery (http:// or https://, with caFile,
                  serverName and insecure), recorded in the state's event log.
+  FaultBase      one injected-fault rule: the fields both stand-ins take
+                 (kind, count, every, fraction, seed, method, route, status,
+                 seconds, html, afterApply), matches(), describe().
+  CallsAndFaults the part of a State that holds the fault rules and the
+                 call log: add_fault, take_fault, record_call, calls_view,
+                 clear_calls.
+  StateBase      a State's frame: lock, stopping, the config (start-up values,
+                 configure, reset) and the rate limiter, on CallsAndFaults.
   Logger, write_atomic, serve and the command-line flags both take.
 
 A stand-in subclasses Handler and StandIn and fills in their class
 attributes (see each class). Python 3 standard library only.
 """
 
+import collections
 import http.client
 import http.server
 import json
 import os
+import random
 import signal
 import socket
 import ssl
@@ -120,6 +130,161 @@ def control_common(st, method, action, body, query, seed, send_event):
         if method == "POST":
             return 200, send_event(st, body)
     raise ControlError(404, "no control endpoint %s %s" % (method, action))
+
+
+# ---- faults and the call log ------------------------------------------------------
+
+FAULT_KINDS = ("error", "rate_limit", "delay", "drop")
+
+
+class FaultBase:
+    """One fault rule from a POST /_standin/faults body (spec); ControlError 400
+    for a bad field. A stand-in's Fault extends it for its own fields (error
+    name, message, retryAfter) and checks."""
+
+    def __init__(self, fid, spec):
+        self.id = fid
+        self.spec = dict(spec)
+        self.kind = spec.get("kind", "error")
+        if self.kind not in FAULT_KINDS:
+            raise ControlError(400, "kind must be one of %s" % ", ".join(FAULT_KINDS))
+        self.count = spec.get("count")
+        if self.count is not None and (not isinstance(self.count, int) or self.count < 1):
+            raise ControlError(400, "count must be a positive integer")
+        self.every = spec.get("every")
+        if self.every is not None and (not isinstance(self.every, int) or self.every < 1):
+            raise ControlError(400, "every must be a positive integer")
+        try:
+            self.fraction = float(spec.get("fraction", 1.0))
+            self.status = int(spec.get("status", 500 if self.kind == "error" else 429))
+            self.seconds = float(spec.get("seconds", 0))
+        except (TypeError, ValueError):
+            raise ControlError(400, "fraction, status and seconds must be numbers")
+        if not 0.0 <= self.fraction <= 1.0:
+            raise ControlError(400, "fraction must be within 0..1")
+        self.rng = random.Random(spec.get("seed", 0))
+        self.method = spec.get("method")
+        self.route = spec.get("route")
+        self.html = bool(spec.get("html", False))
+        self.after = bool(spec.get("afterApply", False))
+        self.seen = 0
+        self.fired = 0
+
+    def matches(self, method, template):
+        if self.method and self.method.upper() != method:
+            return False
+        if self.route and self.route != template:
+            return False
+        return True
+
+    def describe(self):
+        d = dict(self.spec)
+        d.update({"id": self.id, "remaining": self.count, "seen": self.seen,
+                  "fired": self.fired})
+        return d
+
+
+class CallsAndFaults:
+    """The part of a stand-in's State that holds the fault rules (faults, a
+    list of fault_class) and the call log (calls, at most call_log_max, and
+    the counts by route and by status). The class sets fault_class and
+    call_log_max and has lock (an RLock); its _clear() calls
+    clear_calls_and_faults()."""
+
+    def clear_calls_and_faults(self):
+        self.faults = []
+        self.next_fault = 1
+        self.calls = collections.deque(maxlen=self.call_log_max)
+        self.seq = 0
+        self.counts = collections.Counter()
+        self.counts_by_status = collections.defaultdict(collections.Counter)
+
+    def add_fault(self, spec):
+        with self.lock:
+            f = self.fault_class(self.next_fault, spec)
+            self.next_fault += 1
+            self.faults.append(f)
+            return f.id
+
+    def take_fault(self, method, template):
+        """The first rule that fires on this call, or None. A rule sees every
+        call it matches; with every N it fires on the Nth, 2Nth, ... of them,
+        then fraction draws; count is used up only when it fires."""
+        with self.lock:
+            for f in self.faults:
+                if not f.matches(method, template):
+                    continue
+                f.seen += 1
+                if f.every is not None and f.seen % f.every != 0:
+                    continue
+                if f.fraction < 1.0 and f.rng.random() >= f.fraction:
+                    continue
+                f.fired += 1
+                if f.count is not None:
+                    f.count -= 1
+                    if f.count <= 0:
+                        self.faults.remove(f)
+                return f
+            return None
+
+    def record_call(self, rec):
+        """Logs rec (method, route, status, ...) under the next seq and counts it."""
+        with self.lock:
+            self.seq += 1
+            rec["seq"] = self.seq
+            self.calls.append(rec)
+            key = "%s %s" % (rec["method"], rec["route"] or "(unknown)")
+            self.counts[key] += 1
+            self.counts_by_status[key][str(rec["status"])] += 1
+
+    def calls_view(self, since=0, with_log=True):
+        with self.lock:
+            out = {"total": self.seq, "next": self.seq + 1, "counts": dict(self.counts),
+                   "countsByStatus": {k: dict(v) for k, v in self.counts_by_status.items()}}
+            if with_log:
+                out["calls"] = [dict(r) for r in self.calls if r["seq"] >= since]
+            return out
+
+    def clear_calls(self):
+        with self.lock:
+            self.calls.clear()
+            self.counts.clear()
+            self.counts_by_status.clear()
+
+
+class StateBase(CallsAndFaults):
+    """A stand-in's State: lock (an RLock), stopping (an Event that delay
+    faults wait on), config (default_config updated with the start-up
+    values; reset goes back to them) and limiter. The class sets
+    default_config, fault_class and call_log_max and defines _check_config
+    (changes; ControlError for a bad one), _new_limiter() and _clear()
+    (forget every object, call, fault and event)."""
+
+    def __init__(self, config=None):
+        self.lock = threading.RLock()
+        self.stopping = threading.Event()
+        self.initial = dict(self.default_config)
+        if config:
+            self._check_config(config)
+            self.initial.update(config)
+        self.config = dict(self.initial)
+        self.limiter = self._new_limiter()
+        self._clear()
+
+    def configure(self, changes):
+        with self.lock:
+            self._check_config(changes)
+            self.config.update(changes)
+            if any(k.startswith("rate") for k in changes):
+                self.limiter = self._new_limiter()
+            return dict(self.config)
+
+    def reset(self, keep_config=False):
+        with self.lock:
+            if not keep_config:
+                self.config = dict(self.initial)
+            self.limiter = self._new_limiter()
+            self._clear()
 
 
 # ---- HTTP server -------------------------------------------------------------------

@@ -25,14 +25,8 @@ REMOVAL = "ContactGroupMembershipRemoval"
 LIST_PREFIX = "/apis/%s/%s/" % (h.GROUP, h.VERSION)
 
 
-def setUpModule():
-    if not os.access(h.binary(), os.X_OK):
-        raise RuntimeError("no reconciler binary at %s (set MILO_RECONCILER_BIN)" % h.binary())
-    h.cert_dir()
-
-
-def tearDownModule():
-    h.cleanup_certs()
+setUpModule = h.module_setup
+tearDownModule = h.cleanup_certs
 
 
 def all_of(env, kind):

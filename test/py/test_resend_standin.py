@@ -552,11 +552,30 @@ class TestFaults(StandInCase):
         self.s.control("faults", {"clear": True})
         self.ok("GET", "/contacts/f@example.com")
 
+    def test_every_then_fraction(self):
+        # Every matching call is seen; each 3rd one is drawn, and only a fired
+        # call uses up count.
+        self.s.control("faults", {"kind": "error", "every": 3, "fraction": 0.5, "seed": 7,
+                                  "count": 4, "route": "/segments"})
+        got = [self.api("GET", "/segments")[0] == 500 for _ in range(30)]
+        rng = random.Random(7)
+        want, left = [], 4
+        for n in range(1, 31):
+            fire = left > 0 and n % 3 == 0 and rng.random() < 0.5
+            left -= fire
+            want.append(fire)
+        self.assertEqual(got, want)
+        faults = self.s.control("faults", method="GET")["faults"]
+        if left:
+            self.assertEqual((faults[0]["seen"], faults[0]["fired"]), (30, 4 - left))
+        else:
+            self.assertEqual(faults, [])
+
     def test_bad_fault(self):
-        with self.assertRaises(RuntimeError):
-            self.s.control("faults", {"kind": "explode"})
-        with self.assertRaises(RuntimeError):
-            self.s.control("faults", {"count": 0})
+        for spec in ({"kind": "explode"}, {"count": 0}, {"every": 0}, {"fraction": 2},
+                     {"fraction": "x"}, {"status": "x"}):
+            with self.assertRaises(RuntimeError, msg=spec):
+                self.s.control("faults", spec)
 
 
 class TestCalls(StandInCase):

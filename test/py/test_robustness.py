@@ -19,14 +19,8 @@ from reconciler_harness import Env, wait_for  # noqa: E402
 NS = "robust"
 
 
-def setUpModule():
-    if not os.access(h.binary(), os.X_OK):
-        raise RuntimeError("no reconciler binary at %s (set MILO_RECONCILER_BIN)" % h.binary())
-    h.cert_dir()
-
-
-def tearDownModule():
-    h.cleanup_certs()
+setUpModule = h.module_setup
+tearDownModule = h.cleanup_certs
 
 
 class TestSignals(unittest.TestCase):
