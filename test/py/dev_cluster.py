@@ -242,6 +242,29 @@ class DevCluster:
                 raise ClusterError("contact-webhook was not ready in %ds: %s" % (timeout, why))
             time.sleep(0.05)
 
+    def webhook_metric(self, series):
+        """One series of the webhook's /metrics ('name{labels}'), or None. The
+        stand-in takes any bearer token as its admin, who may read /metrics."""
+        ctx = ssl.create_default_context(cafile=os.path.join(self.cert_dir, "ca.crt"))
+        req = urllib.request.Request("https://127.0.0.1:%d/metrics" % self.webhook_port,
+                                     headers={"Authorization": "Bearer dev"})
+        with urllib.request.urlopen(req, context=ctx, timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(series + " "):
+                    return float(line.rsplit(" ", 1)[1])
+        return None
+
+    def wait_webhook_cached(self, kind, n, timeout=10):
+        """Until the webhook's watch cache holds at least n objects of kind: its
+        cluster-state rules see what the API server has stored only after
+        the watch event, as any cache-backed webhook does."""
+        series = 'milo_webhook_cache_objects{kind="%s"}' % kind
+        deadline = time.monotonic() + timeout
+        while (self.webhook_metric(series) or 0) < n:
+            if time.monotonic() > deadline:
+                raise ClusterError("the webhook's cache did not reach %d %s" % (n, kind))
+            time.sleep(0.05)
+
     def webhook_problems(self):
         """After stop(): what went wrong with the webhook process, or None.
 
