@@ -605,6 +605,29 @@ delete_object(struct reconciler *r, enum resource_kind kind, const char *ns,
 }
 
 /*
+ * Deletes the objects of kind named by k ("ns/name" keys; freed here);
+ * *deleted counts those the API server took (gone once their finalizers
+ * are done). 0, -ENOMEM when k is incomplete, -EIO when a delete failed.
+ */
+static int
+delete_keys(struct reconciler *r, enum resource_kind kind, struct keys *k, size_t *deleted)
+{
+	int rc = k->oom ? -ENOMEM : 0;
+
+	for (size_t i = 0; i < k->n && rc == 0; i++) {
+		const char *name = key_split(k->v[i]);
+		int d = delete_object(r, kind, k->v[i], name);
+
+		if (d > 0)
+			(*deleted)++;
+		else if (d < 0)
+			rc = -EIO;
+	}
+	keys_free(k);
+	return rc;
+}
+
+/*
  * Before a Contact or ContactGroup lets go of its provider object: deletes
  * the memberships and removals that name it (Milo's controllers do the
  * same), so each membership's own finalizer takes the contact out of the
@@ -618,22 +641,11 @@ delete_dependents(struct reconciler *r, const struct obj *o, enum cache_ref by, 
 	int rc = 0;
 
 	*left = 0;
-	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]) && rc == 0; i++) {
 		struct keys k = { 0 };
 
 		cache_refs_foreach(r->cache, kinds[i], by, o->ns, o->name, collect_key, &k);
-		if (k.oom)
-			rc = -ENOMEM;
-		for (size_t j = 0; j < k.n && rc == 0; j++) {
-			const char *n = key_split(k.v[j]);
-			int d = delete_object(r, kinds[i], k.v[j], n);
-
-			if (d > 0)
-				(*left)++;	/* gone once its finalizer is done */
-			else if (d < 0)
-				rc = -EIO;
-		}
-		keys_free(&k);
+		rc = delete_keys(r, kinds[i], &k, left);	/* gone once their finalizers are done */
 	}
 	return rc;
 }
@@ -1030,29 +1042,16 @@ reconcile_membership(struct reconciler *r, struct obj *o)
  * how many this call deleted. Returns 0 or a negative errno.
  */
 static int
-delete_memberships(struct reconciler *r, const struct obj *o, int *deleted)
+delete_memberships(struct reconciler *r, const struct obj *o, size_t *deleted)
 {
 	const struct object_ref *c = o->res.spec.membership.contact_ref;
 	const struct object_ref *g = o->res.spec.membership.group_ref;
 	struct keys k = { .skip_deleting = true };
-	int rc = 0;
 
 	*deleted = 0;
 	cache_pair_foreach(r->cache, KIND_MEMBERSHIP, ref_ns(c, o), c->name, ref_ns(g, o),
 	    g->name, collect_key, &k);
-	if (k.oom)
-		rc = -ENOMEM;
-	for (size_t i = 0; i < k.n && rc == 0; i++) {
-		const char *name = key_split(k.v[i]);
-		int d = delete_object(r, KIND_MEMBERSHIP, k.v[i], name);
-
-		if (d > 0)
-			(*deleted)++;
-		else if (d < 0)
-			rc = -EIO;
-	}
-	keys_free(&k);
-	return rc;
+	return delete_keys(r, KIND_MEMBERSHIP, &k, deleted);
 }
 
 /* status.membershipsRemoved so far: what this removal deleted over its life. */
@@ -1077,7 +1076,8 @@ reconcile_removal(struct reconciler *r, struct obj *o)
 	struct provider_error e = { NULL, -1 };
 	struct provider_contact c;
 	struct pair_ids p;
-	int deleted = 0, rc;
+	size_t deleted = 0;
+	int rc;
 	json_int_t total;
 	bool settled;
 	long next = 0;
@@ -1111,11 +1111,11 @@ reconcile_removal(struct reconciler *r, struct obj *o)
 		if ((deleted || !settled) && p.contact_id && p.segment_id)
 			snprintf(o->did, sizeof(o->did), "removed provider contact %s from group %s",
 			    p.contact_id, p.segment_id);
-		total = removed_so_far(o) + deleted;
+		total = removed_so_far(o) + (json_int_t)deleted;
 		obj_status_set(o, "membershipsRemoved", json_integer(total));
 		if (deleted || !settled)
 			record(r, o, "Normal", "Removed", "RemoveFromSegment",
-			    "the contact opted out: %d membership(s) deleted now, %lld in all; "
+			    "the contact opted out: %zu membership(s) deleted now, %lld in all; "
 			    "the contact is out of the provider group", deleted,
 			    (long long)total);
 		next = status_of(report(r, o, NULL, true, "Removed",
