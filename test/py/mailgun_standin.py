@@ -1286,7 +1286,6 @@ class Handler(standin_http.Handler):
         return "%s://%s" % (scheme, host)
 
     def handle_api(self, u, query_multi, raw):
-        st = self.st
         started = time.monotonic()
         method = self.command
         template, params, handler = match_route(u.path, method)
@@ -1297,16 +1296,8 @@ class Handler(standin_http.Handler):
                "authUser": None,
                "body": raw[:LOGGED_BODY_MAX].decode("utf-8", "replace") if raw else None,
                "status": None, "response": None, "fault": None}
-        status, payload, headers, ctype, drop = self.answer(
-            method, template, params, handler, query_multi, raw, rec)
-        rec["status"] = status
-        rec["response"] = payload
-        rec["durationMs"] = round((time.monotonic() - started) * 1000, 1)
-        st.record_call(rec)
-        if drop:
-            self.close_connection = True
-            return
-        self.send(status, payload, headers, ctype)
+        self.answer_and_record(rec, started, method, template, params, handler,
+                               query_multi, raw, rec)
 
     def answer(self, method, template, params, handler, query_multi, raw, rec):
         """-> (status, payload, headers, content type, drop)."""

@@ -962,7 +962,6 @@ class Handler(standin_http.Handler):
         return ApiError(code, text, "validation_error").body()
 
     def handle_api(self, u, query_multi, raw):
-        st = self.st
         query = standin_http.last_values(query_multi)
         started = time.monotonic()
         template, params, methods = match_route(u.path)
@@ -975,16 +974,8 @@ class Handler(standin_http.Handler):
             rec["body"] = json.loads(raw) if raw else None
         except ValueError:
             rec["body"] = raw.decode("utf-8", "replace")
-        status, payload, headers, ctype, drop = self.answer(
-            method, template, params, methods, query, raw, rec)
-        rec["status"] = status
-        rec["response"] = payload
-        rec["durationMs"] = round((time.monotonic() - started) * 1000, 1)
-        st.record_call(rec)
-        if drop:
-            self.close_connection = True
-            return
-        self.send(status, payload, headers, ctype)
+        self.answer_and_record(rec, started, method, template, params, methods, query,
+                               raw, rec)
 
     def answer(self, method, template, params, methods, query, raw, rec):
         """-> (status, payload, headers, content type, drop)."""

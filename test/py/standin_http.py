@@ -39,6 +39,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 import urllib.parse
 
 CONTROL_PREFIX = "/_standin/"
@@ -361,6 +362,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
+
+    def answer_and_record(self, rec, started, *args):
+        """Answers a provider call with self.answer(*args), records it in the
+        call log with its status, response and duration, then sends it (or
+        drops the connection, for a fault that says so)."""
+        status, payload, headers, ctype, drop = self.answer(*args)
+        rec["status"] = status
+        rec["response"] = payload
+        rec["durationMs"] = round((time.monotonic() - started) * 1000, 1)
+        self.st.record_call(rec)
+        if drop:
+            self.close_connection = True
+            return
+        self.send(status, payload, headers, ctype)
 
     def handle_any(self):
         u = urllib.parse.urlsplit(self.path)
