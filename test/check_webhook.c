@@ -9,6 +9,7 @@
 #include <gnutls/x509.h>
 #include <jansson.h>
 #include <limits.h>
+#include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -26,6 +27,7 @@
 #include "base64.h"
 #include "buf.h"
 #include "clock.h"
+#include "httpd.h"
 #include "subjects.h"
 #include "testutil.h"
 
@@ -943,9 +945,9 @@ START_TEST(test_sample_allowed)
 }
 END_TEST
 
-/* The decision line for uid in the server's log, or NULL. */
+/* The first line of the server's log whose key is value, or NULL. */
 static json_t *
-decision_line(const struct server *s, const char *uid)
+log_line(const struct server *s, const char *key, const char *value)
 {
 	char *log = tu_read_file(s->log, NULL), *p, *end;
 	json_t *found = NULL;
@@ -958,14 +960,35 @@ decision_line(const struct server *s, const char *uid)
 		if (end)
 			*end = '\0';
 		line = json_loads(p, 0, NULL);
-		if (line && json_is_string(json_object_get(line, "uid")) &&
-		    strcmp(json_string_value(json_object_get(line, "uid")), uid) == 0)
+		if (line && json_is_string(json_object_get(line, key)) &&
+		    strcmp(json_string_value(json_object_get(line, key)), value) == 0)
 			found = json_incref(line);
 		json_decref(line);
 	}
 	free(log);
 	return found;
 }
+
+/* The decision line for uid in the server's log, or NULL. */
+static json_t *
+decision_line(const struct server *s, const char *uid)
+{
+	return log_line(s, "uid", uid);
+}
+
+/* The start line says which TLS transport serves (lib/tls_transport.c here). */
+START_TEST(test_serving_line_names_the_transport)
+{
+	json_t *line = log_line(&shared, "msg", "serving");
+
+	ck_assert_ptr_nonnull(line);
+	ck_assert_str_eq(json_string_value(json_object_get(line, "tls_transport")),
+	    httpd_own_transport() ? "milo" : "gnutls");
+	ck_assert_str_eq(json_string_value(json_object_get(line, "libmicrohttpd")),
+	    MHD_get_version());
+	json_decref(line);
+}
+END_TEST
 
 /*
  * A denial is an info line with the review's details; an allowed review
@@ -2130,6 +2153,7 @@ webhook_suite(void)
 	tcase_add_test(core, test_golden_fixture);
 	tcase_add_test(core, test_sample_allowed);
 	tcase_add_test(core, test_decision_logged);
+	tcase_add_test(core, test_serving_line_names_the_transport);
 	tcase_add_test(core, test_wrong_kind_denied);
 	tcase_add_test(core, test_delete_allowed);
 	tcase_add_test(core, test_dry_run_same_verdict);

@@ -9,6 +9,8 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include <microhttpd.h>
+
 #include "httpd.h"
 #include "jsonparse.h"
 #include "log.h"
@@ -162,7 +164,10 @@ main(int argc, char **argv)
 	    LOG_STR("cert", o.cert_file),
 	    LOG_STR("tls_min_version", o.tls_min_version == TLS_MIN_VERSION_13 ?
 	    "VersionTLS13" : "VersionTLS12"),
-	    LOG_BOOL("client_ca", o.client_ca_file != NULL));
+	    LOG_BOOL("client_ca", o.client_ca_file != NULL),
+	    /* lib/tls_transport.c, or GnuTLS's own on another libmicrohttpd */
+	    LOG_STR("tls_transport", httpd_own_transport() ? "milo" : "gnutls"),
+	    LOG_STR("libmicrohttpd", MHD_get_version()));
 
 	sig = wait_for_stop(w, &sigs);
 	drain(w, &sigs, sig, o.shutdown_delay_ms);
