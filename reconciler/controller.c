@@ -770,6 +770,37 @@ contact_of(const struct obj *o, struct provider_contact *c)
 	    .id = o->res.status.provider_id };
 }
 
+/*
+ * Another Contact, not being deleted, with this one's email (compared as
+ * the webhook compares them): the provider keys its contact by the
+ * address, so both are one provider contact, which must outlive this one.
+ * *who gets "ns/name" (free it). 1, 0, or -ENOMEM.
+ */
+static int
+email_shared(struct reconciler *r, const struct obj *o, char **who)
+{
+	char *ns = NULL, *name = NULL;
+	struct cache_found f;
+	int rc;
+
+	*who = NULL;
+	if (!o->res.spec.contact.email)
+		return 0;
+	rc = cache_contact_by_email(r->cache, o->res.spec.contact.email, o->ns, o->name, &ns,
+	    &name);
+	if (rc == 1) {
+		rc = cache_get(r->cache, KIND_CONTACT, ns, name, &f);
+		if (rc == 1 && f.deleting)
+			rc = 0;		/* both going: each deletes, the second finds it gone */
+		cache_found_free(&f);
+		if (rc == 1 && asprintf(who, "%s/%s", ns, name) < 0)
+			rc = -ENOMEM;
+	}
+	free(ns);
+	free(name);
+	return rc;
+}
+
 static long
 reconcile_contact(struct reconciler *r, struct obj *o)
 {
@@ -777,7 +808,7 @@ reconcile_contact(struct reconciler *r, struct obj *o)
 	struct provider_contact c;
 	struct group_ids groups;
 	enum provider_change did;
-	char *id = NULL;
+	char *id = NULL, *other;
 	long next;
 	int rc;
 
@@ -791,6 +822,21 @@ reconcile_contact(struct reconciler *r, struct obj *o)
 		if (left)
 			return WAIT_FOR_DEPENDENTS_MS;
 		contact_of(o, &c);
+		if ((rc = email_shared(r, o, &other)) < 0)
+			return rc;
+		if (rc == 1) {
+			/*
+			 * Deleting it would take the other Contact's memberships
+			 * and any unsubscribe made at the provider with it.
+			 */
+			record(r, o, "Normal", "ProviderContactKept", "DeleteContact",
+			    "provider contact %s kept: Contact %s has the same email",
+			    c.id ? c.id : c.email, other);
+			log_info("provider contact kept", LOG_STR("namespace", o->ns),
+			    LOG_STR("name", o->name), LOG_STR("id", c.id), LOG_STR("shared_with", other));
+			free(other);
+			return status_of(set_finalizer(r, o, false));
+		}
 		if ((rc = r->provider->ops->contact_delete(r->provider, &c, NULL, 0, &e)) != 0) {
 			next = provider_failed(r, o, rc, "DeleteContact", &e);
 			return next ? next : -EIO;

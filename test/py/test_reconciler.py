@@ -183,6 +183,31 @@ class TestContact(Base):
         env.wait_event(NS, "Contact", "c1", "ContactDeleted")
         self.stop_ok(rec)
 
+    def test_a_shared_email_keeps_the_provider_contact(self):
+        """Two Contacts with one email (admitted in the same instant, or with
+        the webhook bypassed) are one provider contact: deleting one keeps it
+        for the other, with its unsubscribe; deleting the last deletes it."""
+        env = self.env()
+        rec = env.reconciler()
+        env.contact(NS, "ada", "ada@example.com", "Ada")
+        cid = env.wait_ready("Contact", NS, "ada")["status"]["providerID"]
+        env.contact("other", "ada2", "ADA@example.com", "Ada")
+        self.assertEqual(env.wait_ready("Contact", "other", "ada2")["status"]["providerID"],
+                         cid)
+        env.resend.control("drift", {"op": "updateContact", "contact": cid,
+                                     "changes": {"unsubscribed": True}})
+        env.delete("Contact", NS, "ada")
+        env.wait_gone("Contact", NS, "ada")
+        ev = env.wait_event(NS, "Contact", "ada", "ProviderContactKept")[0]
+        self.assertIn("Contact other/ada2 has the same email", ev["note"])
+        pcs = env.provider_contacts()
+        self.assertEqual([(p["id"], p["unsubscribed"]) for p in pcs], [(cid, True)], pcs)
+        self.assertNotIn("DELETE /contacts/{contact}", env.calls()["counts"])
+        env.delete("Contact", "other", "ada2")
+        env.wait_gone("Contact", "other", "ada2")
+        self.assertEqual(env.provider_contacts(), [])
+        self.stop_ok(rec)
+
     def test_existing_provider_contact_is_adopted(self):
         env = self.env()
         seeded = env.resend.control("seed", {"contacts": [
