@@ -13,8 +13,8 @@
  * A deferred request: its connection is suspended (libmicrohttpd leaves it
  * alone, so the request and its headers are this thread's until resumed);
  * the handler runs again with may_block set, its answer is kept in the
- * request, and the connection is resumed, which makes libmicrohttpd call
- * the access handler once more to queue it (httpd.c).
+ * request, and the connection is resumed (defer_main()), which makes
+ * libmicrohttpd call the access handler once more to queue it (httpd.c).
  */
 static void
 run(struct request *r)
@@ -37,7 +37,6 @@ run(struct request *r)
 		rc = -EDEADLK;	/* asking twice is a handler bug: 500 */
 	r->handler_rc = rc;
 	r->deferred = DEFER_DONE;
-	MHD_resume_connection(r->conn);
 }
 
 static void *
@@ -64,8 +63,18 @@ defer_main(void *arg)
 		pthread_mutex_unlock(&p->lock);
 		run(r);
 		metric_dec(h->m.deferred);
+		/*
+		 * The slot is given back before the answer goes, so a request
+		 * sent once this one is answered finds it free; stopping still
+		 * waits for the resume (resuming).
+		 */
 		pthread_mutex_lock(&p->lock);
 		p->used--;
+		p->resuming++;
+		pthread_mutex_unlock(&p->lock);
+		MHD_resume_connection(r->conn);
+		pthread_mutex_lock(&p->lock);
+		p->resuming--;
 		pthread_cond_broadcast(&p->drained);
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -166,7 +175,7 @@ defer_wait_idle(struct httpd *h)
 
 	pthread_mutex_lock(&p->lock);
 	p->stop = true;		/* no new reservations */
-	while (p->used > 0)
+	while (p->used > 0 || p->resuming > 0)
 		pthread_cond_wait(&p->drained, &p->lock);
 	pthread_mutex_unlock(&p->lock);
 }

@@ -74,12 +74,13 @@ struct request {
 struct defer_pool {
 	pthread_mutex_t lock;
 	pthread_cond_t work;		/* a job queued, or stop */
-	pthread_cond_t drained;		/* used went down */
+	pthread_cond_t drained;		/* used or resuming went down */
 	struct request *head, *tail;
 	pthread_t threads[HTTPD_MAX_THREADS];
 	unsigned int n_threads, n_idle;
 	unsigned int n_queued;		/* jobs not taken by a thread yet */
 	unsigned int used;		/* slots reserved, queued or running */
+	unsigned int resuming;		/* answered, connection not resumed yet */
 	unsigned int max;
 	bool stop;
 };
